@@ -1,0 +1,24 @@
+"""Per-filter aggregation: conv filters are items, everything else per weight."""
+
+from aggregations import Aggregation, register_aggregation
+from aggregations._items import per_element, per_output_channel
+
+
+@register_aggregation("filter")
+class Filter(Aggregation):
+    """Pool each convolution filter; Dense layers stay per weight.
+
+    Conv kernel ``(kh, kw, cin, cout)``: filter ``o`` is ``kernel[..., o]``,
+    every tap and input channel of one output channel, plus ``bias[o]`` when
+    biases are prunable, since the bias belongs to the filter's feature map.
+    Never pooled across output channels (the original study's bug, seed 003).
+    Dense kernels, Dense biases and other parameters are per element.
+
+    Source: Li et al. 2017, "Pruning Filters for Efficient ConvNets".
+    """
+
+    def local_items(self, param):
+        """Conv kernel and bias: item = output channel; else per element."""
+        if param.kind == "conv" and param.role in ("kernel", "bias"):
+            return per_output_channel(param)
+        return per_element(param)

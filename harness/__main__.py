@@ -1,0 +1,84 @@
+"""Command line: ``python -m harness [options]`` runs one experiment.
+
+Settings come from the defaults, then a TOML file (``--config``), then the
+options given here. ``python -m harness --list`` shows what is registered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import aggregations
+import measures
+import tasks
+from harness.config import RunConfig
+from harness.run import run
+
+LIST_OPTIONS = {
+    "measures": "measure specs, e.g. fisher obd:hessian=exact (default: all registered)",
+    "aggregations": "aggregations (default: all registered)",
+    "poolings": "item poolings: mean sum max min l2 (default: mean)",
+    "scopes": "layer and/or global (default: layer)",
+    "normalizations": "per-layer normalisation for global scope: none mean max (default: none)",
+    "replacements": "zero and/or random (default: zero)",
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser; every option defaults to None so TOML values survive."""
+    p = argparse.ArgumentParser(prog="python -m harness", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="TOML file whose keys are the option names with underscores")
+    p.add_argument("--list", action="store_true", help="list registered tasks, models, measures, aggregations")
+    p.add_argument("--task", help="task name (default: digits)")
+    p.add_argument("--model", help="model of the task (default: the task's default)")
+    for name, text in LIST_OPTIONS.items():
+        p.add_argument(f"--{name}", nargs="+", help=text)
+    p.add_argument("--thresholds", nargs="+", type=float, help="fractions in [0, 1] (default: 0, 0.05, ..., 1)")
+    for name, kind in [("epochs", int), ("batch-size", int), ("learning-rate", float), ("seed", int),
+                       ("importance-samples", int)]:
+        p.add_argument(f"--{name}", type=kind)
+    p.add_argument("--prunable", help="kernels (default), kernels+biases or all")
+    p.add_argument("--output", help="result CSV (default: data/results.csv)")
+    p.add_argument("--data-dir", help="folder holding a local copy of the task's dataset")
+    p.add_argument("--deterministic", action="store_true", default=None, help="deterministic TensorFlow ops")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="hide progress bars")
+    p.add_argument("--resume", action="store_true", default=None, help="continue the run with the same run id")
+    return p
+
+
+def registered() -> str:
+    """A listing of every registered plugin."""
+    lines = [f"tasks: {tasks.TASKS.names()}"]
+    lines += [f"  {name} models: {sorted(tasks.get_task(name).models)}" for name in tasks.TASKS.names()]
+    lines += [f"measures: {measures.MEASURES.names()}", f"aggregations: {aggregations.AGGREGATIONS.names()}"]
+    return "\n".join(lines)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """Merge the TOML file (if any) and the given options into a validated config."""
+    given = {k: v for k, v in vars(args).items() if v is not None and k not in ("config", "list")}
+    return RunConfig.from_toml(args.config, **given) if args.config else RunConfig(**given)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit status (2 for bad input, with no traceback)."""
+    args = parser().parse_args(argv)
+    if args.list:
+        print(registered())
+        return 0
+    try:
+        config = config_from_args(args)
+        print(f"run {config.run_id}: task={config.task} model={config.model} epochs={config.epochs} "
+              f"measures={config.measures} aggregations={config.aggregations} -> {config.output}")
+        path = run(config)
+    except (ValueError, tasks.DatasetUnavailable, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Thresholding: which items to replace at a target fraction t.
+
+Items are ranked once per (epoch, measure, aggregation, scope) by increasing
+score. Ties are broken by a seeded random permutation of the items, never by
+a value comparison such as ``score < cutoff``. For a fraction t, each segment
+(one layer for ``layer`` scope, the whole model for ``global`` scope) replaces
+the shortest prefix of its ranking that holds at least ``round(t * n)``
+parameters, n being the segment's parameter count; items are never split, so
+the achieved sparsity can exceed t by less than one item. Masks for increasing
+t are therefore nested.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aggregations import Items
+
+SCOPES = ("layer", "global")
+NORMALIZATIONS = ("none", "mean", "max")
+
+
+def check_choice(name: str, value: str, choices) -> None:
+    """Raise ``ValueError("Unknown <name> 'x'; available: [...]")`` if ``value`` is not a choice."""
+    if value not in choices:
+        raise ValueError(f"Unknown {name} {value!r}; available: {list(choices)}")
+
+
+def normalize_per_layer(scores: np.ndarray, layers: np.ndarray, how: str) -> np.ndarray:
+    """Divide item scores by their layer's mean or max absolute item score.
+
+    Args:
+        scores: Item scores, shape ``(n_items,)``.
+        layers: Layer of each item, shape ``(n_items,)``.
+        how: ``none``, ``mean`` or ``max``. A layer whose divisor is 0 is left as is.
+
+    Returns:
+        Normalised scores, shape ``(n_items,)``.
+    """
+    check_choice("normalization", how, NORMALIZATIONS)
+    if how == "none":
+        return scores
+    reduce = {"mean": np.mean, "max": np.max}[how]
+    divisor = np.ones_like(scores)
+    for layer in np.unique(layers):
+        in_layer = layers == layer
+        value = reduce(np.abs(scores[in_layer]))
+        divisor[in_layer] = value if value > 0 else 1.0
+    return scores / divisor
+
+
+def round_half_up(x: np.ndarray) -> np.ndarray:
+    """Round to the nearest integer, halves up (``round(t * n)`` of the spec)."""
+    return np.floor(np.asarray(x, np.float64) + 0.5 + 1e-9).astype(np.int64)
+
+
+class Thresholder:
+    """Nested replacement masks from one ranking of items.
+
+    Args:
+        items: Pooled items from an aggregation.
+        scope: ``layer`` (each layer thresholded separately) or ``global``.
+        normalization: For ``global`` scope, per-layer score normalisation
+            (``none``, ``mean`` or ``max``); must be ``none`` for ``layer``.
+        seed: Seed of the tie-breaking permutation.
+
+    Raises:
+        ValueError: unknown scope or normalization, or normalization with layer scope.
+    """
+
+    def __init__(self, items: Items, scope: str = "layer", normalization: str = "none", seed: int = 0):
+        check_choice("scope", scope, SCOPES)
+        if scope == "layer" and normalization != "none":
+            raise ValueError(f"normalization applies to global scope only. Received: normalization={normalization!r}")
+        scores = normalize_per_layer(items.scores, items.layers, normalization)
+        segments = items.layers if scope == "layer" else np.zeros_like(items.layers)
+        tiebreak = np.random.default_rng(seed).permutation(len(scores))
+        order = np.lexsort((tiebreak, scores, segments))
+        self._segment_ids, starts = np.unique(segments[order], return_index=True)
+        self._segment = np.searchsorted(self._segment_ids, segments)
+        self._rank = np.empty(len(order), np.int64)
+        self._rank[order] = np.arange(len(order)) - starts[self._segment[order]]
+        ends = np.append(starts[1:], len(order))
+        sorted_sizes = items.sizes[order]
+        self._cumsizes = [np.cumsum(sorted_sizes[a:b]) for a, b in zip(starts, ends)]
+        self._element_items = items.element_items
+        self.n_params = int(items.sizes.sum())
+
+    def counts(self, t: float) -> np.ndarray:
+        """Number of items replaced in each segment at fraction ``t``."""
+        check_fraction(t)
+        targets = [round_half_up(t * c[-1]) for c in self._cumsizes]
+        return np.array([0 if n == 0 else np.searchsorted(c, n, "left") + 1 for n, c in zip(targets, self._cumsizes)])
+
+    def item_mask(self, t: float) -> np.ndarray:
+        """Boolean mask over items: True where the item is replaced at ``t``."""
+        return self._rank < self.counts(t)[self._segment]
+
+    def masks(self, t: float) -> list[np.ndarray]:
+        """Per parameter, a boolean array of its shape: True where replaced at ``t``."""
+        replaced = self.item_mask(t)
+        return [replaced[ids] for ids in self._element_items]
+
+    def n_replaced(self, t: float) -> int:
+        """Number of parameters replaced at ``t``."""
+        return int(sum(c[k - 1] for k, c in zip(self.counts(t), self._cumsizes) if k > 0))
+
+
+def check_fraction(t: float) -> None:
+    """Raise ``ValueError`` unless ``0 <= t <= 1``."""
+    if not 0.0 <= float(t) <= 1.0:
+        raise ValueError(f"thresholds must lie in [0, 1]. Received: threshold={t}")

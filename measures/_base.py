@@ -1,0 +1,168 @@
+"""The measure contract: prunable parameters, the context a measure reads, the base class."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import keras
+import numpy as np
+
+CONV_LAYERS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+CONV_TRANSPOSE = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)
+PRUNABLE_CHOICES = ("kernels", "kernels+biases", "all")
+
+
+@dataclass(frozen=True, eq=False)
+class Param:
+    """One prunable variable and the layer that owns it.
+
+    Attributes:
+        variable: The Keras variable.
+        layer: The leaf layer owning the variable.
+        layer_index: Position of ``layer`` among layers with prunable variables;
+            the group used by layer-wise scope and by unit aggregation.
+        role: ``"kernel"``, ``"bias"`` or ``"other"``.
+        kind: ``"dense"``, ``"conv"`` or ``"other"`` (the layer's type).
+    """
+
+    variable: keras.Variable
+    layer: keras.layers.Layer
+    layer_index: int
+    role: str
+    kind: str
+
+    @property
+    def name(self) -> str:
+        """``layer/variable`` name, unique within a model."""
+        return f"{self.layer.name}/{self.variable.name}"
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The variable's shape."""
+        return tuple(self.variable.shape)
+
+
+def _leaf_layers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
+    children = getattr(layer, "layers", None)
+    if not children:
+        return [layer]
+    return [leaf for child in children for leaf in _leaf_layers(child)]
+
+
+def _kind(layer: keras.layers.Layer) -> str:
+    if isinstance(layer, keras.layers.Dense):
+        return "dense"
+    if isinstance(layer, CONV_LAYERS) and not isinstance(layer, CONV_TRANSPOSE):
+        return "conv"
+    return "other"
+
+
+def _role(layer: keras.layers.Layer, variable: keras.Variable) -> str:
+    for role in ("kernel", "bias"):
+        if getattr(layer, role, None) is variable:
+            return role
+    return "other"
+
+
+def _wanted(kind: str, role: str, prunable: str) -> bool:
+    if prunable == "all":
+        return True
+    if kind == "other":
+        return False
+    return role == "kernel" or (role == "bias" and prunable == "kernels+biases")
+
+
+def prunable_params(model: keras.Model, prunable: str = "kernels") -> list[Param]:
+    """Select the prunable variables of a built model.
+
+    Args:
+        model: A built Keras model.
+        prunable: ``"kernels"`` (Dense and Conv kernels, the default),
+            ``"kernels+biases"`` (and their biases) or ``"all"`` (every
+            trainable variable, as in the original study, seed 003).
+
+    Returns:
+        The selected parameters in layer order.
+
+    Raises:
+        ValueError: ``prunable`` is not a valid choice, or nothing is selected.
+    """
+    if prunable not in PRUNABLE_CHOICES:
+        raise ValueError(f"prunable must be one of {list(PRUNABLE_CHOICES)}. Received: prunable={prunable!r}")
+    params: list[Param] = []
+    for layer in _leaf_layers(model):
+        kind = _kind(layer)
+        chosen = [v for v in layer.trainable_weights if _wanted(kind, _role(layer, v), prunable)]
+        index = len({p.layer_index for p in params})
+        params += [Param(v, layer, index, _role(layer, v), kind) for v in chosen]
+    if not params:
+        raise ValueError(f"Model {model.name!r} has no prunable variables for prunable={prunable!r}.")
+    return params
+
+
+@dataclass
+class MeasureContext:
+    """What a measure reads when it scores a model.
+
+    Attributes:
+        model: The live model; a measure must leave its weights untouched.
+        params: The prunable parameters to score.
+        x: Importance sample inputs, shape ``(N, *input_shape)``.
+        y: Importance sample targets, shape ``(N,)`` (class ids) or ``(N, C)``.
+        loss: The task's Keras loss object.
+        seed: Seed for any randomness inside the measure.
+        batch_size: Examples per vectorised chunk.
+    """
+
+    model: keras.Model
+    params: list[Param]
+    x: np.ndarray
+    y: np.ndarray
+    loss: keras.losses.Loss
+    seed: int = 0
+    batch_size: int = 256
+
+    @property
+    def variables(self) -> list[keras.Variable]:
+        """The prunable variables, in the order of ``params``."""
+        return [p.variable for p in self.params]
+
+
+class Measure:
+    """Base class of an importance measure; register subclasses with ``@register_measure``.
+
+    A measure returns one finite float array per prunable parameter, shaped
+    like it, where higher means more important.
+
+    Training-time measures set ``training_time = True``: the harness calls
+    :meth:`build` once before the first training step and :meth:`observe`
+    inside every compiled training step, then :meth:`score` after each epoch.
+    """
+
+    name: ClassVar[str]
+    training_time: ClassVar[bool] = False
+
+    def __init__(self, **options):
+        if options:
+            raise ValueError(f"Measure {self.name!r} takes no options. Received: {options}")
+
+    def score(self, ctx: MeasureContext) -> list[np.ndarray]:
+        """Return one importance array per parameter in ``ctx.params``."""
+        raise NotImplementedError
+
+    def build(self, params: list[Param]) -> None:
+        """Create training-time accumulators (``tf.Variable``) for ``params``."""
+
+    def observe(self, grads: list, before: list, after: list) -> None:
+        """Accumulate one training step; runs inside ``tf.function``.
+
+        Args:
+            grads: Gradient of the training loss per parameter, at ``before``.
+            before: Parameter values before the optimizer step (tensors).
+            after: Parameter values after the optimizer step (tensors).
+        """
+
+    def state(self) -> list:
+        """The ``tf.Variable`` accumulators, for checkpoints."""
+        return []

@@ -1,0 +1,32 @@
+"""Tiny models and data shared by the tests."""
+
+import keras
+import numpy as np
+
+
+def tiny_dense_model(seed: int = 0, n_in: int = 6, n_hidden: int = 5, n_out: int = 3) -> keras.Model:
+    """Input(n_in) -> Dense(n_hidden, tanh) -> Dense(n_out) logits."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((n_in,))
+    hidden = keras.layers.Dense(n_hidden, activation="tanh", bias_initializer="random_normal")(inputs)
+    outputs = keras.layers.Dense(n_out, bias_initializer="random_normal")(hidden)
+    return keras.Model(inputs, outputs, name="tiny_dense")
+
+
+def tiny_conv_model(seed: int = 0, n_out: int = 3) -> keras.Model:
+    """Input(7, 7, 2) -> Conv(3, 3x3, same) -> Conv(2, 2x2, stride 2, valid) -> Flatten -> Dense(n_out)."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((7, 7, 2))
+    h = keras.layers.Conv2D(3, 3, padding="same", activation="tanh", bias_initializer="random_normal")(inputs)
+    h = keras.layers.Conv2D(2, 2, strides=2, padding="valid", activation="tanh")(h)
+    h = keras.layers.Flatten()(h)
+    outputs = keras.layers.Dense(n_out)(h)
+    return keras.Model(inputs, outputs, name="tiny_conv")
+
+
+def random_data(model: keras.Model, n: int = 16, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Fresh standard-normal inputs and uniform class labels for ``model``."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, *model.input_shape[1:])).astype(np.float32)
+    y = rng.integers(0, model.output_shape[-1], size=n)
+    return x, y
