@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import tomllib
 
 import aggregations
 import measures
@@ -118,7 +118,7 @@ class RunConfig:
         """
         with open(path, "rb") as f:
             values = tomllib.load(f)
-        return cls(**_known_fields(values, str(path)), **overrides)
+        return cls(**{**_known_fields(values, str(path)), **overrides})
 
 
 def _known_fields(values: dict, source: str) -> dict:

@@ -83,33 +83,51 @@ def replacement_values(params: list[Param], mode: str, seed: int) -> list[np.nda
     return values
 
 
+@tf.function(reduce_retracing=True)
+def _assign_masked(variables, counts, ranks, segments, originals, replacements):
+    """Assign ``where(rank < counts[segment], replacement, original)`` to every variable, on device."""
+    for v, rank, segment, original, new in zip(variables, ranks, segments, originals, replacements):
+        v.assign(tf.where(rank < tf.gather(counts, segment), new, original))
+
+
 def sweep(params: list[Param], thresholder: Thresholder, replacement: list[np.ndarray],
           thresholds, evaluate: Evaluator) -> list[dict]:
     """Evaluate the model at every threshold, then restore the weights bit for bit.
+
+    The masks of all thresholds come from one ranking: each element's item
+    rank and segment are sent to the device once, and per threshold only the
+    per-segment item counts change. Masking and assignment run in one
+    compiled function, evaluation in another; nothing is cloned or compiled
+    per threshold.
 
     Args:
         params: The prunable parameters, in the thresholder's order.
         thresholder: Ranking of the items of one (measure, aggregation, scope).
         replacement: Values for replaced elements, one array per parameter.
         thresholds: Fractions t in [0, 1].
-        evaluate: The compiled evaluator of the live model.
+        evaluate: Returns ``(val_loss, val_accuracy)`` of the live model.
 
     Returns:
         One dict per threshold: threshold, sparsity, n_replaced, val_loss,
         val_accuracy, sweep_seconds (time of this threshold's assign and evaluation).
     """
-    originals = [np.array(p.variable.numpy(), copy=True) for p in params]
+    variables = [p.variable for p in params]
+    resources = [v.value for v in variables]  # the backing tf.Variable of each Keras variable
+    originals = [np.array(v.numpy(), copy=True) for v in variables]
+    ranks, segments = zip(*[(tf.constant(r), tf.constant(s)) for r, s in thresholder.element_ranks()])
+    device_originals = [tf.constant(o) for o in originals]
+    device_replacements = [tf.constant(r) for r in replacement]
     rows = []
     try:
         for t in thresholds:
             start = time.perf_counter()
-            for p, original, new, mask in zip(params, originals, replacement, thresholder.masks(t)):
-                p.variable.assign(np.where(mask, new, original))
+            counts = tf.constant(thresholder.counts(t), tf.int64)
+            _assign_masked(resources, counts, list(ranks), list(segments), device_originals, device_replacements)
             loss, accuracy = evaluate()
             n = thresholder.n_replaced(t)
             rows.append(dict(threshold=float(t), sparsity=n / thresholder.n_params, n_replaced=n,
                              val_loss=loss, val_accuracy=accuracy, sweep_seconds=time.perf_counter() - start))
     finally:
-        for p, original in zip(params, originals):
-            p.variable.assign(original)
+        for v, original in zip(variables, originals):
+            v.assign(original)
     return rows

@@ -101,6 +101,13 @@ class Thresholder:
         replaced = self.item_mask(t)
         return [replaced[ids] for ids in self._element_items]
 
+    def element_ranks(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per parameter, ``(rank, segment)`` of every element's item, each of the parameter's shape.
+
+        An element is replaced at ``t`` exactly when ``rank < counts(t)[segment]``.
+        """
+        return [(self._rank[ids], self._segment[ids]) for ids in self._element_items]
+
     def n_replaced(self, t: float) -> int:
         """Number of parameters replaced at ``t``."""
         return int(sum(c[k - 1] for k, c in zip(self.counts(t), self._cumsizes) if k > 0))

@@ -30,3 +30,11 @@ def random_data(model: keras.Model, n: int = 16, seed: int = 1) -> tuple[np.ndar
     x = rng.standard_normal((n, *model.input_shape[1:])).astype(np.float32)
     y = rng.integers(0, model.output_shape[-1], size=n)
     return x, y
+
+
+def shared_mnist_dir():
+    """The shared real MNIST test split (../shared/data/mnist beside the repo), or None."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+    return folder if (folder / "t10k-images-idx3-ubyte.gz").exists() else None

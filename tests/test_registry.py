@@ -1,0 +1,66 @@
+"""Registries: decorator registration, duplicates, unknown names, discovery of new files."""
+
+import sys
+import textwrap
+
+import pytest
+
+import measures
+from measures import MEASURES, Measure, make_measure, parse_spec, register_measure
+from tasks._registry import Registry, import_all
+
+
+def test_duplicate_name_is_an_error():
+    registry = Registry("measure")
+    registry.register("a")(type("A", (), {}))
+    with pytest.raises(ValueError, match="measure 'a' is already registered"):
+        registry.register("a")(type("B", (), {}))
+
+
+def test_registering_an_existing_measure_name_is_refused():
+    with pytest.raises(ValueError, match="'magnitude' is already registered"):
+        register_measure("magnitude")(type("Toy", (Measure,), {}))
+
+
+def test_unknown_name_lists_the_available_ones():
+    with pytest.raises(ValueError) as info:
+        make_measure("fishr")
+    assert str(info.value) == f"Unknown measure 'fishr'; available: {MEASURES.names()}"
+
+
+def test_spec_parsing():
+    assert parse_spec("obd:hessian=hutchinson,samples=20") == ("obd", {"hessian": "hutchinson", "samples": 20})
+    assert parse_spec("si:xi=0.01") == ("si", {"xi": 0.01})
+    with pytest.raises(ValueError, match="name:key=value"):
+        parse_spec("obd:hutchinson")
+
+
+def test_a_new_file_is_found_without_editing_init(tmp_path, monkeypatch):
+    package = tmp_path / "toyplugins"
+    package.mkdir()
+    (package / "__init__.py").write_text(textwrap.dedent("""
+        from tasks._registry import Registry, import_all
+        REG = Registry("toy")
+        import_all(__name__, __path__)
+    """))
+    (package / "alpha.py").write_text("from toyplugins import REG\n@REG.register('alpha')\nclass Alpha: pass\n")
+    (package / "_private.py").write_text("raise RuntimeError('private modules are not imported')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import toyplugins
+
+    assert toyplugins.REG.names() == ["alpha"]
+    sys.modules.pop("toyplugins", None)
+
+
+def test_toy_measure_registered_at_runtime_is_usable():
+    @register_measure("toy_constant")
+    class Toy(Measure):
+        def score(self, ctx):
+            return [None]
+
+    try:
+        assert isinstance(make_measure("toy_constant"), Toy)
+        assert "toy_constant" in measures.MEASURES.names()
+    finally:
+        MEASURES.unregister("toy_constant")
+    assert import_all  # the discovery helper is the package's public mechanism

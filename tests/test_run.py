@@ -1,0 +1,99 @@
+"""End to end: the CLI trains, sweeps after every epoch and writes the CSV and metadata."""
+
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness import results
+from harness.__main__ import main
+from harness.config import RunConfig
+from harness.run import Experiment
+from tests.helpers import shared_mnist_dir
+
+SMALL = dict(epochs=2, thresholds=[0.0, 0.25, 0.5, 0.75, 1.0], importance_samples=64, progress=False)
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "results.csv"
+    experiment = Experiment(RunConfig(output=str(out), measures=["magnitude", "random"], **SMALL))
+    experiment.run()
+    return experiment, out
+
+
+def test_a_row_for_every_epoch_measure_aggregation_threshold(digits_run):
+    experiment, out = digits_run
+    frame = pd.read_csv(out)
+    assert list(frame.columns) == results.COLUMNS
+    keys = ["epoch", "measure", "aggregation", "threshold"]
+    assert len(frame) == 2 * 2 * 3 * 5
+    assert not frame.duplicated(keys).any()
+    assert set(frame["aggregation"]) == {"weight", "unit", "filter"}
+    assert set(frame.loc[frame.aggregation == "weight", "pooling"]) == {"none"}
+    assert np.isfinite(frame[["val_loss", "val_accuracy", "sparsity", "measure_seconds"]].to_numpy()).all()
+
+
+def test_val_loss_at_zero_is_the_models_validation_loss(digits_run):
+    experiment, out = digits_run
+    frame = pd.read_csv(out)
+    at_zero = frame[(frame.epoch == 2) & (frame.threshold == 0.0)]
+    model = experiment.model
+    model.compile(loss=experiment.loss, metrics=["accuracy"])
+    loss, accuracy = model.evaluate(experiment.data.x_val, experiment.data.y_val, verbose=0)
+    np.testing.assert_allclose(at_zero["val_loss"], loss, rtol=1e-5)
+    np.testing.assert_allclose(at_zero["val_accuracy"], accuracy, atol=1e-6)
+    assert (at_zero["sparsity"] == 0).all()
+
+
+def test_sparsity_reaches_one_and_chance_loss_with_zeroed_kernels(digits_run):
+    _, out = digits_run
+    frame = pd.read_csv(out)
+    full = frame[frame.threshold == 1.0]
+    assert (full["sparsity"] == 1.0).all()
+    # every kernel zeroed: the logits are the last bias alone, identical for all examples
+    assert full["val_loss"].nunique() <= 2
+
+
+def test_metadata_beside_the_csv(digits_run):
+    experiment, out = digits_run
+    meta = json.loads(results.sidecar(out, experiment.run_id, ".json").read_text())
+    assert meta["run_id"] == experiment.run_id
+    assert meta["config"]["measures"] == ["magnitude", "random"]
+    assert meta["versions"]["tensorflow"] and meta["versions"]["keras"].startswith("3")
+    assert meta["num_classes"] == 10 and meta["data"]["n_train"] > 0
+
+
+def test_same_run_twice_is_refused_without_resume(digits_run):
+    experiment, out = digits_run
+    with pytest.raises(ValueError, match="already holds rows of run"):
+        Experiment(RunConfig(output=str(out), measures=["magnitude", "random"], **SMALL))
+
+
+@pytest.mark.skipif(shared_mnist_dir() is None, reason="../shared/data/mnist not present")
+def test_mnist_mlp_from_the_cli_on_the_shared_split(tmp_path):
+    out = tmp_path / "mnist.csv"
+    argv = ["--task", "mnist", "--model", "mlp", "--data-dir", str(shared_mnist_dir()), "--epochs", "1",
+            "--measures", "magnitude", "--aggregations", "unit", "--thresholds", "0", "0.5", "1",
+            "--importance-samples", "100", "--output", str(out), "--no-progress"]
+    assert main(argv) == 0
+    frame = pd.read_csv(out)
+    assert len(frame) == 3 and (frame.task == "mnist").all()
+    assert frame.loc[0, "val_accuracy"] > 0.8  # one epoch on 8,000 real images
+    meta = json.loads(next(tmp_path.glob("mnist.*.json")).read_text())
+    assert "t10k" in meta["data"]["split"]
+
+
+def test_layer_and_global_scopes_and_both_replacements(tmp_path):
+    out = tmp_path / "r.csv"
+    config = RunConfig(output=str(out), measures=["magnitude"], aggregations=["unit"], scopes=["layer", "global"],
+                       normalizations=["none", "max"], replacements=["zero", "random"], poolings=["mean", "l2"],
+                       epochs=1, thresholds=[0.0, 0.5], importance_samples=8, progress=False)
+    Experiment(config).run()
+    frame = pd.read_csv(out)
+    combos = frame.groupby(["pooling", "scope", "normalization", "replacement"]).size()
+    # layer scope has normalization "none" only: 2 poolings x (1 + 2) scope/normalization x 2 replacements
+    assert len(combos) == 12 and (combos == 2).all()
+    keras.backend.clear_session()
