@@ -7,13 +7,14 @@ options given here. ``python -m harness --list`` shows what is registered.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 import aggregations
 import measures
 import tasks
 from harness.config import RunConfig
-from harness.run import run
+from harness.run import RunFailed, run
 
 LIST_OPTIONS = {
     "measures": "measure specs, e.g. fisher obd:hessian=exact (default: all registered)",
@@ -62,12 +63,24 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig.from_toml(args.config, **given) if args.config else RunConfig(**given)
 
 
+def _stop_on_sigterm(signum, frame):
+    """Turn SIGTERM into KeyboardInterrupt, raised between Python statements, so no row is half-written."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return the exit status (2 for bad input, with no traceback)."""
+    """Run the CLI; return the exit status.
+
+    0: done. 1: some measures failed (the others' rows are written). 2: bad
+    input, reported before training with no traceback. 130: interrupted by
+    Ctrl-C or SIGTERM; every completed sweep is in the CSV.
+    """
     args = parser().parse_args(argv)
     if args.list:
         print(registered())
         return 0
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    config = None
     try:
         config = config_from_args(args)
         print(f"run {config.run_id}: task={config.task} model={config.model} epochs={config.epochs} "
@@ -76,6 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, tasks.DatasetUnavailable, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except RunFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        where = config.output if config else "the CSV"
+        print(f"interrupted: every completed sweep is in {where}; continue with --resume", file=sys.stderr)
+        return 130
     print(f"wrote {path}")
     return 0
 

@@ -100,3 +100,52 @@ def write_metadata(path: Path, content: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(content, indent=2, default=str))
     os.replace(tmp, path)
+
+
+def drop_truncated_line(path: Path) -> bool:
+    """Cut a last line left without its newline (a write cut short); return whether one was cut."""
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    data = path.read_bytes()
+    if data.endswith(b"\n"):
+        return False
+    with path.open("r+b") as f:
+        f.truncate(data.rfind(b"\n") + 1)
+        f.flush()
+        os.fsync(f.fileno())
+    return True
+
+
+def read_keys(path: Path):
+    """The CSV's rows with key columns as text (``epoch`` as int); an empty frame if there is none."""
+    import pandas as pd
+
+    if read_header(path) is None:
+        return pd.DataFrame(columns=COLUMNS)
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame["epoch"] = frame["epoch"].astype(int)
+    return frame
+
+
+def sweep_key(row) -> tuple:
+    """The identity of one sweep: (epoch, measure, aggregation, pooling, scope, normalization, replacement)."""
+    return tuple(int(row[k]) if k == "epoch" else str(row[k]) for k in SWEEP_KEY[1:])
+
+
+def completed_sweeps(path: Path, run_id: str, n_thresholds: int) -> set[tuple]:
+    """Keys of this run's complete sweeps; rows of its partial sweeps are removed from the file.
+
+    A sweep is complete when it has ``n_thresholds`` rows. The file is
+    rewritten (temporary file, then rename) only when partial rows exist;
+    its header and other runs' rows are kept as they are.
+    """
+    frame = read_keys(path)
+    mine = frame[frame["run_id"] == run_id]
+    counts = mine.groupby(SWEEP_KEY[1:]).size()
+    partial = {key for key, n in counts.items() if n != n_thresholds}
+    if partial:
+        keep = [r.run_id != run_id or sweep_key(r._asdict()) not in partial for r in frame.itertuples(index=False)]
+        tmp = path.with_name(path.name + ".tmp")
+        frame[keep].to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    return {key for key, n in counts.items() if n == n_thresholds}

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import json
+import logging
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from tqdm.auto import tqdm
 
 import aggregations
-from harness import results
+from harness import checkpoint, results
 from harness.config import RunConfig
 from harness.seed import derived_seed, seed_everything
 from harness.sweep import Evaluator, replacement_values, sweep
@@ -20,6 +23,8 @@ from harness.threshold import Thresholder
 from harness.train import Trainer
 from measures import MeasureContext, make_measure, prunable_params
 from tasks import get_task
+
+log = logging.getLogger("harness")
 
 
 def check_scores(spec: str, params, scores) -> list[np.ndarray]:
@@ -56,18 +61,30 @@ def draw_sample(x: np.ndarray, y: np.ndarray, n: int, seed: int) -> tuple[np.nda
     return x[index], y[index]
 
 
+class RunFailed(RuntimeError):
+    """One or more measures failed; the other measures' rows were written."""
+
+
+def differences(old: dict, new: dict) -> dict:
+    """``{name: (old, new)}`` for every parameter that differs."""
+    return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+
+
 class Experiment:
     """One run of the grid: a model, its measures, and the CSV it appends to.
 
     Everything that can be validated is validated before any training: the
-    config on construction, then the CSV's schema and the data.
+    config on construction, then the CSV's schema, the run's identity and
+    the data. With ``config.resume`` the run continues from its latest
+    checkpoint and skips every sweep already complete in the CSV.
 
     Args:
         config: The validated parameters.
 
     Raises:
-        ValueError: the CSV has another schema, or already holds this run
-            (same parameters) and ``resume`` is off.
+        ValueError: the CSV has another schema; or it already holds this run
+            and ``resume`` is off; or ``resume`` is on and the CSV holds
+            only runs with other parameters (the message names the differences).
         tasks.DatasetUnavailable: the task's data cannot be found.
     """
 
@@ -75,7 +92,8 @@ class Experiment:
         self.config, self.run_id, self.path = config, config.run_id, Path(config.output)
         self.measures = {spec: make_measure(spec) for spec in config.measures}
         results.check_schema(self.path)
-        self._refuse_existing_run()
+        self.done: set[tuple] = self._resume_keys() if config.resume else self._refuse_existing_run()
+        self.failures: list[str] = []
         self.task = get_task(config.task)
         self.data = self.task.load(config.data_dir)
         seed_everything(config.seed, config.deterministic)
@@ -84,20 +102,39 @@ class Experiment:
         self.params = prunable_params(self.model, config.prunable)
         self.sample = draw_sample(self.data.x_train, self.data.y_train, config.importance_samples, config.seed)
         hooks = [m for m in self.measures.values() if m.training_time]
-        self.trainer = Trainer(self.model, self.loss, self.task.optimizer_for(config.learning_rate), self.params,
-                               hooks, config.batch_size, config.seed)
+        optimizer = self.task.optimizer_for(config.learning_rate)
+        self.trainer = Trainer(self.model, self.loss, optimizer, self.params, hooks, config.batch_size, config.seed)
         self.evaluate = Evaluator(self.model, self.loss, self.data.x_val, self.data.y_val,
                                   classification=self.task.num_classes is not None)
+        self.state = checkpoint.tracked_state(self.model, optimizer, self.measures)
 
-    def _refuse_existing_run(self) -> None:
-        if self.config.resume or results.read_header(self.path) is None:
-            return
-        if (pd.read_csv(self.path, usecols=["run_id"], dtype=str)["run_id"] == self.run_id).any():
+    def sidecar(self, suffix: str) -> Path:
+        """A file beside the CSV named after this run (``.json``, ``.log``, ``.ckpt``)."""
+        return results.sidecar(self.path, self.run_id, suffix)
+
+    def _refuse_existing_run(self) -> set:
+        if results.read_header(self.path) is not None and (results.read_keys(self.path)["run_id"] == self.run_id).any():
             raise ValueError(f"{self.path} already holds rows of run {self.run_id} (the same parameters). "
                              "Use --resume to continue it, or choose another --output or --seed.")
+        return set()
+
+    def _resume_keys(self) -> set[tuple]:
+        if not self.sidecar(".json").exists():
+            self._refuse_other_runs()
+        if results.drop_truncated_line(self.path):
+            warnings.warn(f"{self.path}: dropped a truncated last line left by an interrupted write.", stacklevel=2)
+        return results.completed_sweeps(self.path, self.run_id, len(self.config.thresholds))
+
+    def _refuse_other_runs(self) -> None:
+        others = sorted(self.path.parent.glob(f"{self.path.stem}.*.json"), key=lambda p: p.stat().st_mtime)
+        if others:
+            old = json.loads(others[-1].read_text())
+            diff = differences(old.get("config", {}), self.config.result_defining())
+            raise ValueError(f"Cannot resume: {self.path} holds no run with these parameters (run {self.run_id}). "
+                             f"Its latest run {old.get('run_id')} differs in (theirs, yours): {diff}")
 
     def metadata(self) -> dict:
-        """The run's parameters, data facts, parameter list and package versions."""
+        """The run's parameters, data facts, parameter list, package versions and git commit."""
         return dict(run_id=self.run_id, config=self.config.result_defining(), output=str(self.path),
                     num_classes=self.task.num_classes, data=self.data.info,
                     importance_samples_drawn=len(self.sample[0]),
@@ -106,12 +143,31 @@ class Experiment:
                     created=datetime.datetime.now(datetime.timezone.utc).isoformat())
 
     def run(self) -> Path:
-        """Train for ``config.epochs`` epochs, sweeping after each; return the CSV path."""
-        results.write_metadata(results.sidecar(self.path, self.run_id, ".json"), self.metadata())
-        for epoch in range(1, self.config.epochs + 1):
-            self.trainer.train_epoch(self.data.x_train, self.data.y_train, epoch, self.config.progress)
-            self.sweep_epoch(epoch)
+        """Train for ``config.epochs`` epochs, checkpointing and sweeping after each; return the CSV path.
+
+        Raises:
+            RunFailed: some measures failed (logged with tracebacks to the run's
+                ``.log`` file); every other sweep was written.
+        """
+        if not (self.config.resume and self.sidecar(".json").exists()):
+            results.write_metadata(self.sidecar(".json"), self.metadata())
+        with _log_to(self.sidecar(".log")):
+            self._epochs()
+        if self.failures:
+            raise RunFailed(f"{len(self.failures)} measure evaluation(s) failed; tracebacks in "
+                            f"{self.sidecar('.log')}: " + "; ".join(self.failures))
         return self.path
+
+    def _epochs(self) -> None:
+        first = checkpoint.restore(self.sidecar(".ckpt"), self.state) if self.config.resume else 0
+        if first:
+            log.info("resumed run %s from the checkpoint of epoch %d", self.run_id, first)
+            self.sweep_epoch(first)
+        for epoch in range(first + 1, self.config.epochs + 1):
+            loss = self.trainer.train_epoch(self.data.x_train, self.data.y_train, epoch, self.config.progress)
+            log.info("epoch %d: training loss %.6f", epoch, loss)
+            checkpoint.save(self.sidecar(".ckpt"), self.state, epoch)
+            self.sweep_epoch(epoch)
 
     def score(self, spec: str, epoch: int) -> tuple[list[np.ndarray], float]:
         """Scores of one measure at this epoch, and the seconds they took."""
@@ -121,25 +177,55 @@ class Experiment:
         return check_scores(spec, self.params, scores), time.perf_counter() - start
 
     def sweep_epoch(self, epoch: int) -> None:
-        """Score every measure and sweep every condition; append each sweep's rows."""
+        """Score every measure and sweep every condition not yet in the CSV; a failing measure is logged and skipped."""
         seed = self.config.seed
         replacement = {mode: replacement_values(self.params, mode, derived_seed(seed, epoch, i))
                        for i, mode in enumerate(self.config.replacements)}
-        grid = list(conditions(self.config))
         for spec in tqdm(self.measures, desc=f"sweeps after epoch {epoch}", disable=not self.config.progress, leave=False):
-            scores, seconds = self.score(spec, epoch)
-            for condition in grid:
-                items = aggregations.get_aggregation(condition["aggregation"])(self.params, scores, condition["pooling"])
-                thresholder = Thresholder(items, condition["scope"], condition["normalization"], derived_seed(seed, epoch))
-                for mode, values in replacement.items():
-                    rows = sweep(self.params, thresholder, values, self.config.thresholds, self.evaluate)
-                    key = dict(self.row_key(epoch), measure=spec, **condition, replacement=mode, measure_seconds=seconds)
-                    results.append_rows(self.path, [dict(key, **row) for row in rows])
+            try:
+                self.sweep_measure(spec, epoch, replacement)
+            except Exception as error:  # noqa: BLE001 - one measure's failure must not stop the others
+                log.exception("epoch %d, measure %r failed", epoch, spec)
+                self.failures.append(f"epoch {epoch} measure {spec!r}: {error!r}")
+
+    def sweep_measure(self, spec: str, epoch: int, replacement: dict) -> None:
+        """Score one measure and append the rows of each of its sweeps still missing from the CSV."""
+        todo = [(c, [m for m in replacement if (epoch, spec, *c.values(), m) not in self.done])
+                for c in conditions(self.config)]
+        todo = [(condition, modes) for condition, modes in todo if modes]
+        if not todo:
+            return
+        scores, seconds = self.score(spec, epoch)
+        for condition, modes in todo:
+            thresholder = self.thresholder(scores, condition, epoch)
+            for mode in modes:
+                rows = sweep(self.params, thresholder, replacement[mode], self.config.thresholds, self.evaluate)
+                key = dict(self.row_key(epoch), measure=spec, **condition, replacement=mode, measure_seconds=seconds)
+                results.append_rows(self.path, [dict(key, **row) for row in rows])
+
+    def thresholder(self, scores: list[np.ndarray], condition: dict, epoch: int) -> Thresholder:
+        """Aggregate and pool the scores, then rank the items of one condition."""
+        items = aggregations.get_aggregation(condition["aggregation"])(self.params, scores, condition["pooling"])
+        return Thresholder(items, condition["scope"], condition["normalization"], derived_seed(self.config.seed, epoch))
 
     def row_key(self, epoch: int) -> dict:
         """The columns shared by every row of an epoch."""
         c = self.config
         return dict(run_id=self.run_id, task=c.task, model=c.model, seed=c.seed, epoch=epoch)
+
+
+@contextlib.contextmanager
+def _log_to(path: Path):
+    """Send the ``harness`` logger to ``path`` (appending) for the duration of a run."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        handler.close()
 
 
 def run(config: RunConfig) -> Path:
