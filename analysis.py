@@ -76,13 +76,25 @@ def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
 
     Returns:
         All rows, with a ``num_classes`` column from each run's ``<csv stem>.<run_id>.json`` (NaN when absent or null).
+        Rows whose pooling is ``"none"`` (aggregations where pooling has no effect, such as ``weight``) are
+        repeated once per pooling the data hold, so they share figures and rankings with ``unit`` and ``filter``.
 
     Raises:
         FileNotFoundError: a path or glob matches no file.
         ValueError: a CSV has no rows or lacks required columns (both named in the message).
     """
     files = _expand([paths] if isinstance(paths, str | Path) else list(paths))
-    return pd.concat([_read_one(f) for f in files], ignore_index=True)
+    return _share_unpooled(pd.concat([_read_one(f) for f in files], ignore_index=True))
+
+
+def _share_unpooled(df: pd.DataFrame) -> pd.DataFrame:
+    """Repeats ``pooling == "none"`` rows under every real pooling present (unchanged if there is none)."""
+    unpooled = df["pooling"] == "none"
+    poolings = sorted(set(df.loc[~unpooled, "pooling"]) - {"-"})
+    if not poolings or not unpooled.any():
+        return df
+    copies = [df[unpooled].assign(pooling=p) for p in poolings]
+    return pd.concat([df[~unpooled], *copies], ignore_index=True)
 
 
 def _expand(patterns: list) -> list[str]:

@@ -221,6 +221,7 @@ def _log_to(path: Path):
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
+    log.propagate = False  # the run's log file only; TensorFlow may have configured the root logger
     try:
         yield
     finally:

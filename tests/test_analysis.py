@@ -209,3 +209,18 @@ def test_cli_writes_outputs_and_reports_errors_plainly(csv, tmp_path):
     (tmp_path / "empty.csv").write_text("")
     failed = _cli(tmp_path / "empty.csv", "--out", tmp_path / "cli2")
     assert failed.returncode == 1 and "has no rows" in failed.stderr and "Traceback" not in failed.stderr
+
+
+def test_unpooled_weight_rows_join_every_pooling(tmp_path):
+    rows = []
+    for aggregation, pooling in [("weight", "none"), ("unit", "mean"), ("unit", "max")]:
+        for t in (0.0, 1.0):
+            rows.append(dict(run_id="r", task="digits", model="mlp", seed=0, epoch=1, measure="m",
+                             aggregation=aggregation, pooling=pooling, scope="layer", normalization="none",
+                             replacement="zero", threshold=t, sparsity=t, n_replaced=int(t * 10), val_loss=1 + t,
+                             val_accuracy=0.9, measure_seconds=0.1, sweep_seconds=0.1))
+    path = tmp_path / "r.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    frame = analysis.load(path)
+    combos = frame.groupby(["aggregation", "pooling"]).size().to_dict()
+    assert combos == {("unit", "max"): 2, ("unit", "mean"): 2, ("weight", "max"): 2, ("weight", "mean"): 2}
