@@ -8,12 +8,13 @@ register_measure = MEASURES.register
 
 
 def _value(text: str):
+    """An int or float where the text is one, else the text itself (``kind=true`` stays the string "true")."""
     for cast in (int, float):
         try:
             return cast(text)
         except ValueError:
             pass
-    return {"true": True, "false": False}.get(text.lower(), text)
+    return text
 
 
 def parse_spec(spec: str) -> tuple[str, dict]:

@@ -31,6 +31,8 @@ def test_unknown_name_lists_the_available_ones():
 def test_spec_parsing():
     assert parse_spec("obd:hessian=hutchinson,samples=20") == ("obd", {"hessian": "hutchinson", "samples": 20})
     assert parse_spec("si:xi=0.01") == ("si", {"xi": 0.01})
+    assert parse_spec("fisher:kind=true") == ("fisher", {"kind": "true"})
+    assert make_measure("fisher:kind=true").kind == "true"
     with pytest.raises(ValueError, match="name:key=value"):
         parse_spec("obd:hutchinson")
 

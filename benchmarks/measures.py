@@ -1,0 +1,196 @@
+"""Time the vectorised data-dependent measures against naive per-example loops on MNIST-shaped models.
+
+Models: the MNIST MLP (LeNet-300-100: 784-300-100-10, relu) and CNN (Conv32 3x3,
+MaxPool 2, Conv64 3x3, MaxPool 2, Dense128, Dense10), random weights; inputs
+are random N(0, 1) of MNIST's shape, labels uniform; loss sparse
+cross-entropy from logits; prunable = kernels.
+
+Naive (the seeds' shape): a Python loop over examples, an eager
+``GradientTape`` per example, squared (Fisher), abs (MAS) or per-class
+(true Fisher, GGN) per example; MAAV loops over examples and layers with
+numpy products. Naive loops run on the first ``--naive-n`` examples and are
+scaled linearly to N; both sides are also compared on that subset.
+
+Vectorised: ``make_measure(spec).score``, timed twice: ``cold`` (first call,
+includes tracing; TensorFlow is warmed up on a toy model first) and ``warm``
+(second call, what every later epoch costs: traced steps are cached).
+
+Usage: ``python benchmarks/measures.py [--n 1000] [--naive-n 100] [--models mlp,cnn]``.
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from measures import MEASURES, MeasureContext, _utils, make_measure, prunable_params  # noqa: E402
+
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+SPECS = ["fisher", "fisher:kind=true", "obd", "mas", "maav"]
+
+
+def mlp() -> keras.Model:
+    inputs = keras.Input((784,))
+    h = keras.layers.Dense(300, activation="relu")(inputs)
+    h = keras.layers.Dense(100, activation="relu")(h)
+    return keras.Model(inputs, keras.layers.Dense(10)(h), name="mnist_mlp")
+
+
+def cnn() -> keras.Model:
+    inputs = keras.Input((28, 28, 1))
+    h = keras.layers.Conv2D(32, 3, activation="relu")(inputs)
+    h = keras.layers.MaxPooling2D(2)(h)
+    h = keras.layers.Conv2D(64, 3, activation="relu")(h)
+    h = keras.layers.MaxPooling2D(2)(h)
+    h = keras.layers.Dense(128, activation="relu")(keras.layers.Flatten()(h))
+    return keras.Model(inputs, keras.layers.Dense(10)(h), name="mnist_cnn")
+
+
+# --- Naive per-example loops ----------------------------------------------------------------------------------------
+
+
+def naive_fisher(model, variables, x, y):
+    total = [np.zeros(v.shape) for v in variables]
+    for n in range(len(x)):
+        with tf.GradientTape() as tape:
+            loglik = -keras.losses.sparse_categorical_crossentropy(y[n:n + 1], model(x[n:n + 1]), from_logits=True)
+        for t, g in zip(total, tape.gradient(loglik, variables), strict=True):
+            t += np.square(g.numpy())
+    return [t / len(x) for t in total]
+
+
+def naive_true_fisher(model, variables, x, y):
+    total = [np.zeros(v.shape) for v in variables]
+    for n in range(len(x)):
+        with tf.GradientTape(persistent=True) as tape:
+            logp = tf.nn.log_softmax(model(x[n:n + 1]))[0]
+            terms = [logp[c] for c in range(logp.shape[0])]
+        probs = np.exp(logp.numpy())
+        for c, term in enumerate(terms):
+            for t, g in zip(total, tape.gradient(term, variables), strict=True):
+                t += probs[c] * np.square(g.numpy())
+    return [t / len(x) for t in total]
+
+
+def naive_obd(model, variables, x, y):
+    """Per example: J (one backward pass per logit), then diag(J^T (diag p - p p^T) J) in numpy."""
+    total = [np.zeros(v.shape) for v in variables]
+    for n in range(len(x)):
+        with tf.GradientTape(persistent=True) as tape:
+            logits = model(x[n:n + 1])[0]
+            outputs = [logits[c] for c in range(logits.shape[0])]
+        probs = tf.nn.softmax(logits).numpy()
+        for i, v in enumerate(variables):
+            jac = np.stack([tape.gradient(o, v).numpy() for o in outputs])  # (C, *shape)
+            total[i] += np.tensordot(probs, jac**2, 1) - np.tensordot(probs, jac, 1) ** 2
+    return [0.5 * t / len(x) * np.square(v.numpy()) for t, v in zip(total, variables, strict=True)]
+
+
+def naive_mas(model, variables, x, y):
+    total = [np.zeros(v.shape) for v in variables]
+    for n in range(len(x)):
+        with tf.GradientTape() as tape:
+            norm = tf.reduce_sum(tf.square(model(x[n:n + 1])))
+        for t, g in zip(total, tape.gradient(norm, variables), strict=True):
+            t += np.abs(g.numpy())
+    return [t / len(x) for t in total]
+
+
+def naive_maav(model, variables, x, y):
+    """Seed 000/001's loop: per example, per layer, |a_i * W_ij| (conv: per output position, via patches)."""
+    layers = [layer for layer in model.layers if getattr(layer, "kernel", None) is not None]
+    features = keras.Model(model.input, [layer.input for layer in layers])
+    total = [np.zeros(v.shape) for v in variables]
+    for n in range(len(x)):
+        for i, (layer, a) in enumerate(zip(layers, features(x[n:n + 1]), strict=True)):
+            total[i] += maav_one(layer, a.numpy()[0])
+    return [t / len(x) for t in total]
+
+
+def maav_one(layer, a):
+    kernel = layer.kernel.numpy()
+    if kernel.ndim == 2:
+        return np.abs(np.outer(a, np.ones(kernel.shape[1])) * kernel)
+    size = [1, *layer.kernel_size, 1]
+    patches = tf.image.extract_patches(a[None], size, [1, 1, 1, 1], [1, 1, 1, 1], "VALID").numpy()
+    patches = patches.reshape(-1, kernel[..., 0].size)  # (positions, kh * kw * cin)
+    products = np.abs(patches[:, :, None] * kernel.reshape(1, -1, kernel.shape[-1]))
+    return products.mean(axis=0).reshape(kernel.shape)
+
+
+NAIVE = {"fisher": naive_fisher, "fisher:kind=true": naive_true_fisher, "obd": naive_obd, "mas": naive_mas,
+         "maav": naive_maav}
+
+
+# --- Timing ---------------------------------------------------------------------------------------------------------
+
+
+def seconds(fn):
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def max_relative_difference(a, b):
+    a, b = np.concatenate([np.ravel(t) for t in a]), np.concatenate([np.ravel(t) for t in b])
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+def bench(model, spec, x, y, naive_n, batch_size):
+    params = prunable_params(model, "kernels")
+    measure = make_measure(spec)
+    _utils._cache.clear()  # cold means traced from scratch
+    ctx = MeasureContext(model, params, x, y, LOSS, seed=0, batch_size=batch_size)
+    cold, _ = seconds(lambda: measure.score(ctx))
+    warm, _ = seconds(lambda: measure.score(ctx))
+    subset = MeasureContext(model, params, x[:naive_n], y[:naive_n], LOSS, seed=0, batch_size=batch_size)
+    naive, reference = seconds(lambda: NAIVE[spec](model, [p.variable for p in params], subset.x, subset.y))
+    diff = max_relative_difference(measure.score(subset), reference)
+    return cold, warm, naive * len(x) / naive_n, diff
+
+
+def warm_up():
+    """Start TensorFlow's runtime (first tracing, thread pools) so the first cold time measures only its measure."""
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    x = np.ones((2, 4), np.float32)
+    make_measure("fisher").score(MeasureContext(model, prunable_params(model), x, np.zeros(2, int), LOSS))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=1000, help="importance sample size N (default 1000)")
+    parser.add_argument("--naive-n", type=int, default=100, help="examples the naive loops run on (default 100)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--models", default="mlp,cnn")
+    args = parser.parse_args()
+    naive_n = min(args.naive_n, args.n)
+    specs = [s for s in SPECS if s.split(":")[0] in MEASURES.names()]
+    print(f"N={args.n} random MNIST-shaped inputs; naive loops timed on {naive_n} examples and scaled x{args.n / naive_n:g};"
+          f" batch_size={args.batch_size}; {tf.config.threading.get_inter_op_parallelism_threads() or os.cpu_count()} "
+          f"CPU threads, devices: {[d.device_type for d in tf.config.list_logical_devices()]}")
+    print(f"{'model':10} {'measure':18} {'cold s':>8} {'warm s':>8} {'naive s':>9} {'warm x':>7} {'cold x':>7}"
+          f" {'max rel diff':>12}")
+    rng = np.random.default_rng(0)
+    warm_up()
+    for name in args.models.split(","):
+        keras.utils.set_random_seed(0)
+        model = {"mlp": mlp, "cnn": cnn}[name]()
+        x = rng.standard_normal((args.n, *model.input_shape[1:])).astype(np.float32)
+        y = rng.integers(0, 10, args.n)
+        for spec in specs:
+            cold, warm, naive, diff = bench(model, spec, x, y, naive_n, args.batch_size)
+            print(f"{name:10} {spec:18} {cold:8.2f} {warm:8.2f} {naive:9.2f} {naive / warm:7.1f} {naive / cold:7.1f}"
+                  f" {diff:12.1e}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

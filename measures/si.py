@@ -1,0 +1,79 @@
+"""Synaptic Intelligence: each parameter's share of the loss decrease along the training path."""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from measures import Measure, MeasureContext, Param, register_measure
+
+
+def _zeros(p: Param) -> tf.Variable:
+    return tf.Variable(tf.zeros(p.shape, tf.float32), trainable=False, name="omega")
+
+
+@register_measure("si")
+class SynapticIntelligence(Measure):
+    """Path integral of gradient times update, normalised by total displacement.
+
+        omega_k = sum_{steps t} -g_k(t) * (theta_k(t + 1) - theta_k(t))
+        Omega_k = max(omega_k, 0) / ((theta_k(T) - theta_k(0))^2 + xi)
+
+    ``g`` is the real training-loss gradient at ``theta(t)`` (not the update
+    over the learning rate, which differs under momentum or Adam).
+    ``theta(0)`` is snapshot at :meth:`build`, before the first step;
+    ``theta(T)`` is the current value at score time. omega runs on across
+    epochs and is never reset. Reads no sample data (``ctx.x``/``ctx.y``).
+
+    Args:
+        xi: Damping of the denominator, a finite number > 0 (default 1e-3).
+
+    Returns one float32 array per parameter, same shape, >= 0 (omega is
+    clipped at 0: noise can make it negative). Scaling: omega is a SUM over
+    steps of loss-change estimates. Cost: a multiply-add per parameter per
+    step; memory two copies of the parameters (omega and theta(0)).
+
+    Raises:
+        ValueError: ``xi`` is not a finite number > 0, or an unknown option.
+
+    Source: Zenke, Poole and Ganguli 2017, "Continual Learning Through Synaptic
+    Intelligence", eqs. 3-5, applied to one training run instead of per task.
+    """
+
+    training_time = True
+
+    def __init__(self, xi: float = 1e-3, **options):
+        if options:
+            raise ValueError(f"Measure 'si' takes only the option xi. Received: {options}")
+        if isinstance(xi, bool) or not isinstance(xi, (int, float)) or not (math.isfinite(xi) and xi > 0):
+            raise ValueError(f"xi must be a finite number > 0. Received: xi={xi!r}")
+        self.xi = float(xi)
+
+    def build(self, params: list[Param]) -> None:
+        """Zero omega and snapshot theta(0)."""
+        self._omega = [_zeros(p) for p in params]
+        start = [np.array(p.variable.numpy(), dtype=np.float32) for p in params]
+        self._theta0 = [tf.Variable(value, trainable=False, name="theta0") for value in start]
+
+    def observe(self, grads: list, before: list, after: list) -> None:
+        """Add -g * (after - before) for one optimizer step (TF ops only)."""
+        for omega, grad, old, new in zip(self._omega, grads, before, after, strict=True):
+            if grad is not None:
+                step = tf.cast(new, tf.float32) - tf.cast(old, tf.float32)
+                omega.assign_add(-tf.cast(tf.convert_to_tensor(grad), tf.float32) * step)
+
+    def state(self) -> list:
+        """The omega accumulators, then the theta(0) snapshots, in parameter order."""
+        return [*getattr(self, "_omega", []), *getattr(self, "_theta0", [])]
+
+    def score(self, ctx: MeasureContext) -> list[np.ndarray]:
+        """Return Omega for each parameter in ``ctx.params``."""
+        if not hasattr(self, "_omega"):
+            raise RuntimeError("si is a training-time measure: call build(params) before score().")
+        if [tuple(o.shape) for o in self._omega] != [p.shape for p in ctx.params]:
+            raise ValueError(f"ctx.params differ from the params given to build(). Received: {len(ctx.params)} params")
+        return [self._one(*args) for args in zip(self._omega, self._theta0, ctx.variables, strict=True)]
+
+    def _one(self, omega: tf.Variable, theta0: tf.Variable, variable) -> np.ndarray:
+        moved = np.asarray(variable.numpy(), dtype=np.float32) - theta0.numpy()
+        return (np.maximum(omega.numpy(), 0) / (moved**2 + np.float32(self.xi))).astype(np.float32)
