@@ -344,7 +344,7 @@ def plot_cd(result: dict):
     sp.critical_difference_diagram(result["mean_ranks"], result["nemenyi"], ax=ax)
     ax.set_title(
         f"Mean rank by AUC over {result['n_blocks']} conditions (1 = best)\n"
-        f"Friedman p = {result['pvalue']:.3g}; bars join measures Nemenyi cannot separate (alpha 0.05)"
+        f"Friedman p = {result['pvalue']:.3g}\nbars join measures Nemenyi cannot separate (alpha 0.05)"
     )
     return fig
 
@@ -426,7 +426,7 @@ def _write_figures(out: Path, df: pd.DataFrame, table: pd.DataFrame, fmt: str, e
 
 
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=150)
+    fig.savefig(path, dpi=150, bbox_inches="tight")
     plt.close(fig)
     return path
 

@@ -10,7 +10,7 @@ import gzip
 import hashlib
 import os
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -195,3 +195,25 @@ def check_pair(x: np.ndarray, y: np.ndarray, sample_shape: tuple[int, ...], labe
             f"{label}: expected inputs (n, {', '.join(map(str, sample_shape))}) and n labels, "
             f"got inputs {x.shape} and {len(y)} labels"
         )
+
+
+def download(dataset: str, name: str, loader: Callable, expected: str, env_var: str):
+    """Call a ``keras.datasets`` loader; any failure becomes one DatasetUnavailable.
+
+    Args:
+        dataset: Name used in the message ("MNIST").
+        name: How the loader is called, for the message ("keras.datasets.mnist.load_data()").
+        loader: The loader itself.
+        expected: The files a local folder must hold.
+        env_var: The environment variable naming such a folder.
+
+    Raises:
+        DatasetUnavailable: the loader failed (offline, for example); the
+            message names the files to provide and how; no chained traceback.
+    """
+    try:
+        return loader()
+    except Exception as error:  # any download failure means "unavailable"
+        detail = (str(error).strip().splitlines() or [""])[0][:200]
+        reason = f"no folder was given and {name} failed ({type(error).__name__}: {detail})"
+        raise unavailable(dataset, reason, expected, env_var) from None

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from tasks import Task, TaskData, register_task
-from tasks._utils import CorruptDataFile, check_pair, labels, resolve_dir, scale_uint8, unavailable
+from tasks._utils import CorruptDataFile, check_pair, download, labels, resolve_dir, scale_uint8, unavailable
 
 ENV_VAR = "CIFAR10_DIR"
 FOLDER = "cifar-10-batches-py"
@@ -80,13 +80,10 @@ class Cifar10(Task):
 
 def _download() -> TaskData:
     """Load through ``keras.datasets.cifar10.load_data()``; a failure becomes DatasetUnavailable."""
-    try:
-        (x_train, y_train), (x_val, y_val) = keras.datasets.cifar10.load_data()
-    except Exception as error:  # any download failure means "unavailable"
-        detail = (str(error).strip().splitlines() or [""])[0][:200]
-        reason = f"no folder was given and keras.datasets.cifar10.load_data() failed ({type(error).__name__}: {detail})"
-        raise unavailable("CIFAR-10", reason, EXPECTED, ENV_VAR) from None
-    return _task_data((x_train, y_train), (x_val, y_val), "keras.datasets.cifar10.load_data()")
+    loader = keras.datasets.cifar10.load_data
+    name = "keras.datasets.cifar10.load_data()"
+    train, val = download("CIFAR-10", name, loader, EXPECTED, ENV_VAR)
+    return _task_data(train, val, name)
 
 
 def _from_folder(folder: Path) -> TaskData:

@@ -13,6 +13,7 @@ from tasks._utils import (
     SPLIT_SEED,
     CorruptDataFile,
     check_pair,
+    download,
     find_file,
     labels,
     md5,
@@ -102,12 +103,8 @@ class Mnist(Task):
 
 def _download() -> TaskData:
     """Load through ``keras.datasets.mnist.load_data()``; a failure becomes DatasetUnavailable."""
-    try:
-        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
-    except Exception as error:  # any download failure means "unavailable"
-        detail = (str(error).strip().splitlines() or [""])[0][:200]
-        reason = f"no folder was given and keras.datasets.mnist.load_data() failed ({type(error).__name__}: {detail})"
-        raise unavailable("MNIST", reason, EXPECTED, ENV_VAR) from None
+    loader = keras.datasets.mnist.load_data
+    (x_train, y_train), (x_test, y_test) = download("MNIST", "keras.datasets.mnist.load_data()", loader, EXPECTED, ENV_VAR)
     splits = {"train": (x_train, y_train), "t10k": (x_test, y_test)}
     return _task_data(splits, {"source": "keras.datasets.mnist.load_data()"})
 

@@ -2,6 +2,9 @@
 
 import keras
 import numpy as np
+import tensorflow as tf
+
+CE_LOGITS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
 def tiny_dense_model(seed: int = 0, n_in: int = 6, n_hidden: int = 5, n_out: int = 3) -> keras.Model:
@@ -38,3 +41,41 @@ def shared_mnist_dir():
 
     folder = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
     return folder if (folder / "t10k-images-idx3-ubyte.gz").exists() else None
+
+
+def compiled_step(model, measure, optimizer, variables):
+    """One training step as the harness runs it: observe() inside tf.function."""
+    optimizer.build(variables)
+
+    @tf.function
+    def step(xb, yb):
+        with tf.GradientTape() as tape:
+            loss = CE_LOGITS(yb, model(xb, training=True))
+        grads = tape.gradient(loss, variables)
+        before = [tf.identity(v.value) for v in variables]
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
+        after = [tf.identity(v.value) for v in variables]
+        measure.observe(grads, before, after)
+        return grads, before, after
+
+    return step
+
+
+def run_steps(step, x, y, steps, batch=4):
+    """Run ``steps`` steps; return numpy (grads, before, after) per step."""
+    records = []
+    for t in range(steps):
+        rows = np.arange(t * batch, (t + 1) * batch) % len(x)
+        records.append([[v.numpy() for v in values] for values in step(x[rows], y[rows])])
+    return records
+
+
+class Subclassed(keras.Model):
+    """Dense(5, tanh) -> Dense(3) without a Keras graph: measures take their generic per-example path."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden, self.out = keras.layers.Dense(5, activation="tanh"), keras.layers.Dense(3)
+
+    def call(self, x):
+        return self.out(self.hidden(x))

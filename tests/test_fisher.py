@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from measures import MeasureContext, make_measure, prunable_params
 from measures.fisher import Fisher
-from tests.helpers import random_data, tiny_conv_model, tiny_dense_model
+from tests.helpers import Subclassed, random_data, tiny_conv_model, tiny_dense_model
 
 RTOL, ATOL = 1e-4, 1e-7
 CE = keras.losses.categorical_crossentropy
@@ -116,15 +116,6 @@ def test_empirical_fisher_applies_label_smoothing_like_the_loss():
     expected = loop_mean(model, [p.variable for p in params], x, empirical_pairs(loglik, y))
     for s, e in zip(scores, expected, strict=True):
         np.testing.assert_allclose(s, e, rtol=RTOL, atol=ATOL)
-
-
-class Subclassed(keras.Model):
-    def __init__(self):
-        super().__init__()
-        self.hidden, self.out = keras.layers.Dense(5, activation="tanh"), keras.layers.Dense(3)
-
-    def call(self, x):
-        return self.out(self.hidden(x))
 
 
 def subclassed_model():

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from measures import MeasureContext, make_measure, prunable_params
-from tests.helpers import random_data, tiny_conv_model, tiny_dense_model
+from tests.helpers import Subclassed, random_data, tiny_conv_model, tiny_dense_model
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -64,17 +64,6 @@ def test_weights_untouched():
     before = [w.copy() for w in model.get_weights()]
     score(model, x, y)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
-
-
-class Subclassed(keras.Model):
-    """No Keras graph: every parameter takes the tf.vectorized_map path."""
-
-    def __init__(self):
-        super().__init__()
-        self.hidden, self.out = keras.layers.Dense(5, activation="tanh"), keras.layers.Dense(3)
-
-    def call(self, x):
-        return self.out(self.hidden(x))
 
 
 def test_subclassed_model_matches_loop():

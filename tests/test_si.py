@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import random_data, tiny_dense_model
+from helpers import compiled_step, random_data, run_steps, tiny_dense_model
 
 from measures import MeasureContext, make_measure, prunable_params
 from measures.si import SynapticIntelligence
@@ -14,32 +14,6 @@ from measures.si import SynapticIntelligence
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 LR = 0.01
 
-
-def compiled_step(model, measure, optimizer, variables):
-    """One training step as the harness runs it: observe() inside tf.function."""
-    optimizer.build(variables)
-
-    @tf.function
-    def step(xb, yb):
-        with tf.GradientTape() as tape:
-            loss = LOSS(yb, model(xb, training=True))
-        grads = tape.gradient(loss, variables)
-        before = [tf.identity(v.value) for v in variables]
-        optimizer.apply_gradients(zip(grads, variables, strict=True))
-        after = [tf.identity(v.value) for v in variables]
-        measure.observe(grads, before, after)
-        return grads, before, after
-
-    return step
-
-
-def run(step, x, y, steps, batch=4):
-    """Run ``steps`` steps; return numpy (grads, before, after) per step."""
-    records = []
-    for t in range(steps):
-        rows = np.arange(t * batch, (t + 1) * batch) % len(x)
-        records.append([[v.numpy() for v in values] for values in step(x[rows], y[rows])])
-    return records
 
 
 def setup(spec="si", optimizer=None):
@@ -77,9 +51,9 @@ def check(scores, records, ctx, theta0, xi, omega=omega_si):
 
 def test_matches_numpy_across_epochs_and_leaves_weights():
     ctx, measure, step, theta0 = setup("si:xi=0.01")
-    records = run(step, ctx.x, ctx.y, 3)
+    records = run_steps(step, ctx.x, ctx.y, 3)
     check(measure.score(ctx), records, ctx, theta0, 0.01)
-    records += run(step, ctx.x, ctx.y, 4)
+    records += run_steps(step, ctx.x, ctx.y, 4)
     weights = [v.numpy().copy() for v in ctx.variables]
     check(measure.score(ctx), records, ctx, theta0, 0.01)
     for old, v in zip(weights, ctx.variables, strict=True):
@@ -89,7 +63,7 @@ def test_matches_numpy_across_epochs_and_leaves_weights():
 @pytest.mark.parametrize("optimizer", [keras.optimizers.Adam, lambda lr: keras.optimizers.SGD(lr, momentum=0.9)])
 def test_uses_the_real_gradient(optimizer):
     ctx, measure, step, theta0 = setup(optimizer=optimizer(LR))
-    records = run(step, ctx.x, ctx.y, 5)
+    records = run_steps(step, ctx.x, ctx.y, 5)
     scores = measure.score(ctx)
     check(scores, records, ctx, theta0, 1e-3)
     with pytest.raises(AssertionError):
@@ -98,7 +72,7 @@ def test_uses_the_real_gradient(optimizer):
 
 def test_state_holds_omega_and_theta0():
     ctx, measure, step, theta0 = setup()
-    records = run(step, ctx.x, ctx.y, 2)
+    records = run_steps(step, ctx.x, ctx.y, 2)
     state = measure.state()
     n = len(ctx.params)
     assert len(state) == 2 * n and all(isinstance(v, tf.Variable) for v in state)

@@ -4,38 +4,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import random_data, tiny_conv_model
+from helpers import compiled_step, random_data, run_steps, tiny_conv_model
 
 from measures import MeasureContext, make_measure, prunable_params
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def compiled_step(model, measure, optimizer, variables):
-    """One training step as the harness runs it: observe() inside tf.function."""
-    optimizer.build(variables)
-
-    @tf.function
-    def step(xb, yb):
-        with tf.GradientTape() as tape:
-            loss = LOSS(yb, model(xb, training=True))
-        grads = tape.gradient(loss, variables)
-        before = [tf.identity(v.value) for v in variables]
-        optimizer.apply_gradients(zip(grads, variables, strict=True))
-        after = [tf.identity(v.value) for v in variables]
-        measure.observe(grads, before, after)
-        return grads, before, after
-
-    return step
-
-
-def run(step, x, y, steps, batch=4):
-    """Run ``steps`` steps; return numpy (grads, before, after) per step."""
-    records = []
-    for t in range(steps):
-        rows = np.arange(t * batch, (t + 1) * batch) % len(x)
-        records.append([[v.numpy() for v in values] for values in step(x[rows], y[rows])])
-    return records
 
 
 def setup(optimizer):
@@ -54,9 +29,9 @@ def manual_tally(records):
 
 def test_matches_numpy_tally_across_epochs():
     ctx, measure, step = setup(keras.optimizers.SGD(0.1, momentum=0.9))
-    records = run(step, ctx.x, ctx.y, 3)
+    records = run_steps(step, ctx.x, ctx.y, 3)
     first = measure.score(ctx)
-    records += run(step, ctx.x, ctx.y, 4)
+    records += run_steps(step, ctx.x, ctx.y, 4)
     weights = [v.numpy().copy() for v in ctx.variables]
     second = measure.score(ctx)
     for score, expected, p in zip(first, manual_tally(records[:3]), ctx.params, strict=True):
@@ -72,7 +47,7 @@ def test_matches_numpy_tally_across_epochs():
 
 def test_state_holds_the_tallies():
     ctx, measure, step = setup(keras.optimizers.Adam(0.01))
-    run(step, ctx.x, ctx.y, 2)
+    run_steps(step, ctx.x, ctx.y, 2)
     state = measure.state()
     assert len(state) == len(ctx.params) and all(isinstance(v, tf.Variable) for v in state)
     for variable, score in zip(state, measure.score(ctx), strict=True):
