@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import zlib
 
 import keras
 import numpy as np
@@ -67,18 +68,19 @@ def replacement_values(params: list[Param], mode: str, seed: int) -> list[np.nda
     """Values written into replaced parameters.
 
     ``zero``: zeros. ``random``: N(0, (std(w) / 10)^2) drawn per variable, w
-    the variable's current values, from ``default_rng(seed)`` in parameter
-    order (the original study, seed 003).
+    the variable's current values (the original study, seed 003); each
+    variable draws from its own generator ``default_rng([seed, crc32(name)])``,
+    so its values do not depend on which other variables are prunable.
 
     Raises:
         ValueError: unknown ``mode``; the message lists the choices.
     """
     check_choice("replacement", mode, REPLACEMENTS)
-    rng = np.random.default_rng(seed)
     values = []
     for p in params:
         w = np.asarray(p.variable.numpy())
         scale = float(w.std()) / 10.0 if mode == "random" else 0.0
+        rng = np.random.default_rng([seed, zlib.crc32(p.name.encode())])
         values.append((rng.standard_normal(w.shape) * scale).astype(w.dtype))
     return values
 

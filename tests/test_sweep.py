@@ -111,3 +111,11 @@ def test_training_after_a_sweep_equals_training_without_one(spec):
     a = train_two_epochs(False, spec)
     b = train_two_epochs(True, spec)
     assert all(np.array_equal(u, v) for u, v in zip(a, b))
+
+
+def test_random_replacement_of_a_variable_does_not_depend_on_the_others():
+    model, params, *_ = setup()
+    kernels = [p for p in params if p.role == "kernel"]
+    everything = dict(zip([p.name for p in params], replacement_values(params, "random", 3)))
+    for p, values in zip(kernels, replacement_values(kernels, "random", 3)):
+        assert np.array_equal(values, everything[p.name])
