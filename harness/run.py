@@ -18,7 +18,7 @@ import aggregations
 from harness import checkpoint, results
 from harness.config import RunConfig
 from harness.seed import derived_seed, seed_everything
-from harness.sweep import Evaluator, replacement_values, sweep
+from harness.sweep import REPLACEMENTS, Evaluator, replacement_values, sweep
 from harness.threshold import Thresholder
 from harness.train import Trainer
 from measures import MeasureContext, make_measure, prunable_params
@@ -162,12 +162,26 @@ class Experiment:
         first = checkpoint.restore(self.sidecar(".ckpt"), self.state) if self.config.resume else 0
         if first:
             log.info("resumed run %s from the checkpoint of epoch %d", self.run_id, first)
+            self._report_lost_sweeps(first)
             self.sweep_epoch(first)
         for epoch in range(first + 1, self.config.epochs + 1):
             loss = self.trainer.train_epoch(self.data.x_train, self.data.y_train, epoch, self.config.progress)
             log.info("epoch %d: training loss %.6f", epoch, loss)
             checkpoint.save(self.sidecar(".ckpt"), self.state, epoch)
             self.sweep_epoch(epoch)
+
+    def expected_keys(self, epoch: int) -> set[tuple]:
+        """Every sweep key of one epoch: (epoch, measure, aggregation, pooling, scope, normalization, replacement)."""
+        return {(epoch, spec, *c.values(), mode) for spec in self.measures
+                for c in conditions(self.config) for mode in self.config.replacements}
+
+    def _report_lost_sweeps(self, first: int) -> None:
+        """Sweeps of epochs before the checkpoint that the CSV lacks (a measure failed then) cannot be redone."""
+        lost = sorted(k for epoch in range(1, first) for k in self.expected_keys(epoch) - self.done)
+        for key in lost:
+            self.failures.append(f"sweep {key} is missing and cannot be redone: only epoch {first}'s checkpoint is kept")
+        if lost:
+            log.warning("%d sweeps of epochs before %d are missing: %s", len(lost), first, lost)
 
     def score(self, spec: str, epoch: int) -> tuple[list[np.ndarray], float]:
         """Scores of one measure at this epoch, and the seconds they took."""
@@ -179,8 +193,8 @@ class Experiment:
     def sweep_epoch(self, epoch: int) -> None:
         """Score every measure and sweep every condition not yet in the CSV; a failing measure is logged and skipped."""
         seed = self.config.seed
-        replacement = {mode: replacement_values(self.params, mode, derived_seed(seed, epoch, i))
-                       for i, mode in enumerate(self.config.replacements)}
+        replacement = {mode: replacement_values(self.params, mode, derived_seed(seed, epoch, REPLACEMENTS.index(mode)))
+                       for mode in self.config.replacements}
         for spec in tqdm(self.measures, desc=f"sweeps after epoch {epoch}", disable=not self.config.progress, leave=False):
             try:
                 self.sweep_measure(spec, epoch, replacement)

@@ -161,3 +161,28 @@ def test_sigterm_or_ctrl_c_stops_between_writes_and_says_how_to_resume(tmp_path,
     assert "--resume" in capsys.readouterr().err
     frame = pd.read_csv(out)
     assert set(frame["measure"]) == {"magnitude"} and len(frame) == 2
+
+
+def test_resume_reports_sweeps_of_earlier_epochs_it_cannot_redo(tmp_path, capsys):
+    calls = []
+
+    @register_measure("fails_once")
+    class FailsOnce(Measure):
+        def score(self, ctx):
+            calls.append(1)
+            if len(calls) == 1:
+                raise RuntimeError("transient failure")
+            return [np.abs(v.numpy()) for v in ctx.variables]
+
+    out = tmp_path / "r.csv"
+    argv = ["--epochs", "2", "--measures", "magnitude", "fails_once", "--aggregations", "unit", "--thresholds", "0", "1",
+            "--importance-samples", "8", "--no-progress", "--output", str(out)]
+    try:
+        assert main(argv) == 1  # epoch 1 of fails_once failed; everything else written
+        assert main([*argv, "--resume"]) == 1  # epoch 1 cannot be redone from epoch 2's checkpoint
+    finally:
+        MEASURES.unregister("fails_once")
+    err = capsys.readouterr().err
+    assert "(1, 'fails_once', 'unit', 'mean', 'layer', 'none', 'zero') is missing and cannot be redone" in err
+    frame = pd.read_csv(out)
+    assert not frame.duplicated(["epoch", "measure", "threshold"]).any() and len(frame) == 6
