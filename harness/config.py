@@ -82,6 +82,8 @@ class RunConfig:
         self.batch_size = task.batch_size if self.batch_size is None else self.batch_size
         self.learning_rate = task.learning_rate if self.learning_rate is None else self.learning_rate
         self._validate()
+        self.thresholds = [float(t) for t in self.thresholds]  # TOML 1 and CLI 1.0 give one run_id
+        self.learning_rate = float(self.learning_rate)
 
     def _validate(self) -> None:
         for spec in _check_list("measures", self.measures):
@@ -92,11 +94,15 @@ class RunConfig:
                                       ("replacement", self.replacements, REPLACEMENTS)]:
             for value in _check_list(name + "s", values):
                 check_choice(name, value, choices)
+        if "global" not in self.scopes and self.normalizations != ["none"]:
+            raise ValueError("normalizations apply to global scope only; add 'global' to scopes or use ['none']. "
+                             f"Received: normalizations={self.normalizations}, scopes={self.scopes}")
         check_choice("prunable", self.prunable, PRUNABLE_CHOICES)
         _check_thresholds(self.thresholds)
         for name in ("epochs", "batch_size", "importance_samples"):
             _check_positive_int(name, getattr(self, name))
-        if not self.learning_rate > 0:
+        if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float)) \
+                or not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive. Received: learning_rate={self.learning_rate}")
 
     def result_defining(self) -> dict:
@@ -139,7 +145,7 @@ def _check_list(name: str, values) -> list:
 
 def _check_thresholds(thresholds) -> None:
     values = _check_list("thresholds", thresholds)
-    if not all(isinstance(t, (int, float)) and 0.0 <= t <= 1.0 for t in values):
+    if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and 0.0 <= t <= 1.0 for t in values):
         raise ValueError(f"thresholds must lie in [0, 1]. Received: thresholds={values}")
 
 

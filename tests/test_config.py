@@ -24,6 +24,9 @@ from harness.config import RunConfig
     (dict(importance_samples=-5), r"Received: importance_samples=-5"),
     (dict(epochs=0), r"Received: epochs=0"),
     (dict(measures=["random", "random"]), r"measures has duplicates"),
+    (dict(thresholds=[True, 0.5]), r"Received: thresholds=\[True, 0.5\]"),
+    (dict(learning_rate=True), r"Received: learning_rate=True"),
+    (dict(normalizations=["max"]), r"normalizations apply to global scope only"),
 ])
 def test_bad_values_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -67,3 +70,9 @@ def test_cli_rejects_bad_input_before_training(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_integer_and_float_thresholds_give_one_run_id(tmp_path):
+    toml = tmp_path / "exp.toml"
+    toml.write_text("thresholds = [0, 0.5, 1]\nlearning_rate = 1\n")
+    assert RunConfig.from_toml(toml).run_id == RunConfig(thresholds=[0.0, 0.5, 1.0], learning_rate=1.0).run_id
