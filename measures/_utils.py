@@ -175,6 +175,7 @@ def _tappable(param: Param) -> bool:
         param.role in ("kernel", "bias") and isinstance(layer, TAPPED_LAYERS)
         and not isinstance(layer, CONV_TRANSPOSE) and getattr(layer, "groups", 1) == 1
         and getattr(layer, "data_format", "channels_last") == "channels_last"
+        and getattr(layer, "padding", "valid") != "causal"
         and not getattr(layer, "lora_enabled", False) and getattr(layer, "quantization_mode", None) is None
         and len(getattr(layer, "_inbound_nodes", ())) == 1
     )

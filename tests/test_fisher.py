@@ -148,7 +148,16 @@ def sequence_model():
     return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(hidden))), "kernels+biases", (4, 3)
 
 
-@pytest.mark.parametrize("build", [subclassed_model, nested_model, batchnorm_all_model, sequence_model])
+def causal_conv1d_model():
+    """Conv1D with causal padding and dilation: left-padded, so it takes the vectorized_map path."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((7, 2))
+    hidden = keras.layers.Conv1D(3, 3, padding="causal", dilation_rate=2, activation="tanh")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(hidden))), "kernels+biases", (7, 2)
+
+
+@pytest.mark.parametrize("build", [subclassed_model, nested_model, batchnorm_all_model, sequence_model,
+                                   causal_conv1d_model])
 @pytest.mark.parametrize("kind", ["empirical", "true"])
 def test_every_gradient_path_matches_loop(build, kind):
     model, prunable, input_shape = build()
