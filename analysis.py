@@ -205,14 +205,16 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 def friedman(table: pd.DataFrame, min_measures: int = MIN_MEASURES, min_blocks: int = MIN_BLOCKS) -> dict:
     """Mean rank of each measure over conditions, Friedman test and Nemenyi post-hoc p-values.
 
-    Blocks are the conditions holding every measure. Epochs of one run are not independent, so p-values are
-    optimistic when several epochs count as blocks.
+    Blocks are the conditions holding every measure. Blocks whose AUCs are identical for every measure are
+    counted once: they are the same sweeps seen twice (``weight`` rows shared with each pooling, or ``filter``
+    on a model without convolutions, which equals ``weight``). Epochs of one run are not independent, so
+    p-values are optimistic when several epochs count as blocks.
 
     Returns:
         Keys ``mean_ranks`` (Series, 1 = best), ``n_blocks``, ``n_measures``, ``statistic``, ``pvalue``,
         ``nemenyi`` (DataFrame of p-values) and ``note``; the test entries are None when skipped.
     """
-    blocks = table.set_index([*CONDITION, "measure"])["auc"].unstack("measure").dropna()
+    blocks = table.set_index([*CONDITION, "measure"])["auc"].unstack("measure").dropna().drop_duplicates()
     result = {"mean_ranks": blocks.rank(axis=1).mean().sort_values(), "n_blocks": len(blocks)}
     result |= {"n_measures": blocks.shape[1], "statistic": None, "pvalue": None, "nemenyi": None}
     if blocks.shape[1] < min_measures or len(blocks) < min_blocks:

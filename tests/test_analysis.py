@@ -33,10 +33,14 @@ def _rows(measure, aggregation, epoch, seed, center):
     })  # fmt: skip
 
 
+SHIFT = {("weight", 1): 0.0, ("weight", 2): 0.01, ("unit", 1): -0.01, ("unit", 2): 0.02}
+
+
 def _known_frame():
     parts = [
-        _rows(m, a, e, s, c) for m, c in CENTERS.items() for a in ("weight", "unit") for e in (1, 2) for s in (0, 1)
-    ]
+        _rows(m, a, e, s, c + SHIFT[a, e]) for m, c in CENTERS.items() for a in ("weight", "unit") for e in (1, 2)
+        for s in (0, 1)
+    ]  # each condition's curves shifted a little, so no two conditions are the same block
     return pd.concat(parts, ignore_index=True)[analysis.COLUMNS]
 
 
@@ -106,6 +110,13 @@ def test_friedman_runs_with_enough_blocks():
     assert result["n_blocks"] == 4 and result["statistic"] == pytest.approx(8.0)  # k=3, b=4, perfect agreement
     assert list(result["mean_ranks"].index) == ["good", "mid", "bad"]
     assert result["nemenyi"].shape == (3, 3)
+
+
+def test_friedman_counts_identical_blocks_once():
+    table = analysis.rank_table(_known_frame())
+    copy = table[table.aggregation == "unit"].assign(aggregation="filter")  # e.g. filter == weight on an MLP
+    result = analysis.friedman(pd.concat([table, copy], ignore_index=True))
+    assert result["n_blocks"] == 4 and result["statistic"] == pytest.approx(8.0)
 
 
 def test_friedman_skipped_with_too_few_blocks():
