@@ -66,7 +66,8 @@ class Trainer:
         """Train one epoch; return the mean training loss over its steps."""
         losses = []
         bar = tqdm(self.batches(len(x), epoch), desc=f"epoch {epoch}", disable=not progress, leave=False)
-        for index in bar:
-            losses.append(float(self._step(x[index], y[index])))
-            bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
-        return float(np.mean(losses))
+        for step, index in enumerate(bar):
+            losses.append(self._step(x[index], y[index]))  # stays on the device: no sync per step
+            if progress and step % 50 == 0:
+                bar.set_postfix(loss=f"{float(losses[-1]):.4f}", refresh=False)
+        return float(np.mean([float(loss) for loss in losses]))
