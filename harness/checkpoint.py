@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from harness.results import write_metadata
+
 
 def _backing(variables) -> list[tf.Variable]:
     """The ``tf.Variable`` behind each Keras variable (tf.Variables pass through)."""
@@ -37,15 +39,6 @@ def tracked_state(model, optimizer, measures: dict) -> tf.train.Checkpoint:
     return tf.train.Checkpoint(model=_backing(model.variables), optimizer=_backing(optimizer.variables), **state)
 
 
-def _write_json(path: Path, content: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w") as f:
-        json.dump(content, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def save(folder: Path, checkpoint: tf.train.Checkpoint, epoch: int) -> None:
     """Write the checkpoint of ``epoch`` atomically and delete older ones.
 
@@ -61,7 +54,7 @@ def save(folder: Path, checkpoint: tf.train.Checkpoint, epoch: int) -> None:
     os.replace(tmp, final)
     version, internal, gauss = random.getstate()
     numpy_state = np.random.get_state()
-    _write_json(folder / "latest.json", dict(
+    write_metadata(folder / "latest.json", dict(
         epoch=epoch, path=f"epoch-{epoch}/ckpt", python_random=[version, list(internal), gauss],
         numpy_random=[numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]]))
     for old in folder.glob("epoch-*"):

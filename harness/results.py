@@ -95,10 +95,13 @@ def git_commit() -> str | None:
 
 
 def write_metadata(path: Path, content: dict) -> None:
-    """Write ``content`` as JSON atomically (temporary file, then rename)."""
+    """Write ``content`` as JSON atomically: a temporary file, flushed and fsynced, then renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(content, indent=2, default=str))
+    with tmp.open("w") as f:
+        json.dump(content, f, indent=2, default=str)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 

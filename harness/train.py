@@ -70,4 +70,4 @@ class Trainer:
             losses.append(self._step(x[index], y[index]))  # stays on the device: no sync per step
             if progress and step % 50 == 0:
                 bar.set_postfix(loss=f"{float(losses[-1]):.4f}", refresh=False)
-        return float(np.mean([float(loss) for loss in losses]))
+        return float(tf.reduce_mean(tf.stack(losses)))  # one device sync per epoch
