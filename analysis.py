@@ -1,33 +1,56 @@
-"""Figures and rankings from harness result CSVs.
+"""Figures, rankings and significance tests from harness result CSVs and study folders.
 
 Command line::
 
-    python analysis.py data/results.csv "data/*.csv" --out figures/ [--format svg] [--epochs 1 5 10]
+    python analysis.py data/studies/digits5 --out figures/digits5          # a study folder (its trials/*.csv)
+    python analysis.py data/results.csv "data/*.csv" --out figures/ [--format svg] [--epoch last] [--epochs 1 5 10]
+    python analysis.py data/studies/obd --compare measure,scope             # rank (measure x scope) jointly
 
 Notebook::
 
     import analysis
-    df = analysis.load("data/*.csv")
-    analysis.plot_curves(df[df.task == "digits"])   # a Figure
+    df = analysis.load("data/studies/digits5")        # a folder, CSVs or globs
+    analysis.plot_curves(df[df.aggregation == "weight"])   # a Figure
     table = analysis.rank_table(df)                  # a DataFrame
     analysis.summary(table)
     result = analysis.report(df, "figures")          # every table and file
+    print(analysis.format_report(result))
 
-Definitions. A condition is (task, model, epoch, aggregation, pooling, scope, normalization, replacement); a run is
-(run_id, seed). Within a condition, for each measure:
+Definitions. The key columns of a row are task, model, measure, aggregation, pooling, scope, normalization,
+replacement, any further text column (``order``, ``recovery``, ...), and every run setting that differs between the
+loaded runs (read from each run's ``<csv stem>.<run_id>.json``: ``learning_rate``, ``epochs``, ...). A treatment is
+what is ranked: the measure, or with ``compare`` a combination such as (measure, scope). A condition is the epoch plus
+every other key column. A replicate is a seed: the runs of one condition differ only in their seed. Within a
+condition, for each treatment and seed:
 
-- AUC: trapezoid integral of val_loss over achieved sparsity, points sorted by sparsity, computed per run and then
-  averaged over runs. Lower is better: the model lost less while its least important weights were replaced.
-- Tolerated sparsity (prefix definition): per run, the largest sparsity s such that every point with sparsity <= s
-  keeps val_loss <= loss0 + loss_tol * |loss0| and val_accuracy >= acc0 - acc_tol, where loss0 and acc0 are the
-  values at the smallest threshold (t = 0). Both limits are one-sided; a NaN accuracy (regression) passes. Averaged
-  over runs.
-- Rank: rank of the mean AUC among the measures of the condition, 1 = best, ties averaged.
+- AUC: trapezoid integral of val_loss over achieved sparsity, points sorted by sparsity. Lower is better: the model
+  lost less while its least important weights were replaced.
+- Tolerated sparsity (prefix definition): the largest sparsity s such that every point with sparsity <= s keeps
+  val_loss <= loss0 + loss_tol * |loss0| and val_accuracy >= acc0 - acc_tol, where loss0 and acc0 are the values at
+  the smallest threshold (t = 0). Both limits are one-sided; a NaN accuracy (regression) passes.
+- Rank: within each seed, treatments ranked by AUC (1 = best, ties averaged); ``mean_rank`` is the mean over seeds,
+  ``rank`` the rank of the mean AUC.
 
-Curves show, at each threshold, the mean over runs of the metric against the mean achieved sparsity, with a 95%
-t-interval band. Figures are written one per (task, model, pooling, scope, normalization, replacement) combination,
-named ``<kind>_<task>_<model>_<pooling>_<scope>_<normalization>_<replacement>.<fmt>``, with facets aggregation
-(columns) x epoch (rows). Missing key values (e.g. no pooling) read as "-".
+Statistics, per condition at the ranked epoch (``epoch="last"`` by default), with seeds as blocks (never epochs or
+thresholds: the epochs of one run are not independent, so they are drawn as curves over training):
+
+- Mean AUC and mean tolerated sparsity over seeds with a 95% interval: percentile bootstrap over seeds
+  (``scipy.stats.bootstrap``, 9,999 resamples) or a t-interval; both clipped to the metric's range. No interval for
+  one seed.
+- Friedman test over seeds (``scipy.stats.friedmanchisquare``; k >= 3 treatments).
+- Pairwise two-sided Wilcoxon signed-rank tests on the per-seed AUCs, Holm-adjusted over the k(k-1)/2 pairs
+  (``scikit_posthocs.posthoc_wilcoxon``). The critical-difference diagram joins the treatments these tests cannot
+  separate. Mean-rank post-hoc tests (Nemenyi) are not used: whether they separate two treatments depends on which
+  other treatments are in the pool (Benavoli, Corani and Mangili 2016, "Should we really use post-hoc tests based
+  on mean-ranks?", JMLR 17(5)). With n seeds the smallest two-sided Wilcoxon p is 2 / 2**n (0.0625 at n = 5), so
+  separating any pair of k treatments needs 2 / 2**n * k(k-1)/2 < alpha.
+- A seed with a non-finite score (NaN or inf loss) or a missing treatment is excluded from its condition, and
+  reported; when nothing is left to rank, ``analyze`` raises ``ValueError``.
+
+Figures: curves (one per (task, model, pooling, scope, normalization, replacement, ...) combination, facets
+aggregation x epoch, named ``<kind>_<values>.<fmt>``; missing key values read "-"), a rank heatmap over epochs per
+combination, a CD diagram per ranked condition and a heatmap of mean ranks across conditions. Each measure has one
+colour in every figure of a report.
 """
 
 from __future__ import annotations
@@ -36,9 +59,13 @@ import argparse
 import glob
 import itertools
 import json
+import math
+import os
 import re
 import sys
-from collections.abc import Iterable
+import tempfile
+import warnings
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -57,34 +84,54 @@ COLUMNS = [
 ]  # fmt: skip
 PANEL = ["task", "model", "pooling", "scope", "normalization", "replacement"]
 CONDITION = ["task", "model", "epoch", "aggregation", "pooling", "scope", "normalization", "replacement"]
-KEYS = ["task", "model", "measure", "aggregation", "pooling", "scope", "normalization", "replacement"]
+KEYS = ["task", "model", "measure", "aggregation", "pooling", "scope", "normalization", "replacement", "order", "recovery"]
 RUN = ["run_id", "seed"]
-FORMATS = ("png", "svg", "pdf")
-MIN_MEASURES, MIN_BLOCKS = 3, 3
+VALUES = [
+    "run_id", "seed", "epoch", "threshold", "sparsity", "n_replaced", "val_loss", "val_accuracy", "measure_seconds",
+    "sweep_seconds", "params_remaining", "flops", "num_classes",
+]  # fmt: skip
+NOT_KEYS = {*VALUES, "treatment", "reason"}
+NUMERIC = ["seed", "epoch", "threshold", "sparsity", "n_replaced", "val_loss", "val_accuracy", "measure_seconds"]
+SETTINGS = ["epochs", "batch_size", "learning_rate", "importance_samples", "prunable", "deterministic"]
+NOT_SETTINGS = {"seed", "output", "data_dir", "progress", "resume"}
+COMPARABLE = [k for k in KEYS if k not in ("task", "model")] + SETTINGS
+FORMATS, INTERVALS = ("png", "svg", "pdf"), ("bootstrap", "t")
+N_RESAMPLES = 9999
+BOUNDS = {"auc": (0.0, np.inf), "val_loss": (0.0, np.inf), "val_accuracy": (0.0, 1.0), "tolerated_sparsity": (0.0, 1.0)}
 SPARSITY_LABEL = "sparsity (fraction of prunable weights replaced)"
 METRIC_LABELS = {"val_loss": "validation loss", "val_accuracy": "validation accuracy (fraction correct)"}
+TESTS_LINE = "blocks = seeds; Friedman test over seeds; pairwise Wilcoxon signed-rank tests, Holm-adjusted"
 
 
 # Loading ------------------------------------------------------------------------------------------------------
 
 
 def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
-    """Reads and concatenates result CSVs.
+    """Reads and concatenates result CSVs: files, globs, or study folders.
 
     Args:
-        paths: one path or glob, or several.
+        paths: one path, glob or folder, or several. A folder stands for its ``trials/*.csv`` (a study) or, without
+            ``trials/``, its ``*.csv``. A file named twice (directly or through globs) is read once.
 
     Returns:
-        All rows, with a ``num_classes`` column from each run's ``<csv stem>.<run_id>.json`` (NaN when absent or null).
-        Rows whose pooling is ``"none"`` (aggregations where pooling has no effect, such as ``weight``) are
-        repeated once per pooling the data hold, so they share figures and rankings with ``unit`` and ``filter``.
+        All rows, with a ``num_classes`` column from each run's ``<csv stem>.<run_id>.json`` (NaN when absent or
+        null), and one text column per run setting that differs between the runs (``learning_rate``, ...; "-" when
+        unknown). Rows whose pooling is ``"none"`` (aggregations where pooling has no effect, such as ``weight``)
+        are repeated once per pooling the data hold, so they share figures and rankings with ``unit`` and ``filter``.
 
     Raises:
-        FileNotFoundError: a path or glob matches no file.
-        ValueError: a CSV has no rows or lacks required columns (both named in the message).
+        FileNotFoundError: a path, glob or folder matches no CSV.
+        ValueError: a file is not a UTF-8 CSV, has no rows, lacks required columns, holds non-numeric values, or
+            a result key (run, epoch, key columns, threshold) appears twice; the message names the file.
     """
     files = _expand([paths] if isinstance(paths, str | Path) else list(paths))
-    return _share_unpooled(pd.concat([_read_one(f) for f in files], ignore_index=True))
+    parts, settings = zip(*(_read_one(f) for f in files), strict=True)
+    df = pd.concat(parts, ignore_index=True)
+    keys = key_columns(df)
+    df[keys] = df[keys].fillna("-").astype(str)
+    _refuse_duplicate_keys(df)
+    df = _attach_settings(df.drop(columns="_file"), {k: v for s in settings for k, v in s.items()})
+    return _share_unpooled(df)
 
 
 def _share_unpooled(df: pd.DataFrame) -> pd.DataFrame:
@@ -98,41 +145,132 @@ def _share_unpooled(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _expand(patterns: list) -> list[str]:
-    """Expands globs, in order; every pattern must match."""
+    """Expands folders and globs, in order; every pattern must match; a file met twice is kept once."""
     if not patterns:
         raise ValueError("No result CSVs given. Received: paths=[]")
-    files = []
+    files = {}
     for pattern in map(str, patterns):
-        matches = sorted(glob.glob(pattern))
+        for match in _matches(pattern):
+            files.setdefault(os.path.realpath(match), match)
+    return list(files.values())
+
+
+def _matches(pattern: str) -> list[str]:
+    folder = Path(pattern)
+    if folder.is_dir():
+        inner = folder / "trials" if (folder / "trials").is_dir() else folder
+        matches = sorted(str(p) for p in inner.glob("*.csv") if p.is_file())
         if not matches:
-            raise FileNotFoundError(f"No file matches {pattern!r}")
-        files += matches
-    return files
+            raise FileNotFoundError(f"No result CSVs in folder {inner}")
+        return matches
+    matches = sorted(glob.glob(pattern))
+    if not matches:
+        raise FileNotFoundError(f"No file matches {pattern!r}")
+    return matches
 
 
-def _read_one(path: str) -> pd.DataFrame:
-    """Reads one CSV, checks it, and attaches the class count of each run."""
-    try:
-        df = pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"{path} has no rows") from None
+def _read_one(path: str) -> tuple[pd.DataFrame, dict]:
+    """Reads one CSV, checks it, and attaches its runs' class counts; returns it and its runs' settings."""
+    df = _read_csv(path)
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{path} is missing columns {missing}. Received columns: {list(df.columns)}")
     if df.empty:
         raise ValueError(f"{path} has no rows")
-    df[KEYS] = df[KEYS].fillna("-")
-    classes = {r: _num_classes(path, r) for r in df["run_id"].unique()}
-    return df.assign(num_classes=df["run_id"].map(classes))
+    _check_numeric(path, df)
+    meta = {r: _metadata(path, r) for r in df["run_id"].unique()}
+    classes = {r: m.get("num_classes") for r, m in meta.items()}
+    df = df.assign(num_classes=df["run_id"].map(classes).astype(float), _file=path)
+    return df, {r: m.get("config") or {} for r, m in meta.items()}
 
 
-def _num_classes(csv_path: str, run_id) -> float:
-    """Returns num_classes from the run's metadata JSON, or NaN when unknown."""
+def _read_csv(path: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, low_memory=False, dtype={"run_id": str})
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} has no rows") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not a result CSV: not UTF-8 text (byte {err.start}: {err.reason})") from None
+    except (pd.errors.ParserError, ValueError) as err:
+        raise ValueError(f"{path} is not a result CSV: {str(err).strip().splitlines()[0]}") from None
+
+
+def _check_numeric(path: str, df: pd.DataFrame) -> None:
+    for column in NUMERIC:
+        values = pd.to_numeric(df[column], errors="coerce")
+        bad = values.isna() & df[column].notna()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{path}: column {column!r} holds a non-number on line {row + 2}: {df[column].iloc[row]!r}")
+
+
+def _metadata(csv_path: str, run_id) -> dict:
+    """The run's metadata JSON beside the CSV, or {} when absent."""
     meta = Path(csv_path).with_name(f"{Path(csv_path).stem}.{run_id}.json")
     if not meta.is_file():
-        return np.nan
-    value = json.loads(meta.read_text()).get("num_classes")
-    return np.nan if value is None else float(value)
+        return {}
+    try:
+        value = json.loads(meta.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{meta} is not a run's metadata JSON: {err}") from None
+    return value if isinstance(value, dict) else {}
+
+
+def _refuse_duplicate_keys(df: pd.DataFrame) -> None:
+    """Raises when a (run, epoch, key columns, threshold) key appears more than once, naming where."""
+    key = ["run_id", "epoch", *key_columns(df), "threshold"]
+    repeated = df.duplicated(key, keep=False)
+    if not repeated.any():
+        return
+    first = df.loc[repeated.idxmax(), key]
+    files = df.loc[(df[key] == first).all(axis=1), "_file"].tolist()
+    where = f"in {files[0]} and {files[1]}" if files[0] != files[1] else f"{len(files)} times in {files[0]}"
+    example = ", ".join(f"{c}={first[c]}" for c in key)
+    raise ValueError(
+        f"{int(df.duplicated(key).sum())} result keys appear more than once, e.g. ({example}) {where}; "
+        "give each run's rows once (a file listed twice, a copy of a shard, or a run written twice)"
+    )
+
+
+def _attach_settings(df: pd.DataFrame, configs: dict) -> pd.DataFrame:
+    """Adds one text column per scalar run setting that differs between the runs."""
+    table = pd.DataFrame.from_dict(
+        {r: {k: v for k, v in c.items() if _is_setting(k, v, df)} for r, c in configs.items()}, orient="index"
+    )
+    varying = [c for c in table.columns if table[c].dropna().astype(str).nunique() > 1]
+    for column in varying:
+        df[column] = df["run_id"].map(table[column].map(_setting_text)).fillna("-")
+    return df
+
+
+def _is_setting(name: str, value, df: pd.DataFrame) -> bool:
+    return name not in NOT_SETTINGS and name not in df.columns and not isinstance(value, list | dict)
+
+
+def _setting_text(value) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+# Columns ------------------------------------------------------------------------------------------------------
+
+
+def key_columns(df: pd.DataFrame) -> list[str]:
+    """The key columns present: ``KEYS``, then every other text column that is not a value (settings, ...)."""
+    extra = [c for c in df.columns if c not in KEYS and c not in NOT_KEYS and not c.startswith("_")]
+    extra = [c for c in extra if not pd.api.types.is_numeric_dtype(df[c])]
+    return [c for c in KEYS if c in df.columns] + extra
+
+
+def condition_columns(df: pd.DataFrame, compare: Sequence[str] = ("measure",)) -> list[str]:
+    """Key columns that are not compared, with ``epoch`` after ``model``: the columns that define a condition."""
+    columns = [c for c in key_columns(df) if c not in compare]
+    at = columns.index("model") + 1 if "model" in columns else 0
+    return [*columns[:at], "epoch", *columns[at:]]
+
+
+def panel_columns(df: pd.DataFrame) -> list[str]:
+    """Key columns that select one figure of curves: all but measure and aggregation (``PANEL`` by default)."""
+    return [c for c in key_columns(df) if c not in ("measure", "aggregation")]
 
 
 # Scores -------------------------------------------------------------------------------------------------------
@@ -151,9 +289,14 @@ def tolerated_sparsity(run: pd.DataFrame, loss_tol: float = 0.10, acc_tol: float
         run: one run's rows for one condition and measure.
         loss_tol: relative loss increase allowed (0.10 = 10%).
         acc_tol: accuracy drop allowed, as a fraction (0.01 = 1 percentage point).
+
+    Returns:
+        The sparsity (fraction in [0, 1]); NaN when the t = 0 loss is not finite.
     """
     run = run.sort_values(["sparsity", "threshold"])
     base = run.loc[run["threshold"].idxmin()]
+    if not np.isfinite(base["val_loss"]):
+        return float("nan")
     ok = run["val_loss"] <= base["val_loss"] + loss_tol * abs(base["val_loss"])
     ok &= ~(run["val_accuracy"] < base["val_accuracy"] - acc_tol)
     prefix = np.logical_and.accumulate(ok.to_numpy())
@@ -161,8 +304,9 @@ def tolerated_sparsity(run: pd.DataFrame, loss_tol: float = 0.10, acc_tol: float
 
 
 def run_scores(df: pd.DataFrame, loss_tol: float = 0.10, acc_tol: float = 0.01) -> pd.DataFrame:
-    """AUC, tolerated sparsity and measure time of every (condition, measure, run)."""
-    keys = [*CONDITION, "measure", *RUN]
+    """AUC, tolerated sparsity and measure time of every (key columns, epoch, run)."""
+    _check_tolerances(loss_tol, acc_tol)
+    keys = [*key_columns(df), "epoch", *RUN]
     rows = [
         (*key, auc(g["sparsity"], g["val_loss"]), tolerated_sparsity(g, loss_tol, acc_tol), g["measure_seconds"].mean())
         for key, g in df.groupby(keys, dropna=False, sort=False)
@@ -170,61 +314,390 @@ def run_scores(df: pd.DataFrame, loss_tol: float = 0.10, acc_tol: float = 0.01) 
     return pd.DataFrame(rows, columns=[*keys, "auc", "tolerated_sparsity", "measure_seconds"])
 
 
-def rank_table(df: pd.DataFrame, loss_tol: float = 0.10, acc_tol: float = 0.01) -> pd.DataFrame:
-    """One row per (condition, measure): mean AUC, its SD over runs, mean tolerated sparsity, rank by AUC."""
-    _check_tolerances(loss_tol, acc_tol)
-    table = (
-        run_scores(df, loss_tol, acc_tol)
-        .groupby([*CONDITION, "measure"], dropna=False)
-        .agg(
-            auc=("auc", "mean"),
-            auc_sd=("auc", "std"),
-            tolerated_sparsity=("tolerated_sparsity", "mean"),
-            measure_seconds=("measure_seconds", "mean"),
-            n_runs=("auc", "size"),
-        )
-        .reset_index()
-    )
-    table["rank"] = table.groupby(CONDITION, dropna=False)["auc"].rank(method="average")
-    return table.sort_values([*CONDITION, "rank"], ignore_index=True)
-
-
 def _check_tolerances(loss_tol: float, acc_tol: float) -> None:
-    if loss_tol < 0 or acc_tol < 0:
+    if not (loss_tol >= 0 and acc_tol >= 0):
         raise ValueError(f"Tolerances must be >= 0. Received: loss_tol={loss_tol}, acc_tol={acc_tol}")
 
 
-def summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Best measure (lowest rank, then AUC) per aggregation at the last epoch of each task and model."""
-    last = table[table["epoch"] == table.groupby(["task", "model"])["epoch"].transform("max")]
-    best = last.sort_values(["rank", "auc"]).groupby([*PANEL, "aggregation"], dropna=False).head(1)
-    columns = [*PANEL, "aggregation", "epoch", "measure", "auc", "tolerated_sparsity", "n_runs"]
-    return best[columns].sort_values([*PANEL, "aggregation"], ignore_index=True)
+# Intervals ----------------------------------------------------------------------------------------------------
 
 
-def friedman(table: pd.DataFrame, min_measures: int = MIN_MEASURES, min_blocks: int = MIN_BLOCKS) -> dict:
-    """Mean rank of each measure over conditions, Friedman test and Nemenyi post-hoc p-values.
+def mean_intervals(samples: Sequence, method: str = "bootstrap", bounds=(-np.inf, np.inf), confidence: float = 0.95):
+    """95% intervals of the mean of each sample, clipped to ``bounds``; NaN for samples of fewer than two values.
 
-    Blocks are the conditions holding every measure. Blocks whose AUCs are identical for every measure are
-    counted once: they are the same sweeps seen twice (``weight`` rows shared with each pooling, or ``filter``
-    on a model without convolutions, which equals ``weight``). Epochs of one run are not independent, so
-    p-values are optimistic when several epochs count as blocks.
+    Args:
+        samples: 1-D arrays, one per group (e.g. one AUC per seed).
+        method: "bootstrap": percentile bootstrap, ``scipy.stats.bootstrap`` with 9,999 resamples and a fixed
+            seed; "t": mean +- t(0.975, n - 1) * sd / sqrt(n).
+        bounds: the metric's range, (low, high).
+        confidence: the interval's confidence level.
 
     Returns:
-        Keys ``mean_ranks`` (Series, 1 = best), ``n_blocks``, ``n_measures``, ``statistic``, ``pvalue``,
-        ``nemenyi`` (DataFrame of p-values) and ``note``; the test entries are None when skipped.
+        Arrays ``(low, high)``, one entry per sample.
     """
-    blocks = table.set_index([*CONDITION, "measure"])["auc"].unstack("measure").dropna().drop_duplicates()
-    result = {"mean_ranks": blocks.rank(axis=1).mean().sort_values(), "n_blocks": len(blocks)}
-    result |= {"n_measures": blocks.shape[1], "statistic": None, "pvalue": None, "nemenyi": None}
-    if blocks.shape[1] < min_measures or len(blocks) < min_blocks:
-        note = f"needs >= {min_measures} measures and >= {min_blocks} complete conditions"
-        return result | {"note": f"Friedman test skipped: {note}; found {blocks.shape[1]} and {len(blocks)}."}
-    statistic, pvalue = stats.friedmanchisquare(*blocks.to_numpy().T)
-    if not np.isfinite(statistic):
-        return result | {"note": "Friedman test skipped: every measure ties in every condition."}
-    nemenyi = sp.posthoc_nemenyi_friedman(blocks)
-    return result | {"statistic": statistic, "pvalue": pvalue, "nemenyi": nemenyi, "note": ""}
+    low, high = np.full(len(samples), np.nan), np.full(len(samples), np.nan)
+    sizes = np.array([len(s) for s in samples])
+    for n in np.unique(sizes[sizes >= 2]):
+        index = np.flatnonzero(sizes == n)
+        low[index], high[index] = _interval(np.stack([np.asarray(samples[i], float) for i in index]), method, confidence)
+    return np.clip(low, *bounds), np.clip(high, *bounds)
+
+
+def _interval(data: np.ndarray, method: str, confidence: float):
+    """Interval of the mean along the last axis of ``data`` (groups x n)."""
+    if method == "t":
+        half = stats.t.ppf((1 + confidence) / 2, data.shape[1] - 1) * data.std(axis=1, ddof=1) / np.sqrt(data.shape[1])
+        return data.mean(axis=1) - half, data.mean(axis=1) + half
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.bootstrap(
+            (data,), np.mean, axis=-1, vectorized=True, method="percentile", n_resamples=N_RESAMPLES,
+            batch=max(1, 2_000_000 // data.size), confidence_level=confidence, random_state=np.random.default_rng(0),
+        )  # fmt: skip
+    return result.confidence_interval.low, result.confidence_interval.high
+
+
+def interval_caption(method: str, n_seeds: int, bounds=None) -> str:
+    """Caption of a mean with its band: which interval, over how many seeds; no claim for one seed."""
+    if n_seeds < 2:
+        return "one seed: no band, no interval"
+    if method == "bootstrap":
+        return f"mean over {n_seeds} seeds; band = 95% percentile bootstrap over seeds"
+    clip = f", clipped to [{bounds[0]:g}, {bounds[1]:g}]" if bounds else ""
+    return f"mean over {n_seeds} seeds; band = 95% t-interval over seeds{clip}"
+
+
+# Replicates and ranking ---------------------------------------------------------------------------------------
+
+
+def replicates(scores: pd.DataFrame, compare: Sequence[str] = ("measure",)) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Splits run scores into complete blocks (seeds) per condition, and the seeds excluded.
+
+    A seed of a condition is kept when every treatment of that condition has a finite AUC and tolerated sparsity
+    for it. Treatments are labelled in a ``treatment`` column (the ``compare`` values joined by ", ").
+
+    Returns:
+        ``(used, excluded)``: score rows kept, and one row per excluded (condition, seed) with a ``reason``.
+
+    Raises:
+        ValueError: a seed appears in two runs of one condition and treatment (their differing settings are not
+            recorded), naming the condition, the seed and the runs.
+    """
+    scores = with_treatment(scores, compare)
+    conditions = condition_columns(scores, compare)
+    _refuse_repeated_seeds(scores, conditions)
+    finite = np.isfinite(scores["auc"]) & np.isfinite(scores["tolerated_sparsity"])
+    n_treatments = scores.groupby(conditions, dropna=False)["treatment"].transform("nunique")
+    blocks = scores.assign(_finite=finite).groupby([*conditions, "seed"], dropna=False)
+    keep = blocks["_finite"].transform("all") & (blocks["treatment"].transform("size") == n_treatments)
+    return scores[keep].reset_index(drop=True), _excluded(scores, keep, finite, conditions)
+
+
+def with_treatment(scores: pd.DataFrame, compare: Sequence[str]) -> pd.DataFrame:
+    """Adds the ``treatment`` label: the ``compare`` column values joined by ", "."""
+    label = scores[list(compare)].astype(str).agg(", ".join, axis=1) if len(scores) else pd.Series(dtype=str)
+    return scores.assign(treatment=label)
+
+
+def _refuse_repeated_seeds(scores: pd.DataFrame, conditions: list[str]) -> None:
+    repeated = scores.duplicated([*conditions, "treatment", "seed"], keep=False)
+    if not repeated.any():
+        return
+    block = [*conditions, "treatment", "seed"]
+    first = scores[repeated].iloc[0]
+    runs = scores.loc[repeated & (scores[block] == first[block]).all(axis=1), "run_id"]
+    raise ValueError(
+        f"Seed {first['seed']} appears in runs {sorted(set(runs))} of one condition ({_label(first, conditions)}, "
+        f"treatment {first['treatment']}); runs of a condition must differ only in seed, and these differ in "
+        "settings not recorded (is each run's metadata JSON beside its CSV?)"
+    )
+
+
+def _excluded(scores: pd.DataFrame, keep, finite, conditions: list[str]) -> pd.DataFrame:
+    rows = []
+    everything = scores.groupby(conditions, dropna=False)["treatment"].agg(set)
+    for key, block in scores[~keep].assign(_finite=finite[~keep]).groupby([*conditions, "seed"], dropna=False):
+        bad = sorted(block.loc[~block["_finite"], "treatment"])
+        missing = sorted(everything[key[:-1] if len(conditions) > 1 else key[0]] - set(block["treatment"]))
+        reason = f"non-finite scores for {bad}" if bad else f"no rows for {missing}"
+        rows.append((*key, reason))
+    return pd.DataFrame(rows, columns=[*conditions, "seed", "reason"])
+
+
+def rank_table(
+    df: pd.DataFrame, loss_tol=0.10, acc_tol=0.01, compare: Sequence[str] = ("measure",), interval="bootstrap"
+) -> pd.DataFrame:
+    """One row per (condition, treatment) over complete seeds: means, 95% intervals and ranks.
+
+    Columns: the condition columns, the ``compare`` columns, ``treatment``, ``auc`` (mean over seeds) with
+    ``auc_lo``/``auc_hi``, ``tolerated_sparsity`` with ``_lo``/``_hi``, ``measure_seconds``, ``n_seeds``,
+    ``mean_rank`` (mean over seeds of the per-seed rank by AUC) and ``rank`` (rank of the mean AUC); 1 = best.
+    Intervals are NaN for one seed. Every epoch is included (each one its own condition).
+    """
+    return table_from_blocks(replicates(run_scores(df, loss_tol, acc_tol), compare)[0], compare, interval)
+
+
+def table_from_blocks(used: pd.DataFrame, compare: Sequence[str] = ("measure",), interval="bootstrap") -> pd.DataFrame:
+    """``rank_table`` from the complete blocks of ``replicates``."""
+    conditions = condition_columns(used, compare)
+    used = used.assign(_seed_rank=used.groupby([*conditions, "seed"], dropna=False)["auc"].rank())
+    groups = used.groupby([*conditions, *compare, "treatment"], dropna=False)
+    table = groups.agg(
+        auc=("auc", "mean"), tolerated_sparsity=("tolerated_sparsity", "mean"),
+        measure_seconds=("measure_seconds", "mean"), n_seeds=("seed", "nunique"), mean_rank=("_seed_rank", "mean"),
+    )  # fmt: skip
+    for metric in ("auc", "tolerated_sparsity"):
+        low, high = mean_intervals([g.to_numpy() for _, g in groups[metric]], interval, BOUNDS[metric])
+        table.insert(table.columns.get_loc(metric) + 1, f"{metric}_lo", low)
+        table.insert(table.columns.get_loc(metric) + 2, f"{metric}_hi", high)
+    table = table.reset_index()
+    table["rank"] = table.groupby(conditions, dropna=False)["auc"].rank(method="average")
+    return table.sort_values([*conditions, "mean_rank", "auc"], ignore_index=True)
+
+
+def summary(table: pd.DataFrame, compare: Sequence[str] = ("measure",)) -> pd.DataFrame:
+    """Best treatment (lowest mean rank over seeds, then mean AUC) per condition at the last epoch of each run."""
+    conditions = condition_columns(table, compare)
+    others = [c for c in conditions if c != "epoch"]
+    last = table[table["epoch"] == table.groupby(others, dropna=False)["epoch"].transform("max")]
+    best = last.sort_values(["mean_rank", "auc"]).groupby(conditions, dropna=False).head(1)
+    columns = [*conditions, "treatment", "auc", "auc_lo", "auc_hi", "tolerated_sparsity", "mean_rank", "n_seeds"]
+    return best[columns].sort_values(conditions, ignore_index=True)
+
+
+def ranked_epochs(scores: pd.DataFrame, epoch="last", compare: Sequence[str] = ("measure",)) -> pd.Series:
+    """Boolean mask of the rows at the ranked epochs: the last epoch of each condition, or the listed epochs.
+
+    Raises:
+        ValueError: a listed epoch is not in the data (the available epochs are named).
+    """
+    if epoch == "last":
+        others = [c for c in condition_columns(scores, compare) if c != "epoch"]
+        return scores["epoch"] == scores.groupby(others, dropna=False)["epoch"].transform("max")
+    available = sorted(int(e) for e in scores["epoch"].unique())
+    missing = sorted(set(epoch) - set(available))
+    if missing:
+        raise ValueError(f"Epochs {missing} are not in the results; available: {available}. Received: epoch={epoch}")
+    return scores["epoch"].isin(epoch)
+
+
+# Tests --------------------------------------------------------------------------------------------------------
+
+
+def wilcoxon_holm(matrix: pd.DataFrame) -> pd.DataFrame:
+    """Holm-adjusted p-values of two-sided Wilcoxon signed-rank tests between every pair of columns.
+
+    Args:
+        matrix: seeds (rows, the blocks) x treatments (columns) of AUCs; pairs are matched by row.
+
+    Returns:
+        Symmetric DataFrame treatments x treatments, 1 on the diagonal. A pair whose differences are all zero
+        gets p = 1.
+
+    Source:
+        Benavoli, Corani and Mangili 2016, JMLR 17(5); ``scikit_posthocs.posthoc_wilcoxon(..., p_adjust="holm")``.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = sp.posthoc_wilcoxon([matrix[c].to_numpy(float) for c in matrix.columns], p_adjust="holm")
+    return pd.DataFrame(p.to_numpy(), index=matrix.columns, columns=matrix.columns)
+
+
+def seeds_needed(k: int, alpha: float = 0.05) -> int:
+    """Fewest seeds with which Holm over the k(k-1)/2 pairs can separate any pair (exact two-sided Wilcoxon).
+
+    The smallest two-sided p of n paired values is 2 / 2**n; Holm multiplies the smallest p by the number of
+    pairs m, so a pair can be separated only when m * 2 / 2**n < alpha.
+    """
+    pairs = max(k * (k - 1) // 2, 1)
+    return next(n for n in itertools.count(1) if pairs * 2.0 / 2**n < alpha)
+
+
+def condition_test(matrix: pd.DataFrame, alpha: float = 0.05) -> tuple[dict, pd.DataFrame | None]:
+    """Ranks the treatments of one condition and tests them, with seeds as blocks.
+
+    Args:
+        matrix: seeds x treatments of AUCs, complete and finite.
+        alpha: significance level.
+
+    Returns:
+        A dict (``n_seeds``, ``n_treatments``, ``best``, ``second``, their mean ranks and mean AUCs,
+        ``friedman_statistic``, ``friedman_p``, ``p_best_second`` (Holm-adjusted Wilcoxon), ``significant``,
+        ``note``) and the Holm-adjusted p-values (None with one seed or one treatment).
+    """
+    order = pd.DataFrame({"rank": matrix.rank(axis=1).mean(), "auc": matrix.mean()}).sort_values(["rank", "auc"])
+    n, k = matrix.shape
+    row = {"n_seeds": n, "n_treatments": k, "best": order.index[0], "best_mean_rank": order["rank"].iloc[0],
+           "best_auc": order["auc"].iloc[0], "second": None, "second_mean_rank": np.nan, "second_auc": np.nan,
+           "friedman_statistic": np.nan, "friedman_p": np.nan, "p_best_second": np.nan, "significant": False}  # fmt: skip
+    if k > 1:
+        row |= {"second": order.index[1], "second_mean_rank": order["rank"].iloc[1], "second_auc": order["auc"].iloc[1]}
+    if n < 2 or k < 2:
+        why = "one seed: no test is possible; the ranking is descriptive" if n < 2 else "one treatment: nothing to rank"
+        return row | {"note": why}, None
+    pvalues = wilcoxon_holm(matrix)
+    row |= _friedman(matrix) | {"p_best_second": pvalues.loc[order.index[0], order.index[1]]}
+    return row | {"significant": bool(row["p_best_second"] < alpha), "note": _power_note(n, k, alpha)}, pvalues
+
+
+def _friedman(matrix: pd.DataFrame) -> dict:
+    if matrix.shape[1] < 3:
+        return {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        statistic, pvalue = stats.friedmanchisquare(*matrix.to_numpy(float).T)
+    return {"friedman_statistic": statistic, "friedman_p": pvalue}
+
+
+def _power_note(n: int, k: int, alpha: float) -> str:
+    needed = seeds_needed(k, alpha)
+    if n >= needed:
+        return ""
+    return (
+        f"with {n} seeds the smallest two-sided Wilcoxon p is {2 / 2**n:.3g}; under Holm over {k * (k - 1) // 2} "
+        f"pairs no pair can reach alpha {alpha:g}; that needs >= {needed} seeds"
+    )
+
+
+def rank_tests(used: pd.DataFrame, compare: Sequence[str] = ("measure",), alpha: float = 0.05):
+    """``condition_test`` for every condition of ``used`` (complete blocks, ranked epochs only).
+
+    Returns:
+        ``(tests, pvalues)``: one row per condition (condition columns, then the ``condition_test`` fields), and a
+        dict condition key (tuple) -> Holm-adjusted p-value DataFrame (absent with one seed or one treatment).
+    """
+    conditions = condition_columns(used, compare)
+    rows, pvalues = [], {}
+    for key, part in used.groupby(conditions, dropna=False):
+        row, p = condition_test(part.pivot(index="seed", columns="treatment", values="auc"), alpha)
+        rows.append(dict(zip(conditions, key, strict=True)) | row)
+        if p is not None:
+            pvalues[key] = p
+    return pd.DataFrame(rows, columns=[*conditions, *_TEST_FIELDS]), pvalues
+
+
+_TEST_FIELDS = [
+    "n_seeds", "n_treatments", "best", "best_mean_rank", "best_auc", "second", "second_mean_rank", "second_auc",
+    "friedman_statistic", "friedman_p", "p_best_second", "significant", "note",
+]  # fmt: skip
+
+
+def mean_rank_matrix(table: pd.DataFrame, tests: pd.DataFrame) -> pd.DataFrame:
+    """Mean rank over seeds of each treatment (rows) in each ranked condition (columns), best overall first.
+
+    Columns are labelled by the condition values that differ between the ranked conditions; the last column,
+    ``mean``, is the plain mean over conditions (descriptive: conditions of one run are not independent).
+    """
+    conditions = list(tests.columns[: tests.columns.get_loc("n_seeds")])
+    ranked = table.merge(tests[conditions], on=conditions)
+    varying = [c for c in conditions if ranked[c].nunique() > 1] or conditions[:1]
+    ranked = ranked.assign(_column=[_label(r, varying) for _, r in ranked.iterrows()])
+    matrix = ranked.pivot_table(index="treatment", columns="_column", values="mean_rank", sort=False)
+    matrix.columns.name = None
+    return matrix.assign(mean=matrix.mean(axis=1)).sort_values("mean").rename_axis("treatment")
+
+
+def analyze(df, loss_tol=0.10, acc_tol=0.01, epoch="last", compare=("measure",), interval="bootstrap", alpha=0.05):
+    """Every table of a report, without writing files (see the module docstring for the definitions).
+
+    Args:
+        df: rows from ``load``.
+        loss_tol: relative loss increase tolerated (0.10 = 10%).
+        acc_tol: accuracy drop tolerated, as a fraction (0.01 = 1 percentage point).
+        epoch: "last" (each condition's last epoch) or a list of epochs to rank and test.
+        compare: columns whose combinations are the treatments, e.g. ("measure", "scope").
+        interval: "bootstrap" or "t".
+        alpha: significance level.
+
+    Returns:
+        Keys ``scores`` (per run), ``ranking`` (``rank_table``, every epoch), ``summary``, ``tests`` and
+        ``pvalues`` (``rank_tests`` at the ranked epochs), ``mean_ranks`` (``mean_rank_matrix``), ``excluded``
+        (seeds excluded at the ranked epochs, with the reason) and ``options``.
+
+    Raises:
+        ValueError: nothing can be ranked at the ranked epochs (every seed of every condition excluded), or a bad
+            option (named with the valid choices).
+    """
+    compare, epoch = _check_options(compare, epoch, interval, alpha)
+    _refuse_uncompared(df, compare)
+    scores = run_scores(df, loss_tol, acc_tol)
+    used, excluded = replicates(scores, compare)
+    ranked = scores.loc[ranked_epochs(scores, epoch, compare), condition_columns(scores, compare)].drop_duplicates()
+    ranked_used, ranked_excluded = used.merge(ranked), excluded.merge(ranked)
+    if ranked_used.empty:
+        raise ValueError(f"Nothing can be ranked at the ranked epochs: {_excluded_line(ranked_excluded)}")
+    table = table_from_blocks(used, compare, interval)
+    tests, pvalues = rank_tests(ranked_used, compare, alpha)
+    options = {"epoch": epoch, "compare": compare, "interval": interval, "alpha": alpha}
+    return {"scores": scores, "ranking": table, "summary": summary(table, compare), "tests": tests, "pvalues": pvalues,
+            "mean_ranks": mean_rank_matrix(table, tests), "excluded": ranked_excluded, "options": options}  # fmt: skip
+
+
+def _excluded_line(excluded: pd.DataFrame) -> str:
+    if excluded.empty:
+        return "no complete seed"
+    conditions = list(excluded.columns[: excluded.columns.get_loc("seed")])
+    first = excluded.iloc[0]
+    return (
+        f"{len(excluded)} (condition, seed) blocks excluded, e.g. {_label(first, conditions)}, seed {first['seed']}: "
+        f"{first['reason']}"
+    )
+
+
+def _label(row, columns) -> str:
+    return ", ".join(f"{c}={row[c]}" for c in columns)
+
+
+def _check_options(compare, epoch, interval, alpha) -> tuple[list[str], object]:
+    """Normalises ``compare`` and ``epoch`` and checks every option; raises ValueError naming the choices."""
+    compare = [c.strip() for c in compare.split(",")] if isinstance(compare, str) else list(compare)
+    unknown = [c for c in compare if c not in COMPARABLE]
+    if not compare or unknown or len(set(compare)) != len(compare):
+        raise ValueError(f"compare takes distinct columns among {COMPARABLE}. Received: compare={compare}")
+    epoch = _parse_epoch(epoch)
+    if interval not in INTERVALS:
+        raise ValueError(f"interval must be one of {list(INTERVALS)}. Received: interval={interval!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1). Received: alpha={alpha}")
+    return compare, epoch
+
+
+def _parse_epoch(epoch):
+    values = [epoch] if isinstance(epoch, str | int) else list(epoch)
+    if values == ["last"]:
+        return "last"
+    try:
+        parsed = sorted({int(v) for v in values})
+    except (TypeError, ValueError):
+        parsed = None
+    if not parsed or any(e < 0 for e in parsed) or any(isinstance(v, float) and v != int(v) for v in values):
+        raise ValueError(f"epoch must be 'last' or a list of epoch numbers. Received: epoch={epoch!r}")
+    return parsed
+
+
+def _refuse_uncompared(df: pd.DataFrame, compare: list[str]) -> None:
+    absent = [c for c in compare if c not in key_columns(df)]
+    if absent:
+        available = [c for c in key_columns(df) if c in COMPARABLE]
+        raise ValueError(f"compare columns {absent} are not in the results; available: {available}")
+
+
+# Colours ------------------------------------------------------------------------------------------------------
+
+
+def measure_colors(names: Iterable[str]) -> dict:
+    """One colour per name, by sorted name: tab10 up to 10 names, tab20 up to 20, husl beyond."""
+    names = sorted(set(map(str, names)))
+    palette = "tab10" if len(names) <= 10 else "tab20" if len(names) <= 20 else "husl"
+    return dict(zip(names, sns.color_palette(palette, n_colors=len(names)), strict=True))
+
+
+def treatment_colors(table: pd.DataFrame, compare: Sequence[str] = ("measure",), colors: dict | None = None) -> dict:
+    """Colour of each treatment label: its measure's colour when the measure is compared, else one per label."""
+    if "measure" not in compare:
+        return measure_colors(table["treatment"])
+    colors = colors or measure_colors(table["measure"])
+    return dict(zip(table["treatment"], table["measure"].map(colors), strict=True))
 
 
 # Figures ------------------------------------------------------------------------------------------------------
@@ -241,51 +714,60 @@ def select_epochs(df: pd.DataFrame, epochs: Iterable[int] | None = None) -> list
     return sorted(set(epochs))
 
 
-def curve_stats(df: pd.DataFrame, metric: str = "val_loss") -> pd.DataFrame:
-    """Per (condition, measure, threshold): mean sparsity, mean metric and its 95% t-interval over runs."""
-    grouped = df.groupby([*CONDITION, "measure", "threshold"], dropna=False)
-    out = grouped.agg(
-        sparsity=("sparsity", "mean"), mean=(metric, "mean"), sd=(metric, "std"), n=(metric, "count")
-    ).reset_index()
-    half = (stats.t.ppf(0.975, out["n"] - 1) * out["sd"] / np.sqrt(out["n"])).fillna(0.0)
-    return out.assign(lo=out["mean"] - half, hi=out["mean"] + half)
+def curve_stats(df: pd.DataFrame, metric: str = "val_loss", interval: str = "bootstrap") -> pd.DataFrame:
+    """Per (condition, measure, threshold): mean sparsity, mean metric over seeds and its 95% interval.
+
+    A point where any seed's value is not finite gets a NaN mean (a gap in the curve). Columns ``lo``/``hi`` are
+    NaN for one seed; ``n`` counts the seeds.
+    """
+    values = df[metric].where(np.isfinite(df[metric]))
+    groups = df.assign(_value=values).groupby([*condition_columns(df), "measure", "threshold"], dropna=False)
+    out = groups.agg(sparsity=("sparsity", "mean"), mean=("_value", "mean"), n=("_value", "size"),
+                     finite=("_value", "count"))  # fmt: skip
+    low, high = mean_intervals([g.to_numpy() for _, g in groups["_value"]], interval, BOUNDS.get(metric, (-np.inf, np.inf)))
+    out = out.assign(lo=low, hi=high).reset_index()
+    out.loc[out["finite"] < out["n"], ["mean", "lo", "hi"]] = np.nan
+    return out.drop(columns="finite")
 
 
-def plot_curves(df: pd.DataFrame, metric: str = "val_loss", epochs=None, num_classes: int | None = None):
+def plot_curves(df, metric="val_loss", epochs=None, num_classes=None, colors=None, interval="bootstrap"):
     """Metric over sparsity, one line per measure; facets aggregation (columns) x epoch (rows).
 
     Args:
-        df: rows of one (task, model, pooling, scope, normalization, replacement) combination.
+        df: rows of one figure combination (see ``panel_columns``).
         metric: "val_loss" or "val_accuracy".
         epochs: epochs to show; default first, middle, last.
         num_classes: class count for the chance line; default from the runs' JSON metadata.
+        colors: measure -> colour; default ``measure_colors`` of the measures in ``df``.
+        interval: band over seeds, "bootstrap" or "t"; no band for one seed.
 
     Returns:
         The matplotlib Figure.
     """
     key = _single_panel(df)
     epochs, aggs = select_epochs(df, epochs), sorted(df["aggregation"].unique())
-    data = curve_stats(df[df["epoch"].isin(epochs)], metric)
-    measures = sorted(data["measure"].unique())
-    colors = dict(zip(measures, sns.color_palette(n_colors=len(measures)), strict=True))
+    data = curve_stats(df[df["epoch"].isin(epochs)], metric, interval)
+    colors = colors or measure_colors(df["measure"])
     fig, axes = plt.subplots(len(epochs), len(aggs), figsize=(3.6 * len(aggs) + 2, 2.8 * len(epochs) + 0.8),
                              sharex=True, sharey=True, squeeze=False, layout="constrained")  # fmt: skip
     for (i, epoch), (j, agg) in itertools.product(enumerate(epochs), enumerate(aggs)):
         _draw_curves(axes[i, j], data[(data["epoch"] == epoch) & (data["aggregation"] == agg)], colors)
         axes[i, j].set_title(f"{agg}, epoch {epoch}", fontsize="medium")
-    handles = [Line2D([], [], color=c, label=m) for m, c in colors.items()]
+    handles = [Line2D([], [], color=colors[m], label=m) for m in sorted(data["measure"].unique())]
     handles += _chance_lines(axes, metric, _classes(df, num_classes))
     fig.legend(handles=handles, loc="outside right upper", title="measure")
     fig.supxlabel(SPARSITY_LABEL)
     fig.supylabel(_metric_label(metric, _classes(df, num_classes)))
-    fig.suptitle(f"{_title(key, per_line=3)}\nmean over runs, band = 95% CI", fontsize="medium")
+    caption = interval_caption(interval, int(data["n"].max()), BOUNDS.get(metric))
+    fig.suptitle(f"{_title(key, per_line=3)}\n{caption}", fontsize="medium")
     return fig
 
 
 def _draw_curves(ax, data: pd.DataFrame, colors: dict) -> None:
     for measure, g in data.sort_values("sparsity").groupby("measure"):
         ax.plot(g["sparsity"], g["mean"], color=colors[measure], lw=1.5)
-        ax.fill_between(g["sparsity"], g["lo"], g["hi"], color=colors[measure], alpha=0.2, lw=0)
+        if g["lo"].notna().any():
+            ax.fill_between(g["sparsity"], g["lo"], g["hi"], color=colors[measure], alpha=0.2, lw=0)
     ax.grid(alpha=0.3)
 
 
@@ -314,117 +796,231 @@ def _metric_label(metric: str, classes: float | None) -> str:
     return METRIC_LABELS.get(metric, metric)
 
 
-def plot_rank_heatmap(table: pd.DataFrame):
-    """Rank of each measure (rows, best mean rank first) at each epoch (columns), one heatmap per aggregation.
+def plot_rank_heatmap(table: pd.DataFrame, colors: dict | None = None, compare: Sequence[str] = ("measure",)):
+    """Mean rank over seeds of each treatment (rows, best first) at each epoch (columns), one heatmap per aggregation.
+
+    The epochs are a curve over training, not replicates.
 
     Args:
-        table: ``rank_table`` rows of one (task, model, pooling, scope, normalization, replacement) combination.
+        table: ``rank_table`` rows of one figure combination (``panel_columns`` less the ``compare`` columns).
+        colors: treatment -> colour for the row labels; default ``treatment_colors``.
+        compare: the treatment columns of ``table``.
 
     Returns:
         The matplotlib Figure.
     """
-    key = _single_panel(table)
-    aggs, n_measures = sorted(table["aggregation"].unique()), table["measure"].nunique()
-    n_epochs = table["epoch"].nunique()
-    fig, axes = plt.subplots(1, len(aggs), figsize=(min(0.5 * n_epochs, 12) * len(aggs) + 3, 0.45 * n_measures + 1.6),
-                             squeeze=False, layout="constrained")  # fmt: skip
-    order = table.groupby("measure")["rank"].mean().sort_values().index
+    key = _single_panel(table, compare)
+    aggs = sorted(table["aggregation"].unique()) if "aggregation" in condition_columns(table, compare) else [None]
+    n_treatments, n_epochs = table["treatment"].nunique(), table["epoch"].nunique()
+    fig, axes = plt.subplots(1, len(aggs), figsize=(min(0.5 * n_epochs, 12) * len(aggs) + 3,
+                             0.45 * n_treatments + 1.6), squeeze=False, layout="constrained")  # fmt: skip
+    order = table.groupby("treatment")["mean_rank"].mean().sort_values().index
     for ax, agg in zip(axes[0], aggs, strict=True):
-        grid = table[table["aggregation"] == agg].pivot_table(index="measure", columns="epoch", values="rank")
-        grid = grid.reindex([m for m in order if m in grid.index])
-        sns.heatmap(grid, ax=ax, annot=n_epochs <= 20, fmt=".3g", cmap="viridis_r", vmin=1, vmax=n_measures,
-                    cbar_kws={"label": "rank by AUC (1 = best)"})  # fmt: skip
-        ax.set(title=agg, xlabel="epoch", ylabel="measure")
-        ax.tick_params(axis="y", rotation=0)
+        part = table if agg is None else table[table["aggregation"] == agg]
+        grid = part.pivot_table(index="treatment", columns="epoch", values="mean_rank")
+        sns.heatmap(grid.reindex([t for t in order if t in grid.index]), ax=ax, annot=n_epochs <= 20, fmt=".3g",
+                    cmap="viridis_r", vmin=1, vmax=n_treatments,
+                    cbar_kws={"label": f"mean rank by AUC over {_seed_range(part)} (1 = best)"})  # fmt: skip
+        ax.set(title=agg or "", xlabel="epoch", ylabel="treatment")
+        _color_ticks(ax, colors or treatment_colors(table, compare))
     fig.suptitle(_title(key, per_line=2), fontsize="medium")
     return fig
 
 
-def plot_cd(result: dict):
-    """Critical-difference diagram from ``friedman(...)``; returns the Figure."""
-    fig, ax = plt.subplots(figsize=(7, 0.35 * result["n_measures"] + 1.8), layout="constrained")
-    sp.critical_difference_diagram(result["mean_ranks"], result["nemenyi"], ax=ax)
-    ax.set_title(
-        f"Mean rank by AUC over {result['n_blocks']} conditions (1 = best)\n"
-        f"Friedman p = {result['pvalue']:.3g}\nbars join measures Nemenyi cannot separate (alpha 0.05)"
-    )
+def _seed_range(table: pd.DataFrame) -> str:
+    low, high = int(table["n_seeds"].min()), int(table["n_seeds"].max())
+    return f"{low} seed{'s' * (high > 1)}" if low == high else f"{low}-{high} seeds"
+
+
+def _color_ticks(ax, colors: dict) -> None:
+    ax.tick_params(axis="y", rotation=0)
+    for label in ax.get_yticklabels():
+        label.set_color(colors.get(label.get_text(), "black"))
+
+
+def plot_cd(mean_ranks: pd.Series, pvalues: pd.DataFrame, title: str = "", colors: dict | None = None, alpha=0.05):
+    """Critical-difference diagram: mean ranks over seeds; bars join treatments Wilcoxon-Holm cannot separate.
+
+    Args:
+        mean_ranks: treatment -> mean rank over seeds (1 = best).
+        pvalues: Holm-adjusted Wilcoxon p-values (``wilcoxon_holm``).
+        title: first lines of the title (the condition).
+        colors: treatment -> colour (the measure's colour in the curves).
+        alpha: significance level.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(mean_ranks) + 2.2), layout="constrained")
+    palette = {t: colors[t] for t in mean_ranks.index} if colors else None
+    sp.critical_difference_diagram(mean_ranks, pvalues.loc[mean_ranks.index, mean_ranks.index], ax=ax, alpha=alpha,
+                                   color_palette=palette)  # fmt: skip
+    ax.set_title(f"{title}\nmean rank by AUC over seeds (1 = best); bars join treatments that pairwise Wilcoxon "
+                 f"signed-rank tests,\nHolm-adjusted, cannot separate (alpha {alpha:g})", fontsize="medium")  # fmt: skip
     return fig
 
 
-def _single_panel(df: pd.DataFrame) -> tuple:
-    """The one (task, model, pooling, scope, normalization, replacement) combination of ``df``."""
-    combos = df[PANEL].drop_duplicates()
+def plot_mean_ranks(matrix: pd.DataFrame, colors: dict | None = None):
+    """Heatmap of ``mean_rank_matrix``: treatments (rows) x ranked conditions (columns)."""
+    grid = matrix.drop(columns="mean")
+    fig, ax = plt.subplots(figsize=(1.1 * grid.shape[1] + 4, 0.45 * len(grid) + 2), layout="constrained")
+    sns.heatmap(grid, ax=ax, annot=grid.size <= 400, fmt=".3g", cmap="viridis_r", vmin=1, vmax=len(grid),
+                cbar_kws={"label": "mean rank by AUC over seeds (1 = best)"})  # fmt: skip
+    ax.set(xlabel="condition (at the ranked epoch)", ylabel="treatment", title="Mean rank per condition, best first")
+    ax.tick_params(axis="x", rotation=30)
+    _color_ticks(ax, colors or {})
+    return fig
+
+
+def _single_panel(df: pd.DataFrame, compare: Sequence[str] = ()) -> tuple:
+    """The one figure combination (``panel_columns`` less ``compare``) of ``df``, as (column, value) pairs."""
+    columns = [c for c in panel_columns(df) if c not in compare]
+    combos = df[columns].drop_duplicates()
     if len(combos) != 1:
-        raise ValueError(f"Expected one combination of {PANEL}; filter the rows first. Received: {len(combos)}")
-    return tuple(combos.iloc[0])
+        raise ValueError(f"Expected one combination of {columns}; filter the rows first. Received: {len(combos)}")
+    return tuple(zip(columns, combos.iloc[0], strict=True))
 
 
-def _title(key: tuple, per_line: int = len(PANEL)) -> str:
-    pairs = [f"{c}={v}" for c, v in zip(PANEL, key, strict=True)]
-    return "\n".join(", ".join(pairs[i : i + per_line]) for i in range(0, len(pairs), per_line))
+def _title(pairs: tuple, per_line: int = 6) -> str:
+    texts = [f"{c}={v}" for c, v in pairs]
+    return "\n".join(", ".join(texts[i : i + per_line]) for i in range(0, len(texts), per_line))
 
 
-def _slug(key: tuple) -> str:
-    return "_".join(re.sub(r"[^A-Za-z0-9.-]+", "-", str(v)) for v in key)
+def _slug(values: Iterable) -> str:
+    return "_".join(re.sub(r"[^A-Za-z0-9.-]+", "-", str(v)) for v in values)
 
 
 # Report -------------------------------------------------------------------------------------------------------
 
 
-def report(paths_or_df, out_dir, fmt="png", epochs=None, loss_tol=0.10, acc_tol=0.01, num_classes=None) -> dict:
+def report(
+    paths_or_df, out_dir, fmt="png", epochs=None, loss_tol=0.10, acc_tol=0.01, num_classes=None, *, epoch="last",
+    compare=("measure",), interval="bootstrap", alpha=0.05,
+) -> dict:  # fmt: skip
     """Writes every table and figure, and returns them.
 
     Args:
-        paths_or_df: CSV paths or globs (see ``load``), or an already loaded DataFrame.
+        paths_or_df: CSV paths, globs or study folders (see ``load``), or an already loaded DataFrame.
         out_dir: folder for the outputs; created when absent.
         fmt: figure format, "png", "svg" or "pdf".
         epochs: epochs shown in the curve figures; default first, middle, last.
         loss_tol: relative loss increase tolerated (0.10 = 10%).
         acc_tol: accuracy drop tolerated, as a fraction (0.01 = 1 percentage point).
         num_classes: class count for the chance lines; default from the runs' JSON metadata.
+        epoch: epochs ranked and tested: "last" (default) or a list.
+        compare: treatment columns, e.g. "measure,scope".
+        interval: "bootstrap" (default) or "t", for every interval and band.
+        alpha: significance level of the tests.
 
     Returns:
-        Keys ``files`` (written paths), ``ranking``, ``summary`` (DataFrames) and ``friedman`` (see ``friedman``).
+        ``analyze``'s tables plus ``files`` (written paths).
+
+    Raises:
+        ValueError: a bad option, an unwritable ``out_dir`` (both before reading any data), bad input files (see
+            ``load``), or nothing to rank (see ``analyze``). Nothing is written then.
     """
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {list(FORMATS)}. Received: fmt={fmt!r}")
+    _check_tolerances(loss_tol, acc_tol)
+    _check_options(compare, epoch, interval, alpha)
+    out = check_out_dir(out_dir)
     df = paths_or_df if isinstance(paths_or_df, pd.DataFrame) else load(paths_or_df)
-    out = Path(out_dir)
+    if epochs is not None:
+        select_epochs(df, epochs)
+    result = analyze(df, loss_tol, acc_tol, epoch, compare, interval, alpha)
     out.mkdir(parents=True, exist_ok=True)
-    table = rank_table(df, loss_tol, acc_tol)
-    result = {"ranking": table, "summary": summary(table), "friedman": friedman(table)}
-    files = _write_tables(out, result) + _write_figures(out, df, table, fmt, epochs, num_classes)
-    if result["friedman"]["statistic"] is not None:
-        files.append(_save(plot_cd(result["friedman"]), out / f"cd_diagram.{fmt}"))
+    colors = measure_colors(df["measure"])
+    files = _write_tables(out, result) + _write_figures(out, df, result, fmt, epochs, num_classes, colors)
     return result | {"files": files}
 
 
+def check_out_dir(out_dir) -> Path:
+    """Checks that ``out_dir`` is a folder that can be written (or created), writing nothing.
+
+    Raises:
+        ValueError: it is a file, or its nearest existing folder cannot be written (names the folder).
+    """
+    out = Path(out_dir)
+    existing = next(p for p in [out, *out.absolute().parents] if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"Output folder {out} cannot be created: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise ValueError(f"Cannot write to folder {existing} (output folder {out}): {err.strerror}") from None
+    return out
+
+
 def _write_tables(out: Path, result: dict) -> list[Path]:
-    """Writes ranking.csv and ranking.md (summary, mean ranks, per-condition table)."""
-    result["ranking"].to_csv(out / "ranking.csv", index=False)
-    ranks = result["friedman"]["mean_ranks"].rename("mean_rank").reset_index()
+    """Writes ranking.csv, tests.csv, pvalues.csv, mean_ranks.csv, excluded.csv (when any) and ranking.md."""
+    tables = {"ranking": result["ranking"], "tests": result["tests"], "pvalues": _pvalue_rows(result),
+              "mean_ranks": result["mean_ranks"].reset_index()}  # fmt: skip
+    if not result["excluded"].empty:
+        tables["excluded"] = result["excluded"]
+    for name, table in tables.items():
+        table.to_csv(out / f"{name}.csv", index=False)
+    (out / "ranking.md").write_text(_markdown(result), encoding="utf-8")
+    return [out / f"{name}.csv" for name in tables] + [out / "ranking.md"]
+
+
+def _pvalue_rows(result: dict) -> pd.DataFrame:
+    """Holm-adjusted Wilcoxon p-values in long form: condition columns, a, b, p_holm."""
+    conditions = list(result["tests"].columns[: result["tests"].columns.get_loc("n_seeds")])
+    rows = [(*key, a, b, p.loc[a, b]) for key, p in result["pvalues"].items()
+            for a, b in itertools.combinations(p.index, 2)]  # fmt: skip
+    return pd.DataFrame(rows, columns=[*conditions, "a", "b", "p_holm"])
+
+
+def _markdown(result: dict) -> str:
+    options = result["options"]
     text = [
-        "# Measure ranking\n\nBest measure per aggregation at the last epoch:\n", to_markdown(result["summary"]),
-        f"\nMean rank by AUC over conditions (1 = best). {_friedman_line(result['friedman'])}\n", to_markdown(ranks),
-        "\nPer condition (AUC of validation loss over sparsity, lower is better):\n", to_markdown(result["ranking"]),
+        "# Treatment ranking\n", f"Ranked epoch: {options['epoch']}; treatments: {', '.join(options['compare'])}; "
+        f"{TESTS_LINE} (alpha {options['alpha']:g}); Benavoli et al. 2016, JMLR 17(5).\n",
+        "## Per condition: best treatment, second, Holm-adjusted Wilcoxon p, Friedman p\n", to_markdown(result["tests"]),
+        "\n## Mean rank over seeds per condition\n", to_markdown(result["mean_ranks"].reset_index()),
+        "\n## Holm-adjusted Wilcoxon p-values\n", to_markdown(_pvalue_rows(result)),
     ]  # fmt: skip
-    (out / "ranking.md").write_text("\n".join(text))
-    return [out / "ranking.csv", out / "ranking.md"]
+    if not result["excluded"].empty:
+        text += ["\n## Excluded from the ranking (non-finite scores or missing rows)\n", to_markdown(result["excluded"])]
+    caption = f"interval: 95% {options['interval']} over seeds; NaN with one seed"
+    text += [f"\n## Every condition and epoch ({caption}; AUC of val loss over sparsity, lower is better)\n",
+             to_markdown(result["ranking"])]  # fmt: skip
+    return "\n".join(text)
 
 
-def _write_figures(out: Path, df: pd.DataFrame, table: pd.DataFrame, fmt: str, epochs, num_classes) -> list[Path]:
-    """Writes loss, accuracy and rank-heatmap figures for each panel combination."""
-    tables = dict(iter(table.groupby(PANEL, dropna=False)))
+def _write_figures(out: Path, df, result: dict, fmt: str, epochs, num_classes, colors: dict) -> list[Path]:
+    """Writes curves and rank heatmaps per figure combination, a CD diagram per tested condition, mean ranks."""
+    interval, table, compare = result["options"]["interval"], result["ranking"], result["options"]["compare"]
+    labels = treatment_colors(table, compare, colors)
     files = []
-    for key, part in df.groupby(PANEL, dropna=False):
-        figures = {
-            "loss": plot_curves(part, "val_loss", epochs, num_classes),
-            "rank_heatmap": plot_rank_heatmap(tables[key]),
-        }
+    for key, part in df.groupby(panel_columns(df), dropna=False):
+        figures = {"loss": plot_curves(part, "val_loss", epochs, num_classes, colors, interval)}
         if part["val_accuracy"].notna().any():
-            figures["accuracy"] = plot_curves(part, "val_accuracy", epochs, num_classes)
+            figures["accuracy"] = plot_curves(part, "val_accuracy", epochs, num_classes, colors, interval)
         files += [_save(fig, out / f"{kind}_{_slug(key)}.{fmt}") for kind, fig in figures.items()]
+    for key, part in table.groupby([c for c in panel_columns(df) if c not in compare], dropna=False):
+        files.append(_save(plot_rank_heatmap(part, labels, compare), out / f"rank_heatmap_{_slug(key)}.{fmt}"))
+    files += _write_cd(out, result, fmt, labels)
+    return files + [_save(plot_mean_ranks(result["mean_ranks"], labels), out / f"mean_ranks.{fmt}")]
+
+
+def _write_cd(out: Path, result: dict, fmt: str, colors: dict) -> list[Path]:
+    tests, table, alpha = result["tests"], result["ranking"], result["options"]["alpha"]
+    conditions = list(tests.columns[: tests.columns.get_loc("n_seeds")])
+    files = []
+    for key, pvalues in result["pvalues"].items():
+        rows = table[(table[conditions] == pd.Series(key, index=conditions)).all(axis=1)]
+        test = tests[(tests[conditions] == pd.Series(key, index=conditions)).all(axis=1)].iloc[0]
+        title = f"{_title(tuple(zip(conditions, key, strict=True)), per_line=4)}\n{_test_line(test)}"
+        fig = plot_cd(rows.set_index("treatment")["mean_rank"], pvalues, title, colors, alpha)
+        files.append(_save(fig, out / f"cd_{_slug(key)}.{fmt}"))
     return files
+
+
+def _test_line(test) -> str:
+    friedman = f"Friedman p = {test['friedman_p']:.3g}" if np.isfinite(test["friedman_p"]) else "no Friedman test"
+    return f"{int(test['n_seeds'])} seeds, {int(test['n_treatments'])} treatments; {friedman}"
 
 
 def _save(fig, path: Path) -> Path:
@@ -440,49 +1036,100 @@ def to_markdown(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells.itertuples(index=False)]) + "\n"
 
 
-def _friedman_line(result: dict) -> str:
-    if result["statistic"] is None:
-        return result["note"]
-    return (
-        f"Friedman chi2 = {result['statistic']:.3g}, p = {result['pvalue']:.3g} "
-        f"({result['n_measures']} measures, {result['n_blocks']} conditions)."
-    )
-
-
 def format_report(result: dict) -> str:
-    """The terminal summary of ``report(...)``."""
-    best = result["summary"]
-    constant = [c for c in PANEL if best[c].nunique(dropna=False) == 1]
-    lines = ["Best measure per aggregation at the last epoch (AUC of val loss over sparsity, lower is better):"]
-    lines += [", ".join(f"{c}={best.loc[0, c]}" for c in constant)]
-    lines += [best.drop(columns=constant).to_string(index=False)]
-    mean_ranks = ", ".join(f"{m} {r:.2f}" for m, r in result["friedman"]["mean_ranks"].items())
-    lines += ["", f"Mean ranks: {mean_ranks}", _friedman_line(result["friedman"])]
-    return "\n".join(lines + [f"Wrote {len(result['files'])} files, e.g. {result['files'][0]}"])
+    """The terminal summary: per ranked condition, the best treatment, whether it beats the second, the seeds."""
+    tests, options = result["tests"], result["options"]
+    conditions = list(tests.columns[: tests.columns.get_loc("n_seeds")])
+    constant = [c for c in conditions if tests[c].nunique(dropna=False) == 1]
+    lines = [
+        f"Ranking at {_epoch_text(options['epoch'])} by AUC of validation loss over sparsity (lower is better); "
+        f"treatments: {', '.join(options['compare'])}",
+        f"{TESTS_LINE} (alpha {options['alpha']:g}); Benavoli et al. 2016, JMLR 17(5)",
+        _label(tests.iloc[0], constant),
+        _summary_frame(tests, result["ranking"], [c for c in conditions if c not in constant]).to_string(index=False),
+    ]
+    lines += _notes(tests) + _excluded_lines(result["excluded"])
+    ranks = "; ".join(f"{t}: {r:.2f}" for t, r in result["mean_ranks"]["mean"].items())
+    lines += [f"Mean rank over the {len(tests)} ranked conditions (descriptive): {ranks}"]
+    if result.get("files"):
+        lines += [f"Wrote {len(result['files'])} files to {result['files'][0].parent}, e.g. {result['files'][0]}"]
+    return "\n".join(lines)
+
+
+def _epoch_text(epoch) -> str:
+    return "the last epoch" if epoch == "last" else f"epoch{'s' * (len(epoch) > 1)} {', '.join(map(str, epoch))}"
+
+
+def _summary_frame(tests: pd.DataFrame, table: pd.DataFrame, varying: list[str]) -> pd.DataFrame:
+    conditions = list(tests.columns[: tests.columns.get_loc("n_seeds")])
+    merged = tests.merge(table[[*conditions, "treatment", "auc_lo", "auc_hi"]],
+                         left_on=[*conditions, "best"], right_on=[*conditions, "treatment"], how="left")  # fmt: skip
+    frame = merged[varying].copy() if varying else pd.DataFrame(index=merged.index)
+    frame["seeds"] = merged["n_seeds"]
+    frame["best"] = merged["best"]
+    header = "mean AUC [95% CI]" if (merged["n_seeds"] > 1).any() else "AUC (one seed)"
+    frame[header] = [_with_interval(a, lo, hi) for a, lo, hi in merged[["best_auc", "auc_lo", "auc_hi"]].to_numpy()]
+    frame["second"] = merged["second"].fillna("-")
+    frame["p best vs second (Holm)"] = merged["p_best_second"].map(lambda p: f"{p:.3g}" if np.isfinite(p) else "-")
+    frame["significant?"] = [_verdict(r) for _, r in merged.iterrows()]
+    frame["Friedman p"] = merged["friedman_p"].map(lambda p: f"{p:.3g}" if np.isfinite(p) else "-")
+    return frame
+
+
+def _with_interval(mean: float, low: float, high: float) -> str:
+    return f"{mean:.4g}" if not np.isfinite(low) else f"{mean:.4g} [{low:.4g}, {high:.4g}]"
+
+
+def _verdict(test) -> str:
+    if not np.isfinite(test["p_best_second"]):
+        return "no test"
+    return "yes" if test["significant"] else "no"
+
+
+def _notes(tests: pd.DataFrame) -> list[str]:
+    notes = sorted(set(tests["note"]) - {""})
+    return [f"Note: {note}." for note in notes]
+
+
+def _excluded_lines(excluded: pd.DataFrame) -> list[str]:
+    if excluded.empty:
+        return []
+    conditions = list(excluded.columns[: excluded.columns.get_loc("seed")])
+    lines = [f"Excluded from the ranking: {len(excluded)} (condition, seed) blocks with non-finite scores or missing rows:"]
+    shown = [f"  {_label(r, conditions)}, seed {r['seed']}: {r['reason']}" for _, r in excluded.head(10).iterrows()]
+    return lines + shown + ([f"  ... and {len(excluded) - 10} more (excluded.csv)"] if len(excluded) > 10 else [])
 
 
 # Command line -------------------------------------------------------------------------------------------------
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Figures and measure rankings from harness result CSVs.")
-    parser.add_argument("paths", nargs="+", help="result CSVs or globs")
-    parser.add_argument("--out", default="figures", help="output folder (default: figures)")
-    parser.add_argument("--format", default="png", choices=FORMATS, help="figure format (default: png)")
-    parser.add_argument("--epochs", type=int, nargs="+", help="epochs to plot (default: first, middle, last)")
-    parser.add_argument("--loss-tol", type=float, default=0.10, help="relative loss increase tolerated (0.10)")
-    parser.add_argument("--acc-tol", type=float, default=0.01, help="accuracy drop tolerated, fraction (0.01)")
+    parser = argparse.ArgumentParser(
+        description="Figures, rankings and tests (seeds as blocks) from harness result CSVs or study folders.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("paths", nargs="+", help="result CSVs, globs, or study folders (their trials/*.csv)")
+    parser.add_argument("--out", default="figures", help="output folder")
+    parser.add_argument("--format", default="png", choices=FORMATS, help="figure format")
+    parser.add_argument("--epoch", nargs="+", default=["last"], help="epochs ranked and tested: 'last' or numbers")
+    parser.add_argument("--epochs", type=int, nargs="+", help="epochs drawn in the curve figures (first, middle, last)")
+    parser.add_argument("--compare", default="measure", help=f"treatment columns, comma-separated, among {COMPARABLE}")
+    parser.add_argument("--interval", default="bootstrap", choices=INTERVALS, help="95%% interval over seeds")
+    parser.add_argument("--alpha", type=float, default=0.05, help="significance level")
+    parser.add_argument("--loss-tol", type=float, default=0.10, help="relative loss increase tolerated")
+    parser.add_argument("--acc-tol", type=float, default=0.01, help="accuracy drop tolerated, fraction")
     parser.add_argument("--classes", type=int, help="class count for the chance line (default: run metadata)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs the command line; returns the exit status."""
+    """Runs the command line; returns the exit status (1 on bad input or nothing to rank)."""
     args = _parser().parse_args(argv)
     matplotlib.use("Agg")
     try:
-        result = report(args.paths, args.out, args.format, args.epochs, args.loss_tol, args.acc_tol, args.classes)
-    except (ValueError, FileNotFoundError) as err:
+        result = report(args.paths, args.out, args.format, args.epochs, args.loss_tol, args.acc_tol, args.classes,
+                        epoch=args.epoch, compare=args.compare, interval=args.interval, alpha=args.alpha)  # fmt: skip
+    except (ValueError, FileNotFoundError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(format_report(result))
