@@ -9,6 +9,11 @@ layer's output (BackPACK-style), anything else from ``tf.vectorized_map``.
 Compiled (``tf.function``) steps are cached per model, variables, loss and
 step kind, so scoring after every epoch traces once per run, not per epoch.
 The cache keeps the last few entries only.
+
+The last sections serve the pruning criteria: the gradient and a
+Hessian-vector product of the mean loss (SNIP, Taylor, GraSP), per-feature
+input statistics laid over kernels (Wanda) and SynFlow's data-free flow
+through the absolute-value network.
 """
 
 from __future__ import annotations

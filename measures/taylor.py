@@ -24,14 +24,14 @@ class Taylor(Measure):
     ``(g w)^2`` is the square of the first-order estimate ``g w`` of the loss
     change when ``w`` is set to 0. ``batch`` (default) follows the paper's
     practice: the gradient of the mean loss over each minibatch, squared and
-    averaged over minibatches; batches are a partition of the sample into
-    blocks of ``batch_size`` (seeded by ``ctx.seed``; the last may be
-    smaller, weighted by its share). ``batch_size=1`` is the per-example
-    accumulation (a Python loop; ``example`` computes it vectorised), ``batch_size >= N`` squares the full-sample gradient
-    (= snip^2). Since ``E (g_b w)^2 = (g w)^2 + Var(g_n w) / |b|``, the
-    batch size moves the score between the signal and the noise of the
-    gradient. ``example`` is vectorised (``per_example_mean``); for
-    cross-entropy it equals ``w^2`` times the empirical Fisher.
+    averaged over minibatches; batches partition the sample into blocks of
+    ``batch_size`` (seeded by ``ctx.seed``; the last may be smaller and is
+    weighted by its share). ``batch_size=1`` gives the per-example scores (in
+    a Python loop; ``example`` computes them vectorised with
+    ``per_example_mean``), ``batch_size >= N`` squares the full-sample
+    gradient (= snip^2). As ``E (g_b w)^2 ~ (g w)^2 + Var(g_n w) / |b|``, the
+    batch size moves the score between the gradient's signal and its noise.
+    For cross-entropy, ``example`` is ``w^2`` times the empirical Fisher.
 
     Reads ``ctx.x``, ``ctx.y`` and the task's loss (any Keras loss), in
     inference mode. Returns one float32 array per parameter, same shape,
@@ -39,8 +39,8 @@ class Taylor(Measure):
     sample (in batches, or chunks of ``ctx.batch_size`` for ``example``).
 
     The paper's filter criterion squares the SUM of ``g w`` over a filter;
-    pooled scores here are poolings of per-weight ``(g w)^2`` (``sum``
-    pooling is its per-weight variant).
+    here items pool per-weight ``(g w)^2`` (``sum`` pooling over a unit is the
+    per-weight variant of the authors' code).
 
     Args:
         accumulation: ``"batch"`` or ``"example"``.
