@@ -22,12 +22,17 @@ class Items:
         layers: Layer group of each item (``Param.layer_index``), shape ``(n_items,)``.
         element_items: Per parameter, an int64 array of the variable's shape
             giving the item of every element.
+        units: Output unit of each item within its layer, shape ``(n_items,)``
+            (see :func:`output_units`); -1 for an item with no output unit
+            (parameters of other layers, e.g. BatchNorm) or spanning several.
+            None when unknown; scope ``output`` then refuses the items.
     """
 
     scores: np.ndarray
     sizes: np.ndarray
     layers: np.ndarray
     element_items: list[np.ndarray]
+    units: np.ndarray | None = None
 
 
 class Aggregation:
@@ -63,7 +68,8 @@ class Aggregation:
         flat_ids = np.concatenate([ids.ravel() for ids in element_items])
         flat_scores = np.concatenate([np.asarray(s, np.float64).ravel() for s in scores])
         pooled, sizes = pool(flat_scores, flat_ids, len(layers), pooling if self.pools else "mean")
-        return Items(pooled, sizes, np.asarray(layers, np.int64), element_items)
+        units = item_units(flat_ids, np.concatenate([output_units(p).ravel() for p in params]), len(layers))
+        return Items(pooled, sizes, np.asarray(layers, np.int64), element_items, units)
 
 
 def _number_items(aggregation: Aggregation, params: list[Param]) -> tuple[list[np.ndarray], list[int]]:
@@ -113,3 +119,24 @@ def per_element(param: Param) -> tuple[np.ndarray, bool]:
 def per_output_channel(param: Param) -> tuple[np.ndarray, bool]:
     """Item ``o`` holds ``kernel[..., o]`` and ``bias[o]``: pooled over incoming weights."""
     return np.broadcast_to(np.arange(param.shape[-1]), param.shape).copy(), True
+
+
+def output_units(param: Param) -> np.ndarray:
+    """Output unit of every element, int64 of the parameter's shape; -1 where the layer has none.
+
+    Dense kernel ``(in, out)``: element ``(i, j)`` feeds unit ``j``; conv kernel
+    ``(..., cin, cout)``: element ``(..., o)`` belongs to filter ``o``; their
+    biases: ``bias[o]`` to unit ``o``. Parameters of other layers: -1.
+    """
+    if param.kind in ("dense", "conv") and param.role in ("kernel", "bias"):
+        return np.broadcast_to(np.arange(param.shape[-1], dtype=np.int64), param.shape)
+    return np.full(param.shape, -1, np.int64)
+
+
+def item_units(ids: np.ndarray, units: np.ndarray, n_items: int) -> np.ndarray:
+    """Output unit of each item from its elements' (``ids``, ``units``): their common unit, or -1 if they differ."""
+    first = np.full(n_items, -1, np.int64)
+    first[ids] = units
+    mixed = np.zeros(n_items, bool)
+    mixed[ids[first[ids] != units]] = True
+    return np.where(mixed, -1, first)

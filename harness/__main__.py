@@ -20,8 +20,8 @@ LIST_OPTIONS = {
     "measures": "measure specs, e.g. fisher obd:hessian=exact (default: all registered)",
     "aggregations": "aggregations (default: all registered)",
     "poolings": "item poolings: mean sum max min l2 (default: mean)",
-    "scopes": "layer and/or global (default: layer)",
-    "normalizations": "per-layer normalisation for global scope: none mean max (default: none)",
+    "scopes": "layer, global and/or output (per output unit; per-weight aggregations only) (default: layer)",
+    "normalizations": "per-layer normalisation for global scope: none mean max lamp (default: none)",
     "replacements": "zero and/or random (default: zero)",
 }
 

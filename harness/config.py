@@ -33,8 +33,9 @@ class RunConfig:
         measures: Measure specs (``"fisher"``, ``"obd:hessian=exact"``); None for all registered.
         aggregations: Aggregation names; None for all registered.
         poolings: Poolings of item scores (mean, sum, max, min, l2).
-        scopes: ``layer`` and/or ``global``.
-        normalizations: Per-layer score normalisations for global scope (none, mean, max).
+        scopes: ``layer``, ``global`` and/or ``output`` (per output unit; used by
+            per-weight aggregations only, see ``harness.threshold.segment_ids``).
+        normalizations: Per-layer score normalisations for global scope (none, mean, max, lamp).
         replacements: ``zero`` and/or ``random``.
         thresholds: Fractions t in [0, 1] of prunable parameters to replace.
         epochs, batch_size, learning_rate: None for the task's defaults.
@@ -86,8 +87,7 @@ class RunConfig:
         self.learning_rate = float(self.learning_rate)
 
     def _validate(self) -> None:
-        for spec in _check_list("measures", self.measures):
-            measures.make_measure(spec)
+        built = {spec: measures.make_measure(spec) for spec in _check_list("measures", self.measures)}
         aggregations.AGGREGATIONS.check(_check_list("aggregations", self.aggregations))
         for name, values, choices in [("pooling", self.poolings, POOLINGS), ("scope", self.scopes, SCOPES),
                                       ("normalization", self.normalizations, NORMALIZATIONS),
@@ -97,6 +97,7 @@ class RunConfig:
         if "global" not in self.scopes and self.normalizations != ["none"]:
             raise ValueError("normalizations apply to global scope only; add 'global' to scopes or use ['none']. "
                              f"Received: normalizations={self.normalizations}, scopes={self.scopes}")
+        _check_lamp_and_output(self, built)
         check_choice("prunable", self.prunable, PRUNABLE_CHOICES)
         _check_thresholds(self.thresholds)
         for name in ("epochs", "batch_size", "importance_samples"):
@@ -141,6 +142,17 @@ def _check_list(name: str, values) -> list:
     if len(set(values)) != len(values):
         raise ValueError(f"{name} has duplicates. Received: {name}={list(values)}")
     return list(values)
+
+
+def _check_lamp_and_output(config: RunConfig, built: dict) -> None:
+    """``lamp`` needs measures with non-negative scores; ``output`` scope needs a per-weight aggregation."""
+    signed = [spec for spec, measure in built.items() if measure.signed]
+    if "lamp" in config.normalizations and signed:
+        raise ValueError(f"normalization 'lamp' squares item scores and needs non-negative ones; measures {signed} "
+                         f"give signed scores. Received: measures={config.measures}, normalizations={config.normalizations}")
+    if "output" in config.scopes and all(aggregations.get_aggregation(a).pools for a in config.aggregations):
+        raise ValueError("scope 'output' ranks single weights within each output unit and applies to per-weight "
+                         f"aggregations only (e.g. 'weight'). Received: aggregations={config.aggregations}")
 
 
 def _check_thresholds(thresholds) -> None:

@@ -46,11 +46,15 @@ def check_scores(spec: str, params, scores) -> list[np.ndarray]:
 
 
 def conditions(config: RunConfig) -> Iterator[dict]:
-    """Every (aggregation, pooling, scope, normalization) of the grid; pooling is "none" where it has no effect."""
+    """Every (aggregation, pooling, scope, normalization) of the grid; pooling is "none" where it has no effect.
+
+    Scope ``output`` is skipped for aggregations that pool weights into items
+    (unit, filter): their items are whole units, one per output segment.
+    """
     for name in config.aggregations:
         pools = aggregations.get_aggregation(name).pools
         for pooling in config.poolings if pools else ["none"]:
-            for scope in config.scopes:
+            for scope in [s for s in config.scopes if not (pools and s == "output")]:
                 for normalization in config.normalizations if scope == "global" else ["none"]:
                     yield dict(aggregation=name, pooling=pooling, scope=scope, normalization=normalization)
 

@@ -3,7 +3,8 @@
 Items are ranked once per (epoch, measure, aggregation, scope) by increasing
 score. Ties are broken by a seeded random permutation of the items, never by
 a value comparison such as ``score < cutoff``. For a fraction t, each segment
-(one layer for ``layer`` scope, the whole model for ``global`` scope) replaces
+(one layer for ``layer`` scope, the whole model for ``global`` scope, one
+output unit of one layer for ``output`` scope, see :func:`segment_ids`) replaces
 the shortest prefix of its ranking that holds at least ``round(t * n)``
 parameters, n being the segment's parameter count; items are never split, so
 the achieved sparsity can exceed t by less than one item. Masks for increasing
@@ -16,8 +17,8 @@ import numpy as np
 
 from aggregations import Items
 
-SCOPES = ("layer", "global")
-NORMALIZATIONS = ("none", "mean", "max")
+SCOPES = ("layer", "global", "output")
+NORMALIZATIONS = ("none", "mean", "max", "lamp")
 
 
 def check_choice(name: str, value: str, choices) -> None:
@@ -27,12 +28,13 @@ def check_choice(name: str, value: str, choices) -> None:
 
 
 def normalize_per_layer(scores: np.ndarray, layers: np.ndarray, how: str) -> np.ndarray:
-    """Divide item scores by their layer's mean or max absolute item score.
+    """Divide item scores by their layer's mean or max absolute item score, or take their LAMP scores.
 
     Args:
         scores: Item scores, shape ``(n_items,)``.
         layers: Layer of each item, shape ``(n_items,)``.
-        how: ``none``, ``mean`` or ``max``. A layer whose divisor is 0 is left as is.
+        how: ``none``, ``mean``, ``max`` (a layer whose divisor is 0 is left as
+            is) or ``lamp`` (:func:`lamp_scores`).
 
     Returns:
         Normalised scores, shape ``(n_items,)``.
@@ -40,6 +42,8 @@ def normalize_per_layer(scores: np.ndarray, layers: np.ndarray, how: str) -> np.
     check_choice("normalization", how, NORMALIZATIONS)
     if how == "none":
         return scores
+    if how == "lamp":
+        return lamp_scores(scores, layers)
     reduce = {"mean": np.mean, "max": np.max}[how]
     divisor = np.ones_like(scores)
     for layer in np.unique(layers):
@@ -47,6 +51,67 @@ def normalize_per_layer(scores: np.ndarray, layers: np.ndarray, how: str) -> np.
         value = reduce(np.abs(scores[in_layer]))
         divisor[in_layer] = value if value > 0 else 1.0
     return scores / divisor
+
+
+def lamp_scores(scores: np.ndarray, layers: np.ndarray) -> np.ndarray:
+    """LAMP score of each item within its layer: its squared score over the sum of the squares not below it.
+
+        lamp(u) = s_u^2 / sum_{v in layer(u), s_v >= s_u} s_v^2
+
+    Items sorted ascending, ``v >= u`` in the paper's notation; tied scores
+    share one denominator (all of them counted), so ties stay tied and the
+    seeded tie-break decides. A layer whose scores are all 0 scores 0. The
+    transform is increasing within a layer (an untied largest item scores
+    1), so in global scope it changes only how many items each layer loses.
+    Any non-negative measure may use it: for magnitude it is LAMP; for
+    another measure ``s`` is the item score, and lamp(u) is u's share of the
+    squared scores that remain in its layer when everything below u is gone.
+
+    Raises:
+        ValueError: a score is negative (the squares would reverse the order).
+
+    Source: Lee, Park, Mo, Ahn and Shin 2021, "Layer-adaptive Sparsity for
+    the Magnitude-based Pruning", ICLR (the LAMP score).
+    """
+    if np.any(scores < 0):
+        raise ValueError(f"normalization 'lamp' needs non-negative item scores. Received: min score={scores.min()}")
+    result = np.zeros(len(scores), np.float64)
+    for layer in np.unique(layers):
+        in_layer = np.flatnonzero(layers == layer)
+        values, inverse = np.unique(scores[in_layer], return_inverse=True)
+        tails = np.cumsum(np.bincount(inverse, values[inverse] ** 2)[::-1])[::-1]  # sum over s_v >= each value
+        denominators = tails[inverse]
+        result[in_layer] = np.divide(values[inverse] ** 2, denominators, out=result[in_layer], where=denominators > 0)
+    return result
+
+
+def segment_ids(items: Items, scope: str) -> np.ndarray:
+    """The segment of each item, shape ``(n_items,)``: the items thresholded together.
+
+    ``layer``: the item's layer; ``global``: one segment; ``output``: the
+    item's output unit within its layer (``Items.units``: a Dense kernel's
+    column with its bias, a conv filter's weights with its bias), as Wanda
+    compares weights; items of a layer without output units (BatchNorm)
+    form one segment per layer.
+
+    Raises:
+        ValueError: ``output`` scope on items without units, or with items
+            that are whole units (unit aggregation; filter on convolutions),
+            which would leave one item per segment.
+    """
+    if scope == "layer":
+        return items.layers
+    if scope == "global":
+        return np.zeros_like(items.layers)
+    if items.units is None:
+        raise ValueError("scope 'output' needs the output unit of every item (Items.units); these items have none.")
+    segments = items.layers * (int(items.units.max()) + 2) + items.units + 1
+    _, inverse, counts = np.unique(segments, return_inverse=True, return_counts=True)
+    whole = (counts[inverse] == 1) & (items.sizes > 1) & (items.units >= 0)
+    if whole.any():
+        raise ValueError(f"scope 'output' ranks the items inside each output unit, but {int(whole.sum())} items are "
+                         "whole units (unit aggregation, or filter on convolutions); use aggregation 'weight'.")
+    return segments
 
 
 def round_half_up(x: np.ndarray) -> np.ndarray:
@@ -59,21 +124,23 @@ class Thresholder:
 
     Args:
         items: Pooled items from an aggregation.
-        scope: ``layer`` (each layer thresholded separately) or ``global``.
+        scope: ``layer`` (each layer thresholded separately), ``global`` or
+            ``output`` (each output unit of each layer separately).
         normalization: For ``global`` scope, per-layer score normalisation
-            (``none``, ``mean`` or ``max``); must be ``none`` for ``layer``.
+            (``none``, ``mean``, ``max`` or ``lamp``); must be ``none`` otherwise.
         seed: Seed of the tie-breaking permutation.
 
     Raises:
-        ValueError: unknown scope or normalization, or normalization with layer scope.
+        ValueError: unknown scope or normalization, normalization outside
+            global scope, or items unfit for the scope (:func:`segment_ids`).
     """
 
     def __init__(self, items: Items, scope: str = "layer", normalization: str = "none", seed: int = 0):
         check_choice("scope", scope, SCOPES)
-        if scope == "layer" and normalization != "none":
+        if scope != "global" and normalization != "none":
             raise ValueError(f"normalization applies to global scope only. Received: normalization={normalization!r}")
         scores = normalize_per_layer(items.scores, items.layers, normalization)
-        segments = items.layers if scope == "layer" else np.zeros_like(items.layers)
+        segments = segment_ids(items, scope)
         tiebreak = np.random.default_rng(seed).permutation(len(scores))
         order = np.lexsort((tiebreak, scores, segments))
         self._segment_ids, starts = np.unique(segments[order], return_index=True)

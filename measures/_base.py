@@ -142,6 +142,7 @@ class Measure:
 
     name: ClassVar[str]
     training_time: ClassVar[bool] = False
+    signed: ClassVar[bool] = False  # True where scores may be negative; normalization "lamp" refuses such measures
 
     def __init__(self, **options):
         if options:

@@ -9,11 +9,17 @@ layer's output (BackPACK-style), anything else from ``tf.vectorized_map``.
 Compiled (``tf.function``) steps are cached per model, variables, loss and
 step kind, so scoring after every epoch traces once per run, not per epoch.
 The cache keeps the last few entries only.
+
+The last sections serve the pruning criteria: the gradient and a
+Hessian-vector product of the mean loss (SNIP, Taylor, GraSP), per-feature
+input statistics laid over kernels (Wanda) and SynFlow's data-free flow
+through the absolute-value network.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Iterator
 
@@ -361,3 +367,160 @@ def basis_probes(params: list[Param]) -> Iterator[list[np.ndarray]]:
 def parameter_count(params: list[Param]) -> int:
     """Total number of scalars in ``params``."""
     return sum(int(np.prod(p.shape)) for p in params)
+
+
+# --- Gradient and Hessian-vector product of the mean loss (SNIP, Taylor, GraSP) -------------------------------------
+
+
+def _mean_loss(model, loss, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    """``(1/B) sum_b loss(y_b, f(x_b))`` over a chunk, in inference mode; ``loss.call`` is any Keras loss, unreduced."""
+    return tf.reduce_mean(loss.call(y, model(x, training=False)))
+
+
+def _gradient_step(model, params, loss):
+    variables = [p.variable for p in params]
+
+    @tf.function(reduce_retracing=True)
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            mean = _mean_loss(model, loss, x, y)
+        return tape.gradient(mean, variables, unconnected_gradients=ZERO)
+
+    return step
+
+
+def _hessian_vector_step(model, params, loss):
+    variables = [p.variable for p in params]
+
+    @tf.function(reduce_retracing=True)
+    def step(x, y, vector):
+        with tf.GradientTape() as outer:
+            with tf.GradientTape() as inner:
+                mean = _mean_loss(model, loss, x, y)
+            grads = inner.gradient(mean, variables, unconnected_gradients=ZERO)
+            dot = tf.add_n([tf.reduce_sum(g * v) for g, v in zip(grads, vector, strict=True)])
+        return outer.gradient(dot, variables, unconnected_gradients=ZERO)
+
+    return step
+
+
+def _chunk_weighted_sum(ctx: MeasureContext, step: Callable, x: np.ndarray, y: np.ndarray, *extra) -> list[np.ndarray]:
+    """``sum_c (|c| / |x|) step(x_c, y_c, *extra)`` over chunks ``c`` of ``ctx.batch_size`` examples, float64."""
+    totals = [np.zeros(p.shape, np.float64) for p in ctx.params]
+    for x_chunk, y_chunk in _chunks((x, y), ctx.batch_size):
+        share = len(x_chunk) / len(x)
+        totals = [t + share * s.numpy() for t, s in zip(totals, step(x_chunk, y_chunk, *extra), strict=True)]
+    return totals
+
+
+def mean_loss_gradient(ctx: MeasureContext, index: np.ndarray | None = None) -> list[np.ndarray]:
+    """Return ``g = dL/dtheta`` per parameter, float64, ``L`` the MEAN loss over the examples ``index`` (default all).
+
+    ``L = (1/|S|) sum_{n in S} loss(y_n, f(x_n))`` with ``ctx.loss.call`` (any
+    Keras loss), in inference mode; one backward pass per chunk of
+    ``ctx.batch_size`` examples, chunks weighted by their share of ``S``.
+    """
+    x, y = ctx.x, np.asarray(ctx.y, np.float32)
+    if index is not None:
+        x, y = x[index], y[index]
+    return _chunk_weighted_sum(ctx, _step(ctx, "gradient", _gradient_step, tuple(ctx.params)), x, y)
+
+
+def hessian_vector_product(ctx: MeasureContext, vector: list[np.ndarray]) -> list[np.ndarray]:
+    """Return ``H v`` per parameter, float64, ``H`` the Hessian of the MEAN loss over the whole sample.
+
+    ``vector`` holds one array per parameter. Back-over-back (nested
+    ``GradientTape``), one Hessian-vector product per chunk, chunks weighted
+    by their share of the sample; ``H = sum_c (|c| / N) H_c`` is exact.
+    """
+    step = _step(ctx, "hessian_vector", _hessian_vector_step, tuple(ctx.params))
+    v = [tf.constant(np.asarray(a, np.float32)) for a in vector]
+    return _chunk_weighted_sum(ctx, step, ctx.x, np.asarray(ctx.y, np.float32), v)
+
+
+# --- Input statistics laid over kernels (Wanda) ----------------------------------------------------------------------
+
+
+def spread_over_kernel(per_feature: np.ndarray, shape: tuple[int, ...], groups: int = 1) -> np.ndarray:
+    """Lay a statistic of each unfolded input feature, shape ``(F,)``, over a kernel of ``shape``.
+
+    ``F`` is ordered as :func:`measures._layer_inputs.unfold` orders it (all
+    input channels); with ``groups`` > 1, output channel ``o`` reads the
+    input channels of its group ``o // (cout / groups)``.
+    """
+    per_group = np.swapaxes(per_feature.reshape(*shape[:-2], groups, -1), -1, -2)
+    return np.repeat(per_group, shape[-1] // groups, axis=-1)
+
+
+# --- Synaptic flow through the absolute-value network (SynFlow) ----------------------------------------------------
+
+FLOW_ACTIVATIONS = tuple(getattr(keras.layers, n) for n in "Activation ReLU LeakyReLU ELU Softmax".split())
+FLOW_LAYERS = FLOW_ACTIVATIONS + tuple(getattr(keras.layers, n) for n in (
+    "InputLayer Dense Conv1D Conv2D Flatten Reshape Permute Identity BatchNormalization Dropout SpatialDropout1D "
+    "SpatialDropout2D Add Concatenate MaxPooling1D MaxPooling2D AveragePooling1D AveragePooling2D ZeroPadding1D "
+    "ZeroPadding2D GlobalAveragePooling1D GlobalAveragePooling2D GlobalMaxPooling1D GlobalMaxPooling2D").split())
+
+
+def _is_relu(layer) -> bool:  # ReLU, linear, or no activation at all
+    if isinstance(layer, keras.layers.ReLU):
+        return layer.max_value is None and layer.negative_slope == 0 and layer.threshold == 0
+    plain = not isinstance(layer, FLOW_ACTIVATIONS) or isinstance(layer, keras.layers.Activation)
+    return plain and getattr(layer, "activation", None) in (None, keras.activations.relu, keras.activations.linear)
+
+
+def _skeleton_layer(layer):  # the layer in float64; an activation other than ReLU becomes the identity
+    if isinstance(layer, FLOW_ACTIVATIONS) and not _is_relu(layer):
+        return keras.layers.Identity(name=layer.name, dtype="float64")
+    linear = {} if _is_relu(layer) else {"activation": "linear"}
+    return layer.__class__.from_config({**layer.get_config(), "dtype": "float64", **linear})
+
+
+def _check_flow_model(model: keras.Model) -> None:
+    if not getattr(model, "inputs", None) or len(model.inputs) != 1 or None in model.input_shape[1:]:
+        raise ValueError(f"synflow needs a functional or Sequential model with one fixed-shape input. Received: {model!r}")
+    for layer in model.layers:
+        if type(layer) not in FLOW_LAYERS:
+            raise ValueError(f"synflow supports layers {sorted(c.__name__ for c in FLOW_LAYERS)}. "
+                             f"Received: layer {layer.name!r} of type {type(layer).__name__}")
+
+
+@functools.lru_cache(maxsize=4)
+def _flow_step(model: keras.Model):
+    """Compiled ``(R, dR/dtheta)`` of the model's float64 clone at given variable values; built once per model."""
+    _check_flow_model(model)
+    skeleton = keras.models.clone_model(model, clone_function=_skeleton_layer)
+    if [v.path for v in skeleton.trainable_variables] != [v.path for v in model.trainable_variables]:
+        raise ValueError(f"synflow could not clone {model.name!r} with its variables in the same order.")
+    ones = tf.ones((1, *model.input_shape[1:]), tf.float64)
+
+    @tf.function
+    def step(trainable, non_trainable):
+        with tf.GradientTape() as tape:
+            tape.watch(trainable)
+            flow = tf.reduce_sum(skeleton.stateless_call(trainable, non_trainable, ones, training=False)[0])
+        return flow, tape.gradient(flow, trainable, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+    return step
+
+
+def _absolute(variables) -> list:  # float variables as float64 absolute values; others (seed states) as they are
+    return [np.abs(np.asarray(v.numpy(), np.float64)) if "float" in str(v.dtype) else v.numpy() for v in variables]
+
+
+def absolute_flow(model: keras.Model) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
+    """Return ``R``, ``|theta|`` and ``dR/dtheta`` at ``|theta|`` (float64, per trainable variable), SynFlow's flow.
+
+    ``R = 1^T f(1; |theta|)``: the model on one all-ones input, every float
+    variable (trainable or not) replaced by its absolute value, in inference
+    mode and float64, evaluated with ``stateless_call`` on a clone built once
+    per model (the live model is not touched); ReLU is kept and any other
+    activation becomes the identity.
+
+    Raises:
+        ValueError: subclassed model, several or variable-shape inputs, or a
+            layer type outside :data:`FLOW_LAYERS`.
+    """
+    step = _flow_step(model)
+    values = _absolute(model.trainable_variables)
+    flow, grads = step(values, _absolute(model.non_trainable_variables))
+    return float(flow), values, [g.numpy() for g in grads]

@@ -53,6 +53,7 @@ class OptimalBrainDamage(Measure):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
         self.hessian, self.samples, self.max_params = hessian, samples, max_params
+        self.signed = hessian != "ggn"  # a Hessian diagonal (not the GGN's) may be negative
 
     def score(self, ctx: MeasureContext) -> list[np.ndarray]:
         """Return ``0.5 * H_kk * theta_k^2`` for each parameter."""

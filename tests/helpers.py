@@ -79,3 +79,39 @@ class Subclassed(keras.Model):
 
     def call(self, x):
         return self.out(self.hidden(x))
+
+
+def per_example_grads(model, variables, x, y, loss_fn):
+    """Brute force: one GradientTape per example; float64 gradients of ``loss_fn(y_n, f(x_n))``, [n][variable]."""
+    grads = []
+    for n in range(len(x)):
+        with tf.GradientTape() as tape:
+            value = loss_fn(y[n:n + 1], model(x[n:n + 1], training=False))
+        grads.append([g.numpy().astype(np.float64) for g in tape.gradient(value, variables)])
+    return grads
+
+
+def mean_grads(grads):
+    """Mean over examples of per-example gradients ``[n][variable]``."""
+    return [np.mean(list(g), axis=0) for g in zip(*grads)]
+
+
+LOSS_CASES = {"dense_ce": (tiny_dense_model, "ce"), "conv_ce": (tiny_conv_model, "ce"),
+              "dense_mse": (tiny_dense_model, "mse")}
+
+
+def loss_case(name: str, n: int = 20, seed: int = 1, batch_size: int = 8):
+    """A measure context on a tiny model with fresh data, and the per-example Keras loss ``loss_fn(y, out)``."""
+    from measures import MeasureContext, prunable_params
+
+    model_fn, kind = LOSS_CASES[name]
+    model = model_fn(seed=0)
+    x, y = random_data(model, n=n, seed=seed)
+    if kind == "mse":
+        y = np.random.default_rng(seed).standard_normal((n, 3)).astype(np.float32)
+        loss, loss_fn = keras.losses.MeanSquaredError(), keras.losses.mean_squared_error
+    else:
+        loss = CE_LOGITS
+        loss_fn = lambda t, out: keras.losses.sparse_categorical_crossentropy(t, out, from_logits=True)  # noqa: E731
+    ctx = MeasureContext(model, prunable_params(model, "kernels+biases"), x, y, loss, seed=0, batch_size=batch_size)
+    return ctx, loss_fn

@@ -13,7 +13,7 @@ from harness.config import RunConfig
     (dict(measures=["magnitude:foo=1"]), r"takes no options. Received: \{'foo': 1\}"),
     (dict(aggregations=["neuron"]), r"Unknown aggregation 'neuron'; available: \['filter', 'unit', 'weight'\]"),
     (dict(poolings=["median"]), r"Unknown pooling 'median'; available: \['mean', 'sum', 'max', 'min', 'l2'\]"),
-    (dict(scopes=["model"]), r"Unknown scope 'model'; available: \['layer', 'global'\]"),
+    (dict(scopes=["model"]), r"Unknown scope 'model'; available: \['layer', 'global', 'output'\]"),
     (dict(replacements=["noise"]), r"Unknown replacement 'noise'; available: \['zero', 'random'\]"),
     (dict(normalizations=["z"]), r"Unknown normalization 'z'"),
     (dict(prunable="weights"), r"Unknown prunable 'weights'; available: \['kernels', 'kernels\+biases', 'all'\]"),

@@ -13,9 +13,9 @@ from harness.train import Trainer
 from measures import MEASURES, MeasureContext, make_measure, prunable_params
 from tests.helpers import random_data, tiny_conv_model, tiny_dense_model
 
-MAY_BE_NEGATIVE = {"obd:hessian=hutchinson", "obd:hessian=exact"}
 EXTRA_SPECS = ["fisher:kind=true", "obd:hessian=exact", "obd:hessian=hutchinson"]
 SPECS = MEASURES.names() + [s for s in EXTRA_SPECS if s.split(":")[0] in MEASURES.names()]
+MAY_BE_NEGATIVE = {spec for spec in SPECS if make_measure(spec).signed}  # every other measure must score >= 0
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
@@ -55,3 +55,9 @@ def test_measure_contract(spec, model_fn):
 def test_all_eight_measures_are_registered():
     expected = {"random", "magnitude", "maav", "fisher", "obd", "update_tally", "mas", "si"}
     assert expected <= set(MEASURES.names())
+
+
+def test_pruning_literature_criteria_are_registered_and_signed_ones_declared():
+    assert {"taylor", "snip", "grasp", "synflow", "wanda"} <= set(MEASURES.names())
+    assert MAY_BE_NEGATIVE >= {"grasp", "obd:hessian=exact", "obd:hessian=hutchinson"}
+    assert "obd" not in MAY_BE_NEGATIVE

@@ -120,7 +120,7 @@ def test_threshold_out_of_range(bad):
 
 def test_bad_scope_and_normalization():
     items = weight_items([[1.0, 2.0]])
-    with pytest.raises(ValueError, match=r"Unknown scope 'model'; available: \['layer', 'global'\]"):
+    with pytest.raises(ValueError, match=r"Unknown scope 'model'; available: \['layer', 'global', 'output'\]"):
         Thresholder(items, "model")
     with pytest.raises(ValueError, match="global scope only"):
         Thresholder(items, "layer", "max")
