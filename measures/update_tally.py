@@ -18,12 +18,12 @@ class UpdateTally(Measure):
 
         T_{g,k} = sum_t w_{g,k}(t) * |theta_k(t + 1) - theta_k(t)|
 
-    with ``w`` from :func:`measures._groups.update_shares`: ``|G_g| / (sum_j
-    |G_j| + |g - sum_j G_j|)``, ``G_g`` the gradient of group g's examples'
-    part of the batch-mean loss. With batch size 1 this is exact (the whole
-    update goes to the example's group, as in the seed); with minibatches it
-    splits the joint update in proportion to each group's gradient magnitude,
-    which is an approximation whenever the groups' gradients partly cancel.
+    with ``w_g = |G_g| / (sum_j |G_j| + |g - sum_j G_j|)`` (``n_g / B`` where
+    that is 0/0; :func:`measures._groups.update_shares`), ``G_g`` the gradient
+    of group g's examples' part of the batch-mean loss. Exact with batch size
+    1 (the example's group gets the whole update, as in the seed); with
+    minibatches an approximation: the joint update is split in proportion to
+    each group's gradient magnitude, although the groups' gradients may cancel.
     The score is then group ``target``'s share ``T_{target} / sum_g T_g``
     (for two groups a / (a + b), the seed's "relative updating"), 1/G where
     nothing was tallied; :meth:`tallies` gives the raw ``(G, *shape)`` tallies.
@@ -33,11 +33,10 @@ class UpdateTally(Measure):
             ``update_tally:groups=[[1,7],[6,8]]``); examples in no group are not tallied.
         target: Index of the group whose share is the score (default 0).
 
-    Training-time: :meth:`build` makes one float32 zero tally per parameter
-    (``(G, *shape)`` with groups); :meth:`observe` adds inside every compiled
-    step and never resets. Reads no sample data at score time.
-    Returns one float32 array per parameter, same shape, >= 0. Scaling: a SUM
-    over steps (a share in [0, 1] with groups). Cost: one abs and add per
+    Training-time: tallies (``(G, *shape)`` with groups) are zeroed at
+    :meth:`build`, grow in every compiled step, never reset. Reads no sample
+    data. Returns one float32 array per parameter, same shape, >= 0: a SUM
+    over steps (a share in [0, 1] with groups). Cost: an abs and add per
     parameter per step; with groups G extra backward passes per step.
 
     Raises:

@@ -63,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     result = json.loads((folder / "result.json").read_text())["summary"]
     for group in ("weights", "biases"):
-        r2 = result[group]["r2"]
-        print(f"{group}: R² mean {r2['mean']:.4f} (95% CI {r2['ci95'][0]:.4f} .. {r2['ci95'][1]:.4f}, "
-              f"{r2['n_seeds']} seeds)")
+        r2, pearson = result[group]["r2"], result[group]["pearson_r"]
+        print(f"{group}: R² mean {r2['mean']:.4f} (95% CI {r2['ci95'][0]:.4f} .. {r2['ci95'][1]:.4f}), "
+              f"Pearson r mean {pearson['mean']:.4f}, {r2['n_seeds']} seeds")
     print(f"wrote {folder}")
     return 0
 
