@@ -7,6 +7,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from measures import Measure, Param
+from measures._base import StepBatch
 
 
 class Trainer:
@@ -16,6 +17,9 @@ class Trainer:
     regularisation penalty), applies the optimizer, and passes the gradient
     and the prunable parameters' values before and after the step to each
     training-time measure's ``observe``, inside the same ``tf.function``.
+    Measures with ``needs_batch`` also get the step's examples and a way to
+    split the gradient by example (``observe(..., batch=StepBatch)``); the
+    tape is then persistent and keeps the per-example losses.
     Data order: epoch e uses the permutation ``default_rng([seed, e])``.
 
     Args:
@@ -38,15 +42,20 @@ class Trainer:
         optimizer.build(self.variables)
         for hook in hooks:
             hook.build(params)
+        self._batch_hooks = any(getattr(hook, "needs_batch", False) for hook in hooks)
+        if self._batch_hooks and getattr(loss, "reduction", None) != "sum_over_batch_size":
+            raise ValueError("Measures that split the gradient by example need a keras Loss averaged over the batch "
+                             f"(reduction='sum_over_batch_size'). Received: loss={loss!r}")
         self._step = tf.function(self._train_step)
 
     def _prunable_values(self):
         return [tf.identity(self.variables[i]) for i in self._index]
 
     def _train_step(self, x, y):
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(persistent=self._batch_hooks) as tape:
             outputs = self.model(x, training=True)
             loss = self.loss(y, outputs) + tf.add_n([0.0, *self.model.losses])
+            batch = self._step_batch(tape, x, y, outputs) if self._batch_hooks else None
         grads = tape.gradient(loss, self.variables)
         grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, self.variables)]
         before = self._prunable_values() if self.hooks else []
@@ -54,8 +63,15 @@ class Trainer:
         if self.hooks:
             after = self._prunable_values()
             for hook in self.hooks:
-                hook.observe([grads[i] for i in self._index], before, after)
+                extra = {"batch": batch} if getattr(hook, "needs_batch", False) else {}
+                hook.observe([grads[i] for i in self._index], before, after, **extra)
         return loss
+
+    def _step_batch(self, tape, x, y, outputs) -> StepBatch:
+        """Per-example losses ``(B,)`` (mean over any further axes), as the batch-mean loss averages them."""
+        per_example = tf.cast(self.loss.call(y, outputs), tf.float32)
+        per_example = tf.reshape(per_example, [tf.shape(per_example)[0], -1])
+        return StepBatch(x, y, tape, tf.reduce_mean(per_example, axis=1), [self.variables[i] for i in self._index])
 
     def batches(self, n: int, epoch: int) -> list[np.ndarray]:
         """Index arrays of the batches of ``epoch`` (1-based), in order."""

@@ -1,5 +1,7 @@
 """Importance measures: one file each, registered with ``@register_measure``."""
 
+import json
+
 from measures._base import Measure, MeasureContext, Param, prunable_params
 from tasks._registry import Registry, import_all
 
@@ -8,7 +10,15 @@ register_measure = MEASURES.register
 
 
 def _value(text: str):
-    """An int or float where the text is one, else the text itself (``kind=true`` stays the string "true")."""
+    """An int or float where the text is one, a JSON list where it is bracketed, else the text itself.
+
+    ``kind=true`` stays the string "true"; ``groups=[[1,7],[6,8]]`` becomes a list of lists.
+    """
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
     for cast in (int, float):
         try:
             return cast(text)
@@ -17,15 +27,29 @@ def _value(text: str):
     return text
 
 
+def _split_options(text: str) -> list[str]:
+    """Split at commas outside square brackets: ``"a=[1,2],b=3"`` -> ``["a=[1,2]", "b=3"]``."""
+    items, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    return items + [text[start:]]
+
+
 def parse_spec(spec: str) -> tuple[str, dict]:
     """Split ``"name:key=value,key=value"`` into the name and its options.
+
+    A value in square brackets is a JSON list and may hold commas:
+    ``"update_tally:groups=[[1,7],[6,8]],target=0"``.
 
     Raises:
         ValueError: an option is not written as ``key=value``.
     """
     name, _, rest = spec.partition(":")
     options = {}
-    for item in filter(None, rest.split(",")):
+    for item in filter(None, _split_options(rest)):
         key, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"Measure options are written name:key=value,... Received: {spec!r}")

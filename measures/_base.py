@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 CONV_LAYERS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 CONV_TRANSPOSE = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)
@@ -129,6 +130,49 @@ class MeasureContext:
         return [p.variable for p in self.params]
 
 
+@dataclass(frozen=True, eq=False)
+class StepBatch:
+    """The examples of one training step, given to measures whose ``needs_batch`` is true.
+
+    Attributes:
+        x: The step's inputs, shape ``(B, *input_shape)``.
+        y: The step's targets, shape ``(B,)`` (class ids) or ``(B, C)``.
+        tape: The persistent ``tf.GradientTape`` of the step's forward pass.
+        per_example: Per-example training losses ``l_n``, shape ``(B,)``
+            (a loss over more axes is averaged over them first).
+        variables: The prunable variables, in parameter order.
+    """
+
+    x: Any
+    y: Any
+    tape: tf.GradientTape
+    per_example: Any
+    variables: list
+
+    def gradients(self, weights) -> list:
+        """Gradients of weighted parts of the batch loss, at the values before the step.
+
+            G_k = d/dtheta [ (1/B) * sum_n weights[n, k] * l_n ]
+
+        With 0/1 weights marking a group of examples, ``G_k`` is that group's
+        share of the batch-mean gradient: the shares of disjoint groups
+        covering the batch sum to the gradient of the (unregularised) loss.
+
+        Args:
+            weights: float32 tensor ``(B, K)``; ``K`` must be static.
+
+        Returns:
+            One tensor ``(K, *param.shape)`` per prunable parameter (zeros
+            where a parameter does not affect the loss).
+        """
+        scaled = weights / tf.cast(tf.size(self.per_example), tf.float32)
+        grads = [self.tape.gradient(self.per_example, self.variables, output_gradients=scaled[:, k])
+                 for k in range(weights.shape[-1])]
+        zero = [tf.zeros(v.shape, tf.float32) for v in self.variables]
+        return [tf.stack([zero[i] if g[i] is None else tf.cast(g[i], tf.float32) for g in grads])
+                for i in range(len(self.variables))]
+
+
 class Measure:
     """Base class of an importance measure; register subclasses with ``@register_measure``.
 
@@ -138,11 +182,16 @@ class Measure:
     Training-time measures set ``training_time = True``: the harness calls
     :meth:`build` once before the first training step and :meth:`observe`
     inside every compiled training step, then :meth:`score` after each epoch.
+    A training-time measure that also sets ``needs_batch = True`` (a class
+    or instance attribute) gets the step's :class:`StepBatch` as the keyword
+    argument ``batch`` of :meth:`observe`; all others are called with
+    ``(grads, before, after)`` only.
     """
 
     name: ClassVar[str]
     training_time: ClassVar[bool] = False
     signed: ClassVar[bool] = False  # True where scores may be negative; normalization "lamp" refuses such measures
+    needs_batch: bool = False
 
     def __init__(self, **options):
         if options:

@@ -6,10 +6,11 @@ import numpy as np
 import tensorflow as tf
 
 from measures import Measure, MeasureContext, Param, register_measure
+from measures._groups import check_groups, check_target, group_weights, shares, target_score
 
 
-def _zeros(p: Param) -> tf.Variable:
-    return tf.Variable(tf.zeros(p.shape, tf.float32), trainable=False, name="omega")
+def _zeros(shape: tuple) -> tf.Variable:
+    return tf.Variable(tf.zeros(shape, tf.float32), trainable=False, name="omega")
 
 
 @register_measure("si")
@@ -25,8 +26,20 @@ class SynapticIntelligence(Measure):
     ``theta(T)`` is the current value at score time. omega runs on across
     epochs and is never reset. Reads no sample data (``ctx.x``/``ctx.y``).
 
+    With ``groups`` the path term is split exactly by the batch's examples:
+
+        omega_{g,k} = sum_t -G_{g,k}(t) * (theta_k(t + 1) - theta_k(t))
+
+    ``G_g`` the gradient of group g's examples' part of the batch-mean loss,
+    so the groups' terms sum to omega_k when every example is in a group
+    (examples in no group and any penalty are not tallied). The score is
+    then group ``target``'s share ``max(omega_target, 0) / sum_g max(omega_g,
+    0)`` (the displacement denominator cancels), 1/G where every omega_g <= 0.
+
     Args:
         xi: Damping of the denominator, a finite number > 0 (default 1e-3).
+        groups: Lists of class ids, e.g. ``[[1, 7], [6, 8]]`` (spec ``si:groups=[[1,7],[6,8]]``).
+        target: Index of the group whose share is the score (default 0).
 
     Returns one float32 array per parameter, same shape, >= 0 (omega is
     clipped at 0: noise can make it negative). Scaling: omega is a SUM over
@@ -34,7 +47,7 @@ class SynapticIntelligence(Measure):
     step; memory two copies of the parameters (omega and theta(0)).
 
     Raises:
-        ValueError: ``xi`` is not a finite number > 0, or an unknown option.
+        ValueError: ``xi`` is not a finite number > 0, bad ``groups`` or ``target``, or an unknown option.
 
     Source: Zenke, Poole and Ganguli 2017, "Continual Learning Through Synaptic
     Intelligence", eqs. 3-5, applied to one training run instead of per task.
@@ -42,21 +55,27 @@ class SynapticIntelligence(Measure):
 
     training_time = True
 
-    def __init__(self, xi: float = 1e-3, **options):
+    def __init__(self, xi: float = 1e-3, groups=None, target=None, **options):
         if options:
-            raise ValueError(f"Measure 'si' takes only the option xi. Received: {options}")
+            raise ValueError(f"Measure 'si' takes only the options xi, groups and target. Received: {options}")
         if isinstance(xi, bool) or not isinstance(xi, (int, float)) or not (math.isfinite(xi) and xi > 0):
             raise ValueError(f"xi must be a finite number > 0. Received: xi={xi!r}")
         self.xi = float(xi)
+        self.groups = None if groups is None else check_groups(groups)
+        self.target = check_target(target, self.groups)
+        self.needs_batch = self.groups is not None
 
     def build(self, params: list[Param]) -> None:
-        """Zero omega and snapshot theta(0)."""
-        self._omega = [_zeros(p) for p in params]
+        """Zero omega (one per group with ``groups``) and snapshot theta(0)."""
+        lead = (len(self.groups),) if self.groups else ()
+        self._omega = [_zeros(lead + p.shape) for p in params]
         start = [np.array(p.variable.numpy(), dtype=np.float32) for p in params]
         self._theta0 = [tf.Variable(value, trainable=False, name="theta0") for value in start]
 
-    def observe(self, grads: list, before: list, after: list) -> None:
-        """Add -g * (after - before) for one optimizer step (TF ops only)."""
+    def observe(self, grads: list, before: list, after: list, batch=None) -> None:
+        """Add -g * (after - before) for one optimizer step, per group when grouped (TF ops only)."""
+        if self.groups is not None:
+            grads = batch.gradients(group_weights(batch.y, self.groups))
         for omega, grad, old, new in zip(self._omega, grads, before, after, strict=True):
             if grad is not None:
                 step = tf.cast(new, tf.float32) - tf.cast(old, tf.float32)
@@ -70,9 +89,16 @@ class SynapticIntelligence(Measure):
         """Return Omega for each parameter in ``ctx.params``."""
         if not hasattr(self, "_omega"):
             raise RuntimeError("si is a training-time measure: call build(params) before score().")
-        if [tuple(o.shape) for o in self._omega] != [p.shape for p in ctx.params]:
+        lead = 1 if self.groups else 0
+        if [tuple(o.shape)[lead:] for o in self._omega] != [p.shape for p in ctx.params]:
             raise ValueError(f"ctx.params differ from the params given to build(). Received: {len(ctx.params)} params")
+        if self.groups:
+            return [target_score(np.maximum(o.numpy(), 0), self.target) for o in self._omega]
         return [self._one(*args) for args in zip(self._omega, self._theta0, ctx.variables, strict=True)]
+
+    def relative(self) -> list[np.ndarray]:
+        """With groups, each group's share of the clipped path terms (float64, ``(G, *shape)``), NaN where all <= 0."""
+        return [shares(np.maximum(o.numpy(), 0)) for o in self._omega]
 
     def _one(self, omega: tf.Variable, theta0: tf.Variable, variable) -> np.ndarray:
         moved = np.asarray(variable.numpy(), dtype=np.float32) - theta0.numpy()

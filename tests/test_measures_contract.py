@@ -8,12 +8,13 @@ fed by a few real training steps first.
 import keras
 import numpy as np
 import pytest
+from helpers import random_data, tiny_conv_model, tiny_dense_model
 
 from harness.train import Trainer
 from measures import MEASURES, MeasureContext, make_measure, prunable_params
-from tests.helpers import random_data, tiny_conv_model, tiny_dense_model
 
-EXTRA_SPECS = ["fisher:kind=true", "obd:hessian=exact", "obd:hessian=hutchinson"]
+EXTRA_SPECS = ["fisher:kind=true", "obd:hessian=exact", "obd:hessian=hutchinson", "update_tally:groups=[[0],[1,2]]",
+               "si:groups=[[0,2],[1]],target=1"]
 SPECS = MEASURES.names() + [s for s in EXTRA_SPECS if s.split(":")[0] in MEASURES.names()]
 MAY_BE_NEGATIVE = {spec for spec in SPECS if make_measure(spec).signed}  # every other measure must score >= 0
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
