@@ -27,6 +27,8 @@ from harness.config import RunConfig
     (dict(thresholds=[True, 0.5]), r"Received: thresholds=\[True, 0.5\]"),
     (dict(learning_rate=True), r"Received: learning_rate=True"),
     (dict(normalizations=["max"]), r"normalizations apply to global scope only"),
+    (dict(output=3), r"output must be a CSV file path. Received: output=3"),
+    (dict(progress=1), r"progress must be true or false. Received: progress=1"),
 ])
 def test_bad_values_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
