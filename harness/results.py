@@ -250,10 +250,12 @@ class RunStore:
         """Check every table can be appended to, before anything is loaded or written.
 
         Raises:
-            ValueError: a table path is a folder, not UTF-8 text, or a CSV of another schema.
+            ValueError: a table path is a folder, not UTF-8 text throughout, or a CSV of another schema.
         """
         for table in self.tables:
             table.check()
+            if table.path.is_file():
+                _check_text(table.path)
 
     # The run lock -------------------------------------------------------------------------------
 
@@ -292,11 +294,6 @@ class RunStore:
         return _csv_lock(self.csv)
 
     # Rows ---------------------------------------------------------------------------------------
-
-    def holds_rows(self) -> bool:
-        """Whether the main CSV holds any row of this run."""
-        frame = self.tables[0].read()
-        return bool((frame["run_id"] == self.run_id).any())
 
     def scan(self) -> Scan:
         """What the tables hold of this run; reads only.
@@ -445,6 +442,17 @@ class RunStore:
         from harness import checkpoint
 
         checkpoint.clear(self.checkpoint_folder)
+
+
+def _check_text(path: Path) -> None:
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not a UTF-8 text CSV ({error}); choose another output path.") from None
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise ValueError(f"{path} is not a UTF-8 text CSV (a NUL byte at {nul}); choose another output path.")
 
 
 def _csv_lock(path: Path) -> filelock.FileLock:

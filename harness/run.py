@@ -126,7 +126,7 @@ class Experiment:
         self.done: set[tuple] = set()
         self.rows_written, self.seconds = 0, 0.0
         self.store.check_output()
-        if config.resume and self.store.read_metadata() is None:
+        if config.resume and not self.store.metadata_path.exists():
             self._refuse_other_runs()
         self.store.acquire()
         try:
@@ -167,8 +167,9 @@ class Experiment:
                 self._repair()
             return True
         if not self.config.resume:
-            if scan.rows["results"]:
-                raise ValueError(f"{self.path} already holds {scan.rows['results']} rows of run {self.run_id} "
+            held = scan.rows[self.store.tables[0].name]
+            if held:
+                raise ValueError(f"{self.path} already holds {held} rows of run {self.run_id} "
                                  "(the same parameters) but not all its sweeps. Continue it with --resume, "
                                  "or choose another --output or --seed.")
             return False
