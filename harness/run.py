@@ -116,6 +116,7 @@ class Experiment:
     """
 
     def __init__(self, config: RunConfig):
+        self._started = time.perf_counter()
         self.config, self.run_id, self.path = config, config.run_id, Path(config.output)
         self.measures = {spec: make_measure(spec) for spec in config.measures}
         table = results.results_table(self.path, rows_per_sweep=len(config.thresholds))
@@ -243,7 +244,6 @@ class Experiment:
                 ``.log`` file); every other sweep was written.
             TrainingDiverged: see :func:`check_divergence`; earlier epochs' rows are kept.
         """
-        start = time.perf_counter()
         try:
             if not self.complete:
                 if not (self.config.resume and self.store.read_metadata() is not None):
@@ -252,7 +252,7 @@ class Experiment:
                     self._epochs()
         finally:
             self.store.release()
-            self.seconds = time.perf_counter() - start
+            self.seconds = time.perf_counter() - self._started
         if self.failures:
             raise RunFailed(f"{len(self.failures)} measure evaluation(s) failed; tracebacks in "
                             f"{self.store.log_path}: " + "; ".join(self.failures))
