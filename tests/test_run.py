@@ -14,7 +14,8 @@ from harness.run import Experiment
 from tasks import get_task
 from tests.helpers import shared_mnist_dir
 
-SMALL = dict(epochs=2, thresholds=[0.0, 0.25, 0.5, 0.75, 1.0], importance_samples=64, progress=False)
+# magnitude and random read no sample: asking for more than the 1,437 training images costs nothing
+SMALL = dict(epochs=2, thresholds=[0.0, 0.25, 0.5, 0.75, 1.0], importance_samples=5000, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +68,8 @@ def test_metadata_beside_the_csv(digits_run):
     assert meta["num_classes"] == 10 and meta["data"]["n_train"] > 0
     assert {c["aggregation"] for c in meta["conditions"]} == {"unit", "weight"}
     assert any("'filter' is skipped" in note for note in meta["notes"])
+    assert meta["importance_samples_drawn"] == meta["data"]["n_train"] == 1437
+    assert "importance_samples=5000 exceeds the 1437 training examples of digits; all 1437 are used" in meta["notes"][1]
     assert meta["complete"]["rows"] == {"results": 40}
     assert [e["epoch"] for e in meta["epochs"]] == [0, 1, 2]
 
@@ -80,7 +83,7 @@ def test_a_finished_run_run_again_is_complete_and_recomputes_nothing(digits_run,
 
     monkeypatch.setattr(type(get_task("digits")), "load", no_data)
     argv = ["--measures", "magnitude", "random", "--epochs", "2", "--thresholds", "0", "0.25", "0.5", "0.75", "1",
-            "--importance-samples", "64", "--no-progress", "--output", str(out)]
+            "--importance-samples", "5000", "--no-progress", "--output", str(out)]
     assert main(argv) == 0
     assert main([*argv, "--resume"]) == 0
     assert f"is already complete in {out}" in capsys.readouterr().out
