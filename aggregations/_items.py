@@ -50,6 +50,10 @@ class Aggregation:
         """Return ``(ids, shared)``: an item id per element, and whether ids are layer-wide."""
         raise NotImplementedError
 
+    def applies_to(self, params: list[Param]) -> bool:
+        """Whether this aggregation forms items of its own on ``params``; a run skips it where it does not."""
+        return True
+
     def __call__(self, params: list[Param], scores: list[np.ndarray], pooling: str = "mean") -> Items:
         """Pool ``scores`` (one array per parameter) into items.
 

@@ -14,8 +14,15 @@ class Filter(Aggregation):
     Never pooled across output channels (the original study's bug, seed 003).
     Dense kernels, Dense biases and other parameters are per element.
 
+    On a model without conv layers every item is a single weight, as in
+    ``weight``; :meth:`applies_to` is then False and a run skips it.
+
     Source: Li et al. 2017, "Pruning Filters for Efficient ConvNets".
     """
+
+    def applies_to(self, params):
+        """True when some prunable parameter belongs to a conv layer."""
+        return any(p.kind == "conv" for p in params)
 
     def local_items(self, param):
         """Conv kernel and bias: item = output channel; else per element."""

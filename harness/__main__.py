@@ -1,60 +1,81 @@
 """Command line: ``python -m harness [options]`` runs one experiment.
 
 Settings come from the defaults, then a TOML file (``--config``), then the
-options given here. ``python -m harness --list`` shows what is registered.
+options given here. ``python -m harness --list`` shows the registered tasks,
+models, measures with their options, aggregations and the grid's choices.
+A finished run is reported complete and not recomputed; a partly written one
+continues with ``--resume``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 
-import aggregations
-import measures
-import tasks
+from harness import catalog
 from harness.config import RunConfig
-from harness.run import RunFailed, run
 
-LIST_OPTIONS = {
-    "measures": "measure specs, e.g. fisher obd:hessian=exact (default: all registered)",
-    "aggregations": "aggregations (default: all registered)",
-    "poolings": "item poolings: mean sum max min l2 (default: mean)",
-    "scopes": "layer, global and/or output (per output unit; per-weight aggregations only) (default: layer)",
-    "normalizations": "per-layer normalisation for global scope: none mean max lamp (default: none)",
-    "replacements": "zero and/or random (default: zero)",
-}
+EXIT_STATUS = """exit status:
+  0    done, or the run was already complete
+  1    some measures failed; the others' rows are written
+  2    bad input, reported before any data is loaded
+  3    the same run is being written by another process
+  4    training diverged; no rows were written for that epoch
+  130  interrupted (Ctrl-C, SIGTERM); every completed sweep is in the CSV"""
+
+
+def _default(name: str):
+    f = {f.name: f for f in dataclasses.fields(RunConfig)}[name]
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def _list_options() -> dict[str, str]:
+    choices = {name: " ".join(catalog.grid_choices(name)) for name in catalog.GRID_CHOICES}
+    return {
+        "measures": "measure specs, e.g. fisher obd:hessian=exact (default: every registered measure; see --list)",
+        "aggregations": "aggregations (default: every registered one; 'filter' is skipped on models without "
+                        "conv layers, where its items are single weights as in 'weight')",
+        "poolings": f"item poolings: {choices['poolings']} (default: {' '.join(_default('poolings'))})",
+        "scopes": f"{choices['scopes']} ('output': per output unit, per-weight aggregations only) "
+                  f"(default: {' '.join(_default('scopes'))})",
+        "normalizations": f"per-layer normalisation for global scope: {choices['normalizations']} "
+                          f"(default: {' '.join(_default('normalizations'))})",
+        "replacements": f"{choices['replacements']} (default: {' '.join(_default('replacements'))})",
+    }
 
 
 def parser() -> argparse.ArgumentParser:
-    """The argument parser; every option defaults to None so TOML values survive."""
-    p = argparse.ArgumentParser(prog="python -m harness", description=__doc__,
+    """The argument parser; every option defaults to None so TOML values survive (defaults are in the help)."""
+    p = argparse.ArgumentParser(prog="python -m harness", description=__doc__, epilog=EXIT_STATUS,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="TOML file whose keys are the option names with underscores")
-    p.add_argument("--list", action="store_true", help="list registered tasks, models, measures, aggregations")
-    p.add_argument("--task", help="task name (default: digits)")
-    p.add_argument("--model", help="model of the task (default: the task's default)")
-    for name, text in LIST_OPTIONS.items():
+    p.add_argument("--list", action="store_true", help="list tasks, models, measures and their options, "
+                   "aggregations, poolings, scopes, normalizations and replacements")
+    p.add_argument("--task", help=f"task name (default: {_default('task')})")
+    p.add_argument("--model", help="model of the task (default: the task's default; see --list)")
+    for name, text in _list_options().items():
         p.add_argument(f"--{name}", nargs="+", help=text)
-    p.add_argument("--thresholds", nargs="+", type=float, help="fractions in [0, 1] (default: 0, 0.05, ..., 1)")
-    for name, kind in [("epochs", int), ("batch-size", int), ("learning-rate", float), ("seed", int),
-                       ("importance-samples", int)]:
-        p.add_argument(f"--{name}", type=kind)
-    p.add_argument("--prunable", help="kernels (default), kernels+biases or all")
-    p.add_argument("--output", help="result CSV (default: data/results.csv)")
-    p.add_argument("--data-dir", help="folder holding a local copy of the task's dataset")
+    p.add_argument("--thresholds", nargs="+", type=float, help="fractions in [0, 1] (default: 0 0.05 ... 1)")
+    for name, kind in [("epochs", int), ("batch-size", int), ("learning-rate", float)]:
+        p.add_argument(f"--{name}", type=kind, help="(default: the task's; see --list)")
+    p.add_argument("--seed", type=int, help=f"integer in [0, 2**32 - 1] (default: {_default('seed')})")
+    p.add_argument("--importance-samples", type=int, help="training examples drawn once for data-driven "
+                   f"measures, at most the training set (default: {_default('importance_samples')})")
+    p.add_argument("--prunable", help=f"{' or '.join(catalog.grid_choices('prunable'))} "
+                   f"(default: {_default('prunable')})")
+    p.add_argument("--output", help=f"result CSV (default: {_default('output')})")
+    p.add_argument("--data-dir", help="folder holding a local copy of the task's dataset (not part of the run id)")
     p.add_argument("--deterministic", action="store_true", default=None, help="deterministic TensorFlow ops")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="hide progress bars")
-    p.add_argument("--resume", action="store_true", default=None, help="continue the run with the same run id")
+    p.add_argument("--resume", action="store_true", default=None,
+                   help="continue the partly written run with the same run id")
+    p.add_argument("--keep-checkpoints", type=int, help="checkpoints kept, the newest epochs "
+                   f"(default: {_default('keep_checkpoints')})")
+    p.add_argument("--divergence-factor", type=float, help="stop when the validation loss after an epoch exceeds "
+                   f"this factor times the loss before training; inf: never (default: {_default('divergence_factor'):g})")
     return p
-
-
-def registered() -> str:
-    """A listing of every registered plugin."""
-    lines = [f"tasks: {tasks.TASKS.names()}"]
-    lines += [f"  {name} models: {sorted(tasks.get_task(name).models)}" for name in tasks.TASKS.names()]
-    lines += [f"measures: {measures.MEASURES.names()}", f"aggregations: {aggregations.AGGREGATIONS.names()}"]
-    return "\n".join(lines)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -69,35 +90,50 @@ def _stop_on_sigterm(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return the exit status.
+    """Run the CLI; return the exit status (listed in ``--help``).
 
-    0: done. 1: some measures failed (the others' rows are written). 2: bad
-    input, reported before training with no traceback. 130: interrupted by
-    Ctrl-C or SIGTERM; every completed sweep is in the CSV.
+    ``--help`` and ``--list`` import no TensorFlow.
     """
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as stop:  # --help, or argparse's one-line usage error
+        return stop.code if isinstance(stop.code, int) else 2
     if args.list:
-        print(registered())
+        print(catalog.listing())
         return 0
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from harness.results import RunLocked
+    from harness.run import RunFailed, TrainingDiverged, run
+    from tasks import DatasetUnavailable
+
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     config = None
     try:
         config = config_from_args(args)
         print(f"run {config.run_id}: task={config.task} model={config.model} epochs={config.epochs} "
               f"measures={config.measures} aggregations={config.aggregations} -> {config.output}")
-        path = run(config)
-    except (ValueError, tasks.DatasetUnavailable, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        run(config)
+    except RunLocked as error:
+        return _fail(error, 3)
+    except TrainingDiverged as error:
+        return _fail(error, 4)
+    except (ValueError, DatasetUnavailable, OSError) as error:
+        return _fail(error, 2)
     except RunFailed as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return _fail(error, 1)
     except KeyboardInterrupt:
         where = config.output if config else "the CSV"
         print(f"interrupted: every completed sweep is in {where}; continue with --resume", file=sys.stderr)
         return 130
-    print(f"wrote {path}")
     return 0
+
+
+def _fail(error: Exception, status: int) -> int:
+    print(f"error: {error}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

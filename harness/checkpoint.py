@@ -1,19 +1,29 @@
-"""Per-epoch checkpoints: model, optimizer, training-time measures and random state.
+"""Per-epoch checkpoints: model, optimizer, training-time measures and random state, verified when read.
 
-Layout beside the CSV: ``<stem>.<run_id>.ckpt/epoch-<e>/ckpt.*`` (a TensorFlow
-checkpoint) and ``<stem>.<run_id>.ckpt/latest.json`` naming the newest one.
-A checkpoint is written into a temporary folder, renamed into place, and only
-then named in ``latest.json`` (itself written to a temporary file and
-renamed), so a crash leaves the previous checkpoint usable. Older epochs are
-deleted afterwards; only the latest is kept.
+Layout beside the CSV: ``<stem>.<run_id>.ckpt/epoch-<e>/`` holds a TensorFlow
+checkpoint (``ckpt.index``, ``ckpt.data-*``) and ``manifest.json``: the epoch,
+the states of Python's and NumPy's global generators, the run's notes
+(``info``: losses so far) and the size and SHA-256 of every checkpoint file.
+``latest.json`` names the newest epoch, for people and tools; restoring does
+not depend on it.
+
+Writing: into ``epoch-<e>.tmp/``, the manifest last, renamed into place, then
+``latest.json`` is replaced atomically, then checkpoints of earlier epochs
+beyond the ``keep`` newest are deleted, so a crash leaves the earlier ones
+usable. Reading: epochs newest first; each is verified against its manifest
+before TensorFlow reads it; a damaged one is reported in one line, deleted,
+and the next older one is tried.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
+import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,56 +31,164 @@ import tensorflow as tf
 
 from harness.results import write_metadata
 
+MANIFEST = "manifest.json"
+EPOCH_FOLDER = re.compile(r"epoch-(\d+)")
+
 
 def _backing(variables) -> list[tf.Variable]:
     """The ``tf.Variable`` behind each Keras variable (tf.Variables pass through)."""
     return [getattr(v, "value", v) if not isinstance(v, tf.Variable) else v for v in variables]
 
 
-def tracked_state(model, optimizer, measures: dict) -> tf.train.Checkpoint:
-    """A TF checkpoint object over every variable a run must restore.
+class TrackedState:
+    """Every variable a run must restore, as one TensorFlow checkpoint object.
 
     Args:
         model: The Keras model; all its variables, seed-generator states included.
         optimizer: The built Keras optimizer (iteration count, moments, ...).
         measures: Spec to measure; each measure's ``state()`` variables.
     """
-    state = {f"measure_{i}": _backing(m.state()) for i, m in enumerate(measures.values())}
-    return tf.train.Checkpoint(model=_backing(model.variables), optimizer=_backing(optimizer.variables), **state)
+
+    def __init__(self, model, optimizer, measures: dict):
+        groups = dict(model=_backing(model.variables), optimizer=_backing(optimizer.variables),
+                      **{f"measure_{i}": _backing(m.state()) for i, m in enumerate(measures.values())})
+        self.variables = [v for group in groups.values() for v in group]
+        self.checkpoint = tf.train.Checkpoint(**groups)
+
+    def snapshot(self) -> tuple[list[np.ndarray], object, tuple]:
+        """Copies of every variable and of Python's and NumPy's global generator states."""
+        return [v.numpy() for v in self.variables], random.getstate(), np.random.get_state()
+
+    def put_back(self, snapshot) -> None:
+        """Assign a :meth:`snapshot` back."""
+        values, python_state, numpy_state = snapshot
+        for variable, value in zip(self.variables, values):
+            variable.assign(value)
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
 
 
-def save(folder: Path, checkpoint: tf.train.Checkpoint, epoch: int) -> None:
-    """Write the checkpoint of ``epoch`` atomically and delete older ones.
+def tracked_state(model, optimizer, measures: dict) -> TrackedState:
+    """The :class:`TrackedState` of a run."""
+    return TrackedState(model, optimizer, measures)
 
-    ``latest.json`` records the epoch (the data order of epoch e is a pure
-    function of (seed, e), so the epoch is the data-order position) and the
-    states of Python's and NumPy's global generators.
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _random_states() -> dict:
+    version, internal, gauss = random.getstate()
+    numpy_state = np.random.get_state()
+    return dict(python_random=[version, list(internal), gauss],
+                numpy_random=[numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]])
+
+
+def save(folder: Path, state: TrackedState, epoch: int, info: dict | None = None, keep: int = 1) -> None:
+    """Write the checkpoint of ``epoch`` atomically, then delete earlier ones beyond the ``keep`` newest.
+
+    The data order of epoch e is a pure function of (seed, e), so the epoch
+    is the data-order position. Checkpoints of later epochs (left by an
+    earlier pass of the same run) are kept until overwritten.
     """
     folder.mkdir(parents=True, exist_ok=True)
     final, tmp = folder / f"epoch-{epoch}", folder / f"epoch-{epoch}.tmp"
-    for stale in (tmp, final):
-        shutil.rmtree(stale, ignore_errors=True)
-    checkpoint.write(str(tmp / "ckpt"))
+    shutil.rmtree(tmp, ignore_errors=True)
+    state.checkpoint.write(str(tmp / "ckpt"))
+    files = {p.name: dict(size=p.stat().st_size, sha256=_sha256(p)) for p in sorted(tmp.iterdir())}
+    write_metadata(tmp / MANIFEST, dict(epoch=epoch, files=files, info=info or {}, **_random_states()))
+    shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
-    version, internal, gauss = random.getstate()
-    numpy_state = np.random.get_state()
-    write_metadata(folder / "latest.json", dict(
-        epoch=epoch, path=f"epoch-{epoch}/ckpt", python_random=[version, list(internal), gauss],
-        numpy_random=[numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]]))
-    for old in folder.glob("epoch-*"):
-        if old != final:
-            shutil.rmtree(old, ignore_errors=True)
+    write_metadata(folder / "latest.json", dict(epoch=epoch, path=f"epoch-{epoch}/ckpt"))
+    for old in [e for e in epochs(folder) if e < epoch][keep - 1:]:
+        shutil.rmtree(folder / f"epoch-{old}", ignore_errors=True)
 
 
-def restore(folder: Path, checkpoint: tf.train.Checkpoint) -> int:
-    """Restore the latest checkpoint into the live variables; return its epoch (0 if none)."""
-    latest = folder / "latest.json"
-    if not latest.exists():
-        return 0
-    info = json.loads(latest.read_text())
-    checkpoint.read(str(folder / info["path"])).assert_consumed()
-    version, internal, gauss = info["python_random"]
+def epochs(folder: Path) -> list[int]:
+    """Epochs with a checkpoint folder (intact or not), newest first."""
+    if not folder.is_dir():
+        return []
+    found = [EPOCH_FOLDER.fullmatch(p.name) for p in folder.iterdir() if p.is_dir()]
+    return sorted((int(m.group(1)) for m in found if m), reverse=True)
+
+
+def damage(path: Path) -> str | None:
+    """What is wrong with the checkpoint folder ``path`` compared to its manifest, or None if intact."""
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+        files = manifest["files"]
+    except FileNotFoundError:
+        return f"{MANIFEST} is missing"
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"{MANIFEST} is unreadable: {error}"
+    if not any(name.startswith("ckpt.index") for name in files):
+        return f"{MANIFEST} lists no ckpt.index"
+    for name, expected in files.items():
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size != expected["size"]:
+            return f"{name} has {file.stat().st_size} of its {expected['size']} bytes"
+        if _sha256(file) != expected["sha256"]:
+            return f"{name} does not match its SHA-256"
+    return None
+
+
+def read(path: Path, state: TrackedState) -> dict:
+    """Read a verified checkpoint into the live variables and the global generators; return its ``info``."""
+    manifest = json.loads((path / MANIFEST).read_text())
+    state.checkpoint.read(str(path / "ckpt")).assert_consumed()
+    version, internal, gauss = manifest["python_random"]
     random.setstate((version, tuple(internal), gauss))
-    name, keys, *rest = info["numpy_random"]
+    name, keys, *rest = manifest["numpy_random"]
     np.random.set_state((name, np.asarray(keys, np.uint32), *rest))
-    return int(info["epoch"])
+    return manifest["info"]
+
+
+def _check_pointer(folder: Path, say: Callable[[str], None]) -> None:
+    latest = folder / "latest.json"
+    try:
+        json.loads(latest.read_text())
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as error:
+        say(f"{latest} is unreadable ({error}); looking for intact checkpoints in {folder} instead")
+
+
+def restore(folder: Path, state: TrackedState, at_most: int, say: Callable[[str], None]) -> tuple[int, dict] | None:
+    """Restore the newest intact checkpoint of an epoch <= ``at_most``.
+
+    Each candidate is verified (:func:`damage`) before TensorFlow reads it. A
+    damaged one is reported through ``say`` in one line and deleted.
+
+    Returns:
+        ``(epoch, info)``, or None when no intact checkpoint exists; then the
+        variables and generators are as they were before the call.
+    """
+    _check_pointer(folder, say)
+    before = None
+    for epoch in epochs(folder):
+        if epoch > at_most:
+            continue
+        path = folder / f"epoch-{epoch}"
+        problem = damage(path)
+        if problem is None:
+            before = before or state.snapshot()
+            try:
+                return epoch, read(path, state)
+            except (tf.errors.OpError, AssertionError, ValueError, KeyError, TypeError) as error:
+                problem = f"TensorFlow cannot read it: {type(error).__name__}: {str(error).splitlines()[0]}"
+        say(f"checkpoint {path} is damaged ({problem}); deleted, trying an earlier one")
+        shutil.rmtree(path, ignore_errors=True)
+    if before is not None:
+        state.put_back(before)
+    return None
+
+
+def clear(folder: Path) -> None:
+    """Delete every checkpoint in ``folder``."""
+    shutil.rmtree(folder, ignore_errors=True)

@@ -5,22 +5,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import tomllib
 
-import aggregations
-import measures
-import tasks
-from aggregations import POOLINGS
-from harness.sweep import REPLACEMENTS
-from harness.threshold import NORMALIZATIONS, SCOPES, check_choice
-from measures._base import PRUNABLE_CHOICES
-
-DEFAULT_THRESHOLDS = tuple(float(t) for t in np.round(np.linspace(0.0, 1.0, 21), 10))
-NOT_RESULT_DEFINING = ("output", "progress", "resume")
+# The plugin registries (and TensorFlow behind them) are imported on validation only, so that
+# ``python -m harness --help`` and reading the defaults stay fast.
+DEFAULT_THRESHOLDS = tuple(round(i / 20, 10) for i in range(21))
+NOT_RESULT_DEFINING = ("output", "data_dir", "progress", "resume", "keep_checkpoints", "divergence_factor")
+BOOLEANS = ("deterministic", "progress", "resume")
+MAX_SEED = 2**32 - 1  # NumPy's global seed range
 
 
 @dataclass
@@ -43,10 +40,16 @@ class RunConfig:
         importance_samples: Training examples N drawn once per run for data-driven measures.
         prunable: ``kernels``, ``kernels+biases`` or ``all``.
         output: Result CSV path.
-        data_dir: Folder with a local copy of the task's dataset.
+        data_dir: Folder with a local copy of the task's dataset; refused for tasks that read none.
+            Not part of the run id: the same data at another path is the same run.
         deterministic: Enable TensorFlow's deterministic ops (slower on GPU).
         progress: Show progress bars.
-        resume: Continue the run with the same run id in ``output``.
+        resume: Continue the partly written run with the same run id in ``output``.
+        keep_checkpoints: Checkpoints kept, the newest epochs (``--resume`` falls back to an older one
+            when the newest is damaged).
+        divergence_factor: Training stops when the unthresholded validation loss after an epoch
+            exceeds this factor times the loss before training (``inf``: never on this rule); a
+            non-finite training or validation loss always stops it.
 
     Raises:
         ValueError: any value is invalid; the message quotes it and lists the choices.
@@ -72,39 +75,73 @@ class RunConfig:
     deterministic: bool = False
     progress: bool = True
     resume: bool = False
+    keep_checkpoints: int = 1
+    divergence_factor: float = 10.0
 
     def __post_init__(self):
+        import aggregations
+        import measures
+        import tasks
+        from harness.threshold import check_choice
+
+        if not isinstance(self.task, str):
+            raise ValueError(f"task must be a task name. Received: task={self.task!r}; available: {tasks.TASKS.names()}")
         task = tasks.get_task(self.task)
         self.model = self.model or task.default_model
         check_choice(f"model for task {self.task!r}", self.model, sorted(task.models))
-        self.measures = list(self.measures) if self.measures is not None else measures.MEASURES.names()
-        self.aggregations = list(self.aggregations) if self.aggregations is not None else aggregations.AGGREGATIONS.names()
+        self.measures = self.measures if self.measures is not None else measures.MEASURES.names()
+        self.aggregations = self.aggregations if self.aggregations is not None else aggregations.AGGREGATIONS.names()
         self.epochs = task.epochs if self.epochs is None else self.epochs
         self.batch_size = task.batch_size if self.batch_size is None else self.batch_size
         self.learning_rate = task.learning_rate if self.learning_rate is None else self.learning_rate
-        self._validate()
+        self._validate(task)
         self.thresholds = [float(t) for t in self.thresholds]  # TOML 1 and CLI 1.0 give one run_id
-        self.learning_rate = float(self.learning_rate)
+        self.learning_rate, self.divergence_factor = float(self.learning_rate), float(self.divergence_factor)
+        self.output = os.fspath(self.output)
 
-    def _validate(self) -> None:
-        built = {spec: measures.make_measure(spec) for spec in _check_list("measures", self.measures)}
-        aggregations.AGGREGATIONS.check(_check_list("aggregations", self.aggregations))
-        for name, values, choices in [("pooling", self.poolings, POOLINGS), ("scope", self.scopes, SCOPES),
-                                      ("normalization", self.normalizations, NORMALIZATIONS),
-                                      ("replacement", self.replacements, REPLACEMENTS)]:
-            for value in _check_list(name + "s", values):
+    def _validate(self, task) -> None:
+        import aggregations
+        import measures
+        from aggregations import POOLINGS
+        from harness.sweep import REPLACEMENTS
+        from harness.threshold import NORMALIZATIONS, SCOPES, check_choice
+        from measures._base import PRUNABLE_CHOICES
+
+        self.measures = _check_list("measures", self.measures)
+        built = {spec: measures.make_measure(spec) for spec in self.measures}
+        self.aggregations = _check_list("aggregations", self.aggregations)
+        aggregations.AGGREGATIONS.check(self.aggregations)
+        for name, choices in [("pooling", POOLINGS), ("scope", SCOPES), ("normalization", NORMALIZATIONS),
+                              ("replacement", REPLACEMENTS)]:
+            setattr(self, name + "s", _check_list(name + "s", getattr(self, name + "s")))
+            for value in getattr(self, name + "s"):
                 check_choice(name, value, choices)
         if "global" not in self.scopes and self.normalizations != ["none"]:
             raise ValueError("normalizations apply to global scope only; add 'global' to scopes or use ['none']. "
                              f"Received: normalizations={self.normalizations}, scopes={self.scopes}")
         _check_lamp_and_output(self, built)
         check_choice("prunable", self.prunable, PRUNABLE_CHOICES)
-        _check_thresholds(self.thresholds)
-        for name in ("epochs", "batch_size", "importance_samples"):
+        self.thresholds = _check_thresholds(self.thresholds)
+        for name in ("epochs", "batch_size", "importance_samples", "keep_checkpoints"):
             _check_positive_int(name, getattr(self, name))
-        if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float)) \
-                or not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive. Received: learning_rate={self.learning_rate}")
+        _check_number("learning_rate", self.learning_rate, "a finite number > 0", lambda x: math.isfinite(x) and x > 0)
+        _check_number("divergence_factor", self.divergence_factor, "a number > 1 (inf: never stop on this rule)",
+                      lambda x: x > 1)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be an integer in [0, {MAX_SEED}]. Received: seed={self.seed!r}")
+        for name in BOOLEANS:
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false. Received: {name}={getattr(self, name)!r}")
+        self._validate_paths(task)
+
+    def _validate_paths(self, task) -> None:
+        if not isinstance(self.output, (str, os.PathLike)) or not os.fspath(self.output):
+            raise ValueError(f"output must be a CSV file path. Received: output={self.output!r}")
+        if self.data_dir is not None and not isinstance(self.data_dir, str):
+            raise ValueError(f"data_dir must be a folder path. Received: data_dir={self.data_dir!r}")
+        if self.data_dir is not None and not task.reads_data_dir:
+            raise ValueError(f"Task {self.task!r} reads no data folder; remove data_dir. "
+                             f"Received: data_dir={self.data_dir!r}")
 
     def result_defining(self) -> dict:
         """The parameters that define results (all but output path, progress and resume)."""
@@ -121,10 +158,16 @@ class RunConfig:
         """Read a TOML file whose keys are this class's fields; ``overrides`` win.
 
         Raises:
-            ValueError: a key is not a field; the message lists the valid keys.
+            ValueError: the file cannot be read, is not valid TOML (the message names the file
+                and the place), or a key is not a field (the message lists the valid keys).
         """
-        with open(path, "rb") as f:
-            values = tomllib.load(f)
+        try:
+            with open(path, "rb") as f:
+                values = tomllib.load(f)
+        except OSError as error:
+            raise ValueError(f"Cannot read the config file {path}: {error.strerror or error}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path} is not valid TOML: {error}") from None
         return cls(**{**_known_fields(values, str(path)), **overrides})
 
 
@@ -136,9 +179,11 @@ def _known_fields(values: dict, source: str) -> dict:
     return values
 
 
-def _check_list(name: str, values) -> list:
-    if isinstance(values, str) or not values:
-        raise ValueError(f"{name} must be a non-empty list. Received: {name}={values!r}")
+def _check_list(name: str, values, kind: type | tuple = str, what: str = "strings") -> list:
+    if not isinstance(values, (list, tuple)) or not values:
+        raise ValueError(f"{name} must be a non-empty list of {what}. Received: {name}={values!r}")
+    if not all(isinstance(v, kind) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"{name} must be a list of {what}. Received: {name}={list(values)!r}")
     if len(set(values)) != len(values):
         raise ValueError(f"{name} has duplicates. Received: {name}={list(values)}")
     return list(values)
@@ -150,15 +195,23 @@ def _check_lamp_and_output(config: RunConfig, built: dict) -> None:
     if "lamp" in config.normalizations and signed:
         raise ValueError(f"normalization 'lamp' squares item scores and needs non-negative ones; measures {signed} "
                          f"give signed scores. Received: measures={config.measures}, normalizations={config.normalizations}")
+    import aggregations
+
     if "output" in config.scopes and all(aggregations.get_aggregation(a).pools for a in config.aggregations):
         raise ValueError("scope 'output' ranks single weights within each output unit and applies to per-weight "
                          f"aggregations only (e.g. 'weight'). Received: aggregations={config.aggregations}")
 
 
-def _check_thresholds(thresholds) -> None:
-    values = _check_list("thresholds", thresholds)
-    if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and 0.0 <= t <= 1.0 for t in values):
+def _check_thresholds(thresholds) -> list:
+    values = _check_list("thresholds", thresholds, (int, float), "numbers")
+    if not all(0.0 <= t <= 1.0 for t in values):
         raise ValueError(f"thresholds must lie in [0, 1]. Received: thresholds={values}")
+    return values
+
+
+def _check_number(name: str, value, what: str, valid) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or not valid(value):
+        raise ValueError(f"{name} must be {what}. Received: {name}={value!r}")
 
 
 def _check_positive_int(name: str, value) -> None:

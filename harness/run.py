@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import json
 import logging
+import math
+import sys
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from harness.config import RunConfig
 from harness.seed import derived_seed, seed_everything
 from harness.sweep import REPLACEMENTS, Evaluator, replacement_values, sweep
 from harness.threshold import Thresholder
-from harness.train import Trainer
+from harness.train import NonFiniteTraining, Trainer
 from measures import MeasureContext, make_measure, prunable_params
 from tasks import get_task
 
@@ -69,6 +69,28 @@ class RunFailed(RuntimeError):
     """One or more measures failed; the other measures' rows were written."""
 
 
+class TrainingDiverged(RuntimeError):
+    """Training diverged (see :func:`check_divergence`); no checkpoint or rows were written for that epoch."""
+
+
+def check_divergence(val_loss: float, initial_val_loss: float, factor: float) -> None:
+    """The divergence rule, applied to the unthresholded model after each epoch's training.
+
+    Training has diverged when the validation loss is not finite, or when it
+    exceeds ``factor`` times the validation loss before training (the loss
+    of the freshly initialised model, about ln C for C balanced classes).
+    A non-finite training loss is caught earlier, by the trainer.
+
+    Raises:
+        TrainingDiverged: the message names the loss and the limit.
+    """
+    if not math.isfinite(val_loss):
+        raise TrainingDiverged(f"validation loss {val_loss}")
+    if val_loss > factor * initial_val_loss:
+        raise TrainingDiverged(f"validation loss {val_loss:.6g} exceeds {factor:g} times its value before training "
+                               f"({initial_val_loss:.6g}; --divergence-factor {factor:g})")
+
+
 def differences(old: dict, new: dict) -> dict:
     """``{name: (old, new)}`` for every parameter that differs."""
     return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
@@ -77,34 +99,114 @@ def differences(old: dict, new: dict) -> dict:
 class Experiment:
     """One run of the grid: a model, its measures, and the CSV it appends to.
 
-    Everything that can be validated is validated before any training: the
-    config on construction, then the CSV's schema, the run's identity and
-    the data. With ``config.resume`` the run continues from its latest
-    checkpoint and skips every sweep already complete in the CSV.
+    Everything that can be validated is validated before any data is loaded:
+    the config on construction, then the output files, the run's lock and
+    what the CSV already holds of the run. A complete run is not recomputed
+    (``complete`` is True and :meth:`run` only reports it). With
+    ``config.resume`` a partly written run continues from its newest intact
+    checkpoint at or before the first epoch with missing sweeps, or from the
+    start, and skips every sweep already complete in the CSV. Persistence
+    goes through ``self.store`` (:class:`harness.results.RunStore`).
 
     Args:
         config: The validated parameters.
 
     Raises:
-        ValueError: the CSV has another schema; or it already holds this run
-            and ``resume`` is off; or ``resume`` is on and the CSV holds
-            only runs with other parameters (the message names the differences).
+        ValueError: the CSV has another schema or is not text; or it holds part
+            of this run and ``resume`` is off; or ``resume`` is on and the CSV
+            holds only runs with other parameters (the message names the differences).
+        harness.results.RunLocked: another process is writing this run.
         tasks.DatasetUnavailable: the task's data cannot be found.
     """
 
     def __init__(self, config: RunConfig):
+        self._started = time.perf_counter()
         self.config, self.run_id, self.path = config, config.run_id, Path(config.output)
         self.measures = {spec: make_measure(spec) for spec in config.measures}
-        results.check_schema(self.path)
-        self.done: set[tuple] = self._resume_keys() if config.resume else self._refuse_existing_run()
+        table = results.results_table(self.path, rows_per_sweep=len(config.thresholds))
+        self.store = results.RunStore(self.path, self.run_id, [table], config.keep_checkpoints)
+        self.notes: list[str] = []
         self.failures: list[str] = []
+        self.history: list[dict] = []
+        self.done: set[tuple] = set()
+        self.rows_written, self.seconds = 0, 0.0
+        self.store.check_output()
+        if config.resume and not self.store.metadata_path.exists():
+            self._refuse_other_runs()
+        self.store.acquire()
+        try:
+            self.complete = self._open()
+            if not self.complete:
+                self._load()
+        except BaseException:
+            self.store.release()
+            raise
+
+    def sidecar(self, suffix: str) -> Path:
+        """A file beside the CSV named after this run (``.json``, ``.log``, ``.lock``, ``.ckpt``)."""
+        return self.store.sidecar(suffix)
+
+    def note(self, message: str) -> None:
+        """Tell the user one line (stderr, above any progress bar) and keep it for the log."""
+        tqdm.write(f"note: {message}", file=sys.stderr)
+        self.notes.append(message)
+        if log.handlers:  # during run(); earlier notes are logged when the log opens
+            log.info(message)
+
+    def close(self) -> None:
+        """Release the run's lock without running (``run`` releases it itself)."""
+        self.store.release()
+
+    def _refuse_other_runs(self) -> None:
+        old = self.store.other_run_metadata()
+        if old is not None:
+            diff = differences(old.get("config", {}), self.config.result_defining())
+            raise ValueError(f"Cannot resume: {self.path} holds no run with these parameters (run {self.run_id}). "
+                             f"Its latest run {old.get('run_id')} differs in (theirs, yours): {diff}")
+
+    def _open(self) -> bool:
+        """Whether the run is complete; otherwise what it holds (``done``), repaired with ``resume``."""
+        scan = self.store.scan()
+        if self.store.verify_complete(scan):
+            if scan.needs_repair:
+                self._repair()
+            return True
+        if not self.config.resume:
+            held = scan.rows[self.store.tables[0].name]
+            if held:
+                raise ValueError(f"{self.path} already holds {held} rows of run {self.run_id} "
+                                 "(the same parameters) but not all its sweeps. Continue it with --resume, "
+                                 "or choose another --output or --seed.")
+            return False
+        if self.store.is_complete():
+            self.store.update_metadata(complete=None)  # rows were removed since it completed
+        self.done = (self._repair() if scan.needs_repair else scan).done
+        return False
+
+    def _repair(self) -> results.Scan:
+        scan = self.store.repair()
+        removed = [f"{n} duplicate rows" for n in scan.duplicates.values() if n]
+        removed += [f"the rows of {len(scan.incomplete)} incomplete sweep(s)"] if scan.incomplete else []
+        removed += ["a truncated last line"] if scan.partial_lines else []
+        if removed:
+            self.note(f"{self.path}: removed {', '.join(removed)} of run {self.run_id}; "
+                      "every complete sweep is kept, once")
+        return scan
+
+    def _load(self) -> None:
+        """Load the data, build the model, and everything a sweep needs."""
+        config = self.config
         self.task = get_task(config.task)
         self.data = self.task.load(config.data_dir)
         seed_everything(config.seed, config.deterministic)
         self.model = self.task.build_model(config.model, self.data.x_train.shape[1:])
         self.loss = self.task.loss()
         self.params = prunable_params(self.model, config.prunable)
+        self.grid = self._grid()
         self.sample = draw_sample(self.data.x_train, self.data.y_train, config.importance_samples, config.seed)
+        if config.importance_samples > len(self.sample[0]):
+            self.note(f"importance_samples={config.importance_samples} exceeds the {len(self.sample[0])} training "
+                      f"examples of {config.task}; all {len(self.sample[0])} are used (recorded in the metadata)")
         hooks = [m for m in self.measures.values() if m.training_time]
         optimizer = self.task.optimizer_for(config.learning_rate)
         self.trainer = Trainer(self.model, self.loss, optimizer, self.params, hooks, config.batch_size, config.seed)
@@ -112,80 +214,123 @@ class Experiment:
                                   classification=self.task.num_classes is not None)
         self.state = checkpoint.tracked_state(self.model, optimizer, self.measures)
 
-    def sidecar(self, suffix: str) -> Path:
-        """A file beside the CSV named after this run (``.json``, ``.log``, ``.ckpt``)."""
-        return results.sidecar(self.path, self.run_id, suffix)
-
-    def _refuse_existing_run(self) -> set:
-        if results.read_header(self.path) is not None and (results.read_keys(self.path)["run_id"] == self.run_id).any():
-            raise ValueError(f"{self.path} already holds rows of run {self.run_id} (the same parameters). "
-                             "Use --resume to continue it, or choose another --output or --seed.")
-        return set()
-
-    def _resume_keys(self) -> set[tuple]:
-        if not self.sidecar(".json").exists():
-            self._refuse_other_runs()
-        if results.drop_truncated_line(self.path):
-            warnings.warn(f"{self.path}: dropped a truncated last line left by an interrupted write.", stacklevel=2)
-        return results.completed_sweeps(self.path, self.run_id, len(self.config.thresholds))
-
-    def _refuse_other_runs(self) -> None:
-        others = sorted(self.path.parent.glob(f"{self.path.stem}.*.json"), key=lambda p: p.stat().st_mtime)
-        if others:
-            old = json.loads(others[-1].read_text())
-            diff = differences(old.get("config", {}), self.config.result_defining())
-            raise ValueError(f"Cannot resume: {self.path} holds no run with these parameters (run {self.run_id}). "
-                             f"Its latest run {old.get('run_id')} differs in (theirs, yours): {diff}")
+    def _grid(self) -> list[dict]:
+        """The conditions swept on this model: aggregations that form no items of their own are skipped."""
+        grid, skipped = [], []
+        for condition in conditions(self.config):
+            if aggregations.get_aggregation(condition["aggregation"]).applies_to(self.params):
+                grid.append(condition)
+            elif condition["aggregation"] not in skipped:
+                skipped.append(condition["aggregation"])
+        for name in skipped:
+            self.note(f"aggregation {name!r} is skipped: on model {self.config.model!r} its items are single weights, "
+                      "as in 'weight'")
+        if not grid:
+            raise ValueError(f"No aggregation of {self.config.aggregations} applies to model {self.config.model!r}.")
+        return grid
 
     def metadata(self) -> dict:
-        """The run's parameters, data facts, parameter list, package versions and git commit."""
+        """The run's parameters, grid, data facts, parameter list, notes, package versions and git commit."""
         return dict(run_id=self.run_id, config=self.config.result_defining(), output=str(self.path),
-                    num_classes=self.task.num_classes, data=self.data.info,
-                    importance_samples_drawn=len(self.sample[0]),
+                    data_dir=self.config.data_dir, num_classes=self.task.num_classes, data=self.data.info,
+                    importance_samples_drawn=len(self.sample[0]), conditions=self.grid,
                     params=[dict(name=p.name, shape=list(p.shape), role=p.role, kind=p.kind) for p in self.params],
-                    versions=results.package_versions(), git_commit=results.git_commit(),
+                    notes=list(self.notes), versions=results.package_versions(), git_commit=results.git_commit(),
                     created=datetime.datetime.now(datetime.timezone.utc).isoformat())
 
     def run(self) -> Path:
         """Train for ``config.epochs`` epochs, checkpointing and sweeping after each; return the CSV path.
 
+        A complete run returns at once. The run's lock is released on return.
+
         Raises:
             RunFailed: some measures failed (logged with tracebacks to the run's
                 ``.log`` file); every other sweep was written.
+            TrainingDiverged: see :func:`check_divergence`; earlier epochs' rows are kept.
         """
-        if not (self.config.resume and self.sidecar(".json").exists()):
-            results.write_metadata(self.sidecar(".json"), self.metadata())
-        with _log_to(self.sidecar(".log")):
-            self._epochs()
+        try:
+            if not self.complete:
+                if not (self.config.resume and self.store.read_metadata() is not None):
+                    self.store.write_metadata(self.metadata())
+                with _log_to(self.store.log_path):
+                    self._epochs()
+        finally:
+            self.store.release()
+            self.seconds = time.perf_counter() - self._started
         if self.failures:
             raise RunFailed(f"{len(self.failures)} measure evaluation(s) failed; tracebacks in "
-                            f"{self.sidecar('.log')}: " + "; ".join(self.failures))
+                            f"{self.store.log_path}: " + "; ".join(self.failures))
         return self.path
-
-    def _epochs(self) -> None:
-        first = checkpoint.restore(self.sidecar(".ckpt"), self.state) if self.config.resume else 0
-        if first:
-            log.info("resumed run %s from the checkpoint of epoch %d", self.run_id, first)
-            self._report_lost_sweeps(first)
-            self.sweep_epoch(first)
-        for epoch in range(first + 1, self.config.epochs + 1):
-            loss = self.trainer.train_epoch(self.data.x_train, self.data.y_train, epoch, self.config.progress)
-            log.info("epoch %d: training loss %.6f", epoch, loss)
-            checkpoint.save(self.sidecar(".ckpt"), self.state, epoch)
-            self.sweep_epoch(epoch)
 
     def expected_keys(self, epoch: int) -> set[tuple]:
         """Every sweep key of one epoch: (epoch, measure, aggregation, pooling, scope, normalization, replacement)."""
         return {(epoch, spec, *c.values(), mode) for spec in self.measures
-                for c in conditions(self.config) for mode in self.config.replacements}
+                for c in self.grid for mode in self.config.replacements}
 
-    def _report_lost_sweeps(self, first: int) -> None:
-        """Sweeps of epochs before the checkpoint that the CSV lacks (a measure failed then) cannot be redone."""
-        lost = sorted(k for epoch in range(1, first) for k in self.expected_keys(epoch) - self.done)
-        for key in lost:
-            self.failures.append(f"sweep {key} is missing and cannot be redone: only epoch {first}'s checkpoint is kept")
-        if lost:
-            log.warning("%d sweeps of epochs before %d are missing: %s", len(lost), first, lost)
+    def _epochs(self) -> None:
+        for message in self.notes:
+            log.info(message)
+        missing = sorted({k[0] for e in range(1, self.config.epochs + 1) for k in self.expected_keys(e) - self.done})
+        if missing:
+            first = self._start(missing[0])
+            with tqdm(total=self.config.epochs, initial=first, desc=f"run {self.run_id}", unit="epoch",
+                      disable=not self.config.progress) as bar:
+                if first:
+                    self.sweep_epoch(first)
+                for epoch in range(first + 1, missing[-1] + 1):
+                    self.train(epoch)
+                    self.sweep_epoch(epoch)
+                    bar.update()
+        if not self.failures:
+            self._mark_complete()
+
+    def _start(self, first_missing: int) -> int:
+        """The epoch to continue from: a restored checkpoint's, or 0 (the initial model, evaluated)."""
+        if not self.config.resume:
+            self.store.clear_checkpoints()
+            return self._from_scratch()
+        restored = self.store.restore_checkpoint(self.state, first_missing, self.note)
+        if restored is None:
+            if self.done:
+                self.note(f"run {self.run_id}: no intact checkpoint at or before epoch {first_missing} (the first "
+                          f"with missing sweeps); rerunning from the start, skipping the {len(self.done)} sweeps "
+                          f"already in {self.path}")
+            return self._from_scratch()
+        epoch, info = restored
+        self.history = info["history"]
+        log.info("resumed run %s from the checkpoint of epoch %d", self.run_id, epoch)
+        return epoch
+
+    def _from_scratch(self) -> int:
+        val_loss, val_accuracy = self.evaluate()
+        if not math.isfinite(val_loss):
+            raise TrainingDiverged(f"the validation loss before training is {val_loss}; check the data and model")
+        self.history = [dict(epoch=0, val_loss=val_loss, val_accuracy=val_accuracy)]
+        return 0
+
+    def train(self, epoch: int) -> None:
+        """Train one epoch, stop if it diverged, record the unthresholded losses, and checkpoint."""
+        start = time.perf_counter()
+        try:
+            loss = self.trainer.train_epoch(self.data.x_train, self.data.y_train, epoch, self.config.progress)
+            val_loss, val_accuracy = self.evaluate()
+            check_divergence(val_loss, self.history[0]["val_loss"], self.config.divergence_factor)
+        except (NonFiniteTraining, TrainingDiverged) as error:
+            message = (f"run {self.run_id}: training diverged in epoch {epoch}: {error}; no checkpoint or rows were "
+                       f"written for epoch {epoch}. Lower --learning-rate (now {self.config.learning_rate:g}).")
+            log.error(message)
+            raise TrainingDiverged(message) from None
+        self.history.append(dict(epoch=epoch, train_loss=loss, val_loss=val_loss, val_accuracy=val_accuracy,
+                                 seconds=time.perf_counter() - start))
+        log.info("epoch %d: training loss %.6f, validation loss %.6f, accuracy %.4f", epoch, loss, val_loss,
+                 val_accuracy)
+        self.store.save_checkpoint(self.state, epoch, dict(history=self.history))
+
+    def _mark_complete(self) -> None:
+        scan = self.store.scan()
+        expected = {k for e in range(1, self.config.epochs + 1) for k in self.expected_keys(e)}
+        if expected <= scan.done:
+            self.store.mark_complete(scan, epochs=self.history)
 
     def score(self, spec: str, epoch: int) -> tuple[list[np.ndarray], float]:
         """Scores of one measure at this epoch, and the seconds they took."""
@@ -207,9 +352,12 @@ class Experiment:
                 self.failures.append(f"epoch {epoch} measure {spec!r}: {error!r}")
 
     def sweep_measure(self, spec: str, epoch: int, replacement: dict) -> None:
-        """Score one measure and append the rows of each of its sweeps still missing from the CSV."""
-        todo = [(c, [m for m in replacement if (epoch, spec, *c.values(), m) not in self.done])
-                for c in conditions(self.config)]
+        """Score one measure and append the rows of each of its sweeps still missing from the CSV.
+
+        Raises:
+            ValueError: a sweep gave a non-finite validation loss; its rows are not written.
+        """
+        todo = [(c, [m for m in replacement if (epoch, spec, *c.values(), m) not in self.done]) for c in self.grid]
         todo = [(condition, modes) for condition, modes in todo if modes]
         if not todo:
             return
@@ -218,8 +366,12 @@ class Experiment:
             thresholder = self.thresholder(scores, condition, epoch)
             for mode in modes:
                 rows = sweep(self.params, thresholder, replacement[mode], self.config.thresholds, self.evaluate)
+                bad = [r for r in rows if not math.isfinite(r["val_loss"])]
+                if bad:
+                    raise ValueError(f"validation loss {bad[0]['val_loss']} at threshold {bad[0]['threshold']} "
+                                     f"({condition}, replacement {mode}); the sweep's rows are not written")
                 key = dict(self.row_key(epoch), measure=spec, **condition, replacement=mode, measure_seconds=seconds)
-                results.append_rows(self.path, [dict(key, **row) for row in rows])
+                self.rows_written += self.store.append([dict(key, **row) for row in rows])
 
     def thresholder(self, scores: list[np.ndarray], condition: dict, epoch: int) -> Thresholder:
         """Aggregate and pool the scores, then rank the items of one condition."""
@@ -230,6 +382,24 @@ class Experiment:
         """The columns shared by every row of an epoch."""
         c = self.config
         return dict(run_id=self.run_id, task=c.task, model=c.model, seed=c.seed, epoch=epoch)
+
+    def summary(self) -> str:
+        """What the run did: rows, time, where its files are, the unthresholded losses, and the next command."""
+        if self.complete:
+            return (f"run {self.run_id} is already complete in {self.path}; nothing was recomputed.\n"
+                    f"next: python analysis.py {self.path} --out figures")
+        checkpoints = checkpoint.epochs(self.store.checkpoint_folder)
+        lines = [f"run {self.run_id}: {self.rows_written} rows written in {self.seconds:.1f} s"
+                 + (f"; {len(self.failures)} measure evaluation(s) failed" if self.failures else ""),
+                 f"  CSV:        {self.path}", f"  metadata:   {self.store.metadata_path}",
+                 f"  log:        {self.store.log_path}",
+                 f"  checkpoint: {self.store.checkpoint_folder / f'epoch-{checkpoints[0]}' if checkpoints else '-'}",
+                 "  unthresholded model:  epoch  train loss    val loss  val accuracy"]
+        for h in self.history:
+            train = f"{h['train_loss']:10.4f}" if "train_loss" in h else f"{'-':>10}"
+            lines.append(f"{'':24}{h['epoch']:5d}  {train}  {h['val_loss']:10.4f}  {h['val_accuracy']:12.4f}")
+        lines.append(f"next: python analysis.py {self.path} --out figures")
+        return "\n".join(lines)
 
 
 @contextlib.contextmanager
@@ -248,5 +418,12 @@ def _log_to(path: Path):
 
 
 def run(config: RunConfig) -> Path:
-    """Run the experiment ``config`` describes; return the CSV path."""
-    return Experiment(config).run()
+    """Run the experiment ``config`` describes, print its summary, and return the CSV path."""
+    experiment = Experiment(config)
+    try:
+        path = experiment.run()
+    except RunFailed:
+        print(experiment.summary())
+        raise
+    print(experiment.summary())
+    return path

@@ -10,6 +10,10 @@ from measures import Measure, Param
 from measures._base import StepBatch
 
 
+class NonFiniteTraining(FloatingPointError):
+    """A training loss or a trained parameter became NaN or infinite; the message names the first."""
+
+
 class Trainer:
     """Trains a model one epoch at a time with a compiled step.
 
@@ -79,11 +83,25 @@ class Trainer:
         return [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
 
     def train_epoch(self, x: np.ndarray, y: np.ndarray, epoch: int, progress: bool = True) -> float:
-        """Train one epoch; return the mean training loss over its steps."""
+        """Train one epoch; return the mean training loss over its steps.
+
+        Raises:
+            NonFiniteTraining: a step's loss was NaN or infinite, or a trainable variable holds such
+                values at the end of the epoch (a NaN input can give NaN gradients under a finite loss).
+                Checked once, at the end of the epoch.
+        """
         losses = []
         bar = tqdm(self.batches(len(x), epoch), desc=f"epoch {epoch}", disable=not progress, leave=False)
         for step, index in enumerate(bar):
             losses.append(self._step(x[index], y[index]))  # stays on the device: no sync per step
             if progress and step % 50 == 0:
                 bar.set_postfix(loss=f"{float(losses[-1]):.4f}", refresh=False)
-        return float(tf.reduce_mean(tf.stack(losses)))  # one device sync per epoch
+        values = tf.stack(losses).numpy()  # one device sync per epoch
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            raise NonFiniteTraining(f"training loss {values[bad[0]]} at step {bad[0] + 1} of {len(values)}")
+        finite = tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in self.variables]).numpy()
+        if not finite.all():
+            name = getattr(self.variables[int(np.argmin(finite))], "path", "?")
+            raise NonFiniteTraining(f"parameter {name} holds non-finite values (the training losses were finite)")
+        return float(values.mean(dtype=np.float64))

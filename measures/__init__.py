@@ -1,5 +1,6 @@
 """Importance measures: one file each, registered with ``@register_measure``."""
 
+import inspect
 import json
 
 from measures._base import Measure, MeasureContext, Param, prunable_params
@@ -45,7 +46,7 @@ def parse_spec(spec: str) -> tuple[str, dict]:
     ``"update_tally:groups=[[1,7],[6,8]],target=0"``.
 
     Raises:
-        ValueError: an option is not written as ``key=value``.
+        ValueError: an option is not written as ``key=value``, or a key is given twice.
     """
     name, _, rest = spec.partition(":")
     options = {}
@@ -53,6 +54,8 @@ def parse_spec(spec: str) -> tuple[str, dict]:
         key, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"Measure options are written name:key=value,... Received: {spec!r}")
+        if key.strip() in options:
+            raise ValueError(f"Measure option {key.strip()!r} is given twice. Received: {spec!r}")
         options[key.strip()] = _value(value.strip())
     return name.strip(), options
 
@@ -61,10 +64,17 @@ def make_measure(spec: str) -> Measure:
     """Instantiate a measure from a spec such as ``"fisher"`` or ``"obd:hessian=exact"``.
 
     Raises:
-        ValueError: unknown name (listing the valid ones) or invalid options.
+        ValueError: unknown name or option (listing the valid ones), or an invalid option value.
     """
     name, options = parse_spec(spec)
-    return MEASURES.get(name)(**options)
+    cls = MEASURES.get(name)
+    parameters = inspect.signature(cls).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        unknown = sorted(set(options) - set(parameters))
+        if unknown:
+            raise ValueError(f"Unknown option(s) {unknown} of measure {name!r}; available: {list(parameters)}. "
+                             f"Received: {spec!r}")
+    return cls(**options)
 
 
 import_all(__name__, __path__)

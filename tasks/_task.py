@@ -45,6 +45,7 @@ class Task:
         default_model: Name of the model used when none is chosen.
         num_classes: Number of classes.
         batch_size, epochs, learning_rate: Training defaults.
+        reads_data_dir: Whether :meth:`load` reads a ``data_dir``; a run refuses one given to a task that does not.
     """
 
     name: ClassVar[str]
@@ -54,6 +55,7 @@ class Task:
     batch_size: ClassVar[int] = 32
     epochs: ClassVar[int] = 3
     learning_rate: ClassVar[float] = 1e-3
+    reads_data_dir: ClassVar[bool] = True
 
     def load(self, data_dir: str | None = None) -> TaskData:
         """Return the task's data; ``data_dir`` names a local copy."""

@@ -33,9 +33,10 @@ class Digits(Task):
     batch_size = 32
     epochs = 5
     learning_rate = 1e-2
+    reads_data_dir = False  # the data ship with scikit-learn
 
     def load(self, data_dir: str | None = None) -> TaskData:
-        """Return the split digits; ``data_dir`` is ignored (the data ship with scikit-learn).
+        """Return the split digits; ``data_dir`` is ignored (the data ship with scikit-learn; a run refuses one).
 
         Returns:
             x of shape ``(n, 64)`` float32 in [0, 1] (pixel counts 0..16 divided

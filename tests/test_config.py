@@ -27,6 +27,8 @@ from harness.config import RunConfig
     (dict(thresholds=[True, 0.5]), r"Received: thresholds=\[True, 0.5\]"),
     (dict(learning_rate=True), r"Received: learning_rate=True"),
     (dict(normalizations=["max"]), r"normalizations apply to global scope only"),
+    (dict(output=3), r"output must be a CSV file path. Received: output=3"),
+    (dict(progress=1), r"progress must be true or false. Received: progress=1"),
 ])
 def test_bad_values_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -45,6 +47,9 @@ def test_run_id_depends_on_result_defining_parameters_only():
     a = RunConfig(seed=1, output="a.csv")
     assert a.run_id == RunConfig(seed=1, output="b.csv", progress=False).run_id
     assert a.run_id != RunConfig(seed=2).run_id
+    same_data = [RunConfig(task="mnist", data_dir=d, keep_checkpoints=k, divergence_factor=f).run_id
+                 for d, k, f in [(None, 1, 10.0), ("/data/mnist", 3, float("inf")), ("../elsewhere/mnist", 1, 2.0)]]
+    assert len(set(same_data)) == 1  # the same data at another path is the same run
 
 
 def test_toml_config_and_unknown_keys(tmp_path):

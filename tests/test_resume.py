@@ -163,7 +163,7 @@ def test_sigterm_or_ctrl_c_stops_between_writes_and_says_how_to_resume(tmp_path,
     assert set(frame["measure"]) == {"magnitude"} and len(frame) == 2
 
 
-def test_resume_reports_sweeps_of_earlier_epochs_it_cannot_redo(tmp_path, capsys):
+def test_resume_reruns_from_the_start_when_earlier_sweeps_are_missing(tmp_path, capsys):
     calls = []
 
     @register_measure("fails_once")
@@ -179,10 +179,16 @@ def test_resume_reports_sweeps_of_earlier_epochs_it_cannot_redo(tmp_path, capsys
             "--importance-samples", "8", "--no-progress", "--output", str(out)]
     try:
         assert main(argv) == 1  # epoch 1 of fails_once failed; everything else written
-        assert main([*argv, "--resume"]) == 1  # epoch 1 cannot be redone from epoch 2's checkpoint
+        before = pd.read_csv(out)
+        assert main(argv) == 2  # part of the run is written: a plain re-run is refused
+        assert main([*argv, "--resume"]) == 0  # only epoch 2's checkpoint is kept: epoch 1 is trained again
     finally:
         MEASURES.unregister("fails_once")
     err = capsys.readouterr().err
-    assert "(1, 'fails_once', 'unit', 'mean', 'layer', 'none', 'zero') is missing and cannot be redone" in err
+    assert "Continue it with --resume" in err
+    assert "no intact checkpoint at or before epoch 1" in err and "skipping the 3 sweeps already in" in err
     frame = pd.read_csv(out)
-    assert not frame.duplicated(["epoch", "measure", "threshold"]).any() and len(frame) == 6
+    assert not frame.duplicated(["epoch", "measure", "threshold"]).any() and len(frame) == 8
+    assert len(calls) == 3  # epochs 1 and 2, then epoch 1 once more; nothing else was scored again
+    kept = frame.merge(before, on=list(frame.columns))  # the rows written first are kept as they were
+    assert len(kept) == len(before) == 6

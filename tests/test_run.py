@@ -11,9 +11,11 @@ from harness import results
 from harness.__main__ import main
 from harness.config import RunConfig
 from harness.run import Experiment
+from tasks import get_task
 from tests.helpers import shared_mnist_dir
 
-SMALL = dict(epochs=2, thresholds=[0.0, 0.25, 0.5, 0.75, 1.0], importance_samples=64, progress=False)
+# magnitude and random read no sample: asking for more than the 1,437 training images costs nothing
+SMALL = dict(epochs=2, thresholds=[0.0, 0.25, 0.5, 0.75, 1.0], importance_samples=5000, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +31,9 @@ def test_a_row_for_every_epoch_measure_aggregation_threshold(digits_run):
     frame = pd.read_csv(out)
     assert list(frame.columns) == results.COLUMNS
     keys = ["epoch", "measure", "aggregation", "threshold"]
-    assert len(frame) == 2 * 2 * 3 * 5
+    assert len(frame) == 2 * 2 * 2 * 5  # 'filter' is skipped: the digits MLP has no conv layer
     assert not frame.duplicated(keys).any()
-    assert set(frame["aggregation"]) == {"weight", "unit", "filter"}
+    assert set(frame["aggregation"]) == {"weight", "unit"}
     assert set(frame.loc[frame.aggregation == "weight", "pooling"]) == {"none"}
     assert np.isfinite(frame[["val_loss", "val_accuracy", "sparsity", "measure_seconds"]].to_numpy()).all()
 
@@ -64,12 +66,38 @@ def test_metadata_beside_the_csv(digits_run):
     assert meta["config"]["measures"] == ["magnitude", "random"]
     assert meta["versions"]["tensorflow"] and meta["versions"]["keras"].startswith("3")
     assert meta["num_classes"] == 10 and meta["data"]["n_train"] > 0
+    assert {c["aggregation"] for c in meta["conditions"]} == {"unit", "weight"}
+    assert any("'filter' is skipped" in note for note in meta["notes"])
+    assert meta["importance_samples_drawn"] == meta["data"]["n_train"] == 1437
+    assert "importance_samples=5000 exceeds the 1437 training examples of digits; all 1437 are used" in meta["notes"][1]
+    assert meta["complete"]["rows"] == {"results": 40}
+    assert [e["epoch"] for e in meta["epochs"]] == [0, 1, 2]
 
 
-def test_same_run_twice_is_refused_without_resume(digits_run):
+def test_a_finished_run_run_again_is_complete_and_recomputes_nothing(digits_run, capsys, monkeypatch):
+    _, out = digits_run
+    before = {p.name: p.read_bytes() for p in out.parent.iterdir() if p.is_file()}
+
+    def no_data(self, data_dir=None):
+        raise AssertionError("a complete run loaded its data")
+
+    monkeypatch.setattr(type(get_task("digits")), "load", no_data)
+    argv = ["--measures", "magnitude", "random", "--epochs", "2", "--thresholds", "0", "0.25", "0.5", "0.75", "1",
+            "--importance-samples", "5000", "--no-progress", "--output", str(out)]
+    assert main(argv) == 0
+    assert main([*argv, "--resume"]) == 0
+    assert f"is already complete in {out}" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in out.parent.iterdir() if p.is_file()} == before
+
+
+def test_end_of_run_summary(digits_run):
     experiment, out = digits_run
-    with pytest.raises(ValueError, match="already holds rows of run"):
-        Experiment(RunConfig(output=str(out), measures=["magnitude", "random"], **SMALL))
+    text = experiment.summary()
+    assert f"{experiment.rows_written} rows written" in text and experiment.rows_written == 40
+    assert str(out) in text and str(experiment.store.log_path) in text and "epoch-2" in text
+    assert f"next: python analysis.py {out} --out figures" in text
+    epochs = [line.split() for line in text.splitlines() if line.split()[:1] in (["1"], ["2"])]
+    assert [float(e[2]) for e in epochs] == [round(h["val_loss"], 4) for h in experiment.history[1:]]
 
 
 @pytest.mark.skipif(shared_mnist_dir() is None, reason="../shared/data/mnist not present")

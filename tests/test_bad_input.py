@@ -1,0 +1,162 @@
+"""Bad input, every entry point, one table.
+
+Each row runs in-process through a command-line entry point and must end with
+a one-line error holding the expected fragment (the value, and the valid
+choices where there are some), the expected exit status, no data loaded, no
+traceback, and every file in the folder unchanged (none created either).
+
+A row is ``(entry point, arguments, message fragment, exit status)``, plus
+optionally ``{file name: bytes}`` created in the folder beforehand. Arguments
+are an argv list, or TOML text (``str`` or ``bytes``) written to ``exp.toml``
+and passed as ``--config``. ``{tmp}`` in an argument is the case's folder.
+Every new option adds its bad values here; another command line adds itself
+to ``ENTRY_POINTS`` and its rows to ``CASES``.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness import results
+from harness.__main__ import main as harness_main
+from tasks import TASKS
+
+
+def harness_cli(argv: list[str], tmp: Path) -> int:
+    return harness_main(["--output", str(tmp / "results.csv"), "--no-progress", *argv])
+
+
+ENTRY_POINTS = {"harness": harness_cli}
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))
+RANDOM_BYTES = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+OTHER_SCHEMA = b"a,b\n1,2\n"
+
+CASES = [
+    # measures and their options
+    ("harness", ["--measures", "obd:foo=1"],
+     "Unknown option(s) ['foo'] of measure 'obd'; available: ['hessian', 'samples', 'max_params']", 2),
+    ("harness", ["--measures", "fisher:kind=true,kind=empirical"], "Measure option 'kind' is given twice", 2),
+    ("harness", ["--measures", "fishr"], "Unknown measure 'fishr'; available: ['fisher', ", 2),
+    ("harness", ["--measures", "obd:hessian=diag"],
+     "hessian must be one of ['ggn', 'hutchinson', 'exact']. Received: hessian='diag'", 2),
+    ("harness", ["--measures", "obd:samples"], "Measure options are written name:key=value", 2),
+    ("harness", ["--measures", "magnitude:foo=1"], "takes no options. Received: {'foo': 1}", 2),
+    ("harness", ["--measures", "random", "random"], "measures has duplicates", 2),
+    ('harness', 'measures = "fisher"\n', "measures must be a non-empty list of strings. Received: measures='fisher'", 2),
+    ("harness", "measures = [1]\n", "measures must be a list of strings. Received: measures=[1]", 2),
+    # the grid
+    ("harness", ["--task", "cifar100"], "Unknown task 'cifar100'; available: ['cifar10', 'digits', 'mnist']", 2),
+    ("harness", 'task = ["digits"]\n', "task must be a task name. Received: task=['digits']; available: [", 2),
+    ("harness", ["--model", "resnet"], "Unknown model for task 'digits' 'resnet'; available: ['mlp']", 2),
+    ("harness", ["--aggregations", "neuron"], "Unknown aggregation 'neuron'; available: ['filter', 'unit', 'weight']", 2),
+    ("harness", ["--poolings", "median"], "Unknown pooling 'median'; available: ['mean', 'sum', 'max', 'min', 'l2']", 2),
+    ("harness", ["--scopes", "model"], "Unknown scope 'model'; available: ['layer', 'global']", 2),
+    ("harness", ["--scopes", "global", "--normalizations", "z"],
+     "Unknown normalization 'z'; available: ['none', 'mean', 'max']", 2),
+    ("harness", ["--normalizations", "max"], "normalizations apply to global scope only", 2),
+    ("harness", ["--replacements", "noise"], "Unknown replacement 'noise'; available: ['zero', 'random']", 2),
+    ("harness", ["--prunable", "weights"], "Unknown prunable 'weights'; available: ['kernels', 'kernels+biases', 'all']",
+     2),
+    ("harness", ["--thresholds", "0", "1.5"], "thresholds must lie in [0, 1]. Received: thresholds=[0.0, 1.5]", 2),
+    ("harness", ["--thresholds", "nan"], "thresholds must lie in [0, 1]. Received: thresholds=[nan]", 2),
+    ("harness", 'thresholds = ["0", "0.5"]\n', "thresholds must be a list of numbers. Received: thresholds=['0', '0.5']",
+     2),
+    # numbers
+    ("harness", ["--learning-rate", "inf"], "learning_rate must be a finite number > 0. Received: learning_rate=inf", 2),
+    ("harness", ["--learning-rate", "nan"], "learning_rate must be a finite number > 0. Received: learning_rate=nan", 2),
+    ("harness", ["--learning-rate", "0"], "Received: learning_rate=0.0", 2),
+    ("harness", ["--seed", "-1"], "seed must be an integer in [0, 4294967295]. Received: seed=-1", 2),
+    ("harness", ["--seed", str(2**64)], f"seed must be an integer in [0, 4294967295]. Received: seed={2**64}", 2),
+    ("harness", ["--seed", "2**64"], "argument --seed: invalid int value: '2**64'", 2),
+    ("harness", "seed = true\n", "seed must be an integer in [0, 4294967295]. Received: seed=True", 2),
+    ("harness", ["--epochs", "0"], "epochs must be a positive integer. Received: epochs=0", 2),
+    ("harness", ["--epochs", "x"], "argument --epochs: invalid int value: 'x'", 2),
+    ("harness", ["--batch-size", "-3"], "batch_size must be a positive integer. Received: batch_size=-3", 2),
+    ("harness", ["--importance-samples", "0"], "importance_samples must be a positive integer", 2),
+    ("harness", ["--keep-checkpoints", "0"], "keep_checkpoints must be a positive integer. Received: keep_checkpoints=0",
+     2),
+    ("harness", ["--divergence-factor", "1"], "divergence_factor must be a number > 1 (inf: never stop on this rule). "
+     "Received: divergence_factor=1.0", 2),
+    ("harness", ["--divergence-factor", "nan"], "Received: divergence_factor=nan", 2),
+    # booleans given as text or numbers
+    ("harness", 'deterministic = "yes"\n', "deterministic must be true or false. Received: deterministic='yes'", 2),
+    ("harness", "resume = 1\n", "resume must be true or false. Received: resume=1", 2),
+    ("harness", 'deterministic = "false"\n', "deterministic must be true or false. Received: deterministic='false'", 2),
+    # the config file
+    ("harness", "task = digits\n", "exp.toml is not valid TOML: Invalid value (at line 1, column 8)", 2),
+    ("harness", b"task = \"\xff\xfe\"\n", "exp.toml is not valid TOML", 2),
+    ("harness", 'tsak = "digits"\n', "Unknown setting(s) ['tsak'] in ", 2),
+    ("harness", ["--config", "{tmp}/missing.toml"], "Cannot read the config file {tmp}/missing.toml: No such file", 2),
+    ("harness", ["--bogus"], "unrecognized arguments: --bogus", 2),
+    # paths
+    ("harness", ["--data-dir", "{tmp}"], "Task 'digits' reads no data folder; remove data_dir. Received: data_dir=", 2),
+    ("harness", ["--output", "{tmp}/image.png"], "{tmp}/image.png is not a UTF-8 text CSV", 2, {"image.png": PNG}),
+    ("harness", ["--output", "{tmp}/noise.csv"], "{tmp}/noise.csv is not a UTF-8 text CSV", 2,
+     {"noise.csv": RANDOM_BYTES}),
+    ("harness", ["--output", "{tmp}/tail.csv"], "{tmp}/tail.csv is not a UTF-8 text CSV", 2,
+     {"tail.csv": results.format_rows([], header=True).encode() + RANDOM_BYTES}),
+    ("harness", ["--output", "{tmp}/nul.csv"], "{tmp}/nul.csv is not a UTF-8 text CSV (a NUL byte at", 2,
+     {"nul.csv": results.format_rows([], header=True).encode() + b"run\0"}),
+    ("harness", ["--output", "{tmp}/other.csv"], "{tmp}/other.csv has other columns than this harness writes", 2,
+     {"other.csv": OTHER_SCHEMA}),
+    ("harness", ["--output", "{tmp}"], "{tmp} is a folder; the output must be a CSV file path", 2),
+    ("harness", ["--output", "{tmp}/blocked/r.csv"], "Cannot write beside {tmp}/blocked/r.csv", 2,
+     {"blocked": b"a file where a folder should be"}),
+    ("harness", ["--output", "{tmp}/read-only/r.csv"], "Cannot write beside {tmp}/read-only/r.csv: Permission denied",
+     2, {"read-only/": b""}),
+]
+
+
+def case_id(case) -> str:
+    args = case[1] if isinstance(case[1], list) else [f"toml:{case[1]!r}"]
+    return f"{case[0]} " + " ".join(args)[:60]
+
+
+@pytest.fixture
+def no_data_loading(monkeypatch):
+    def refuse(self, data_dir=None):
+        raise AssertionError("data were loaded")
+
+    for name in TASKS.names():
+        monkeypatch.setattr(TASKS.get(name), "load", refuse)
+
+
+def snapshot(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
+
+
+def prepare(tmp: Path, files: dict) -> None:
+    """An existing result CSV of another run, its metadata, and the case's own files."""
+    row = dict.fromkeys(results.COLUMNS, 0) | dict(run_id="other", task="digits", model="mlp", measure="magnitude")
+    results.append_rows(tmp / "results.csv", [row])
+    results.write_metadata(tmp / "results.other.json", {"run_id": "other", "config": {}})
+    for name, content in files.items():
+        if name.endswith("/"):
+            (tmp / name).mkdir()
+            (tmp / name).chmod(0o555)
+        else:
+            (tmp / name).write_bytes(content)
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_bad_input_is_refused_in_one_line_before_anything_is_loaded_or_written(case, tmp_path, capsys, no_data_loading):
+    entry, args, message, status, *files = case
+    files = files[0] if files else {}
+    if any(name.endswith("/") for name in files) and os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    prepare(tmp_path, files)
+    if not isinstance(args, list):
+        (tmp_path / "exp.toml").write_bytes(args.encode() if isinstance(args, str) else args)
+        args = ["--config", "{tmp}/exp.toml"]
+    before = snapshot(tmp_path)
+    try:
+        assert ENTRY_POINTS[entry]([a.replace("{tmp}", str(tmp_path)) for a in args], tmp_path) == status
+    finally:
+        for folder in tmp_path.iterdir():
+            folder.chmod(0o755) if folder.is_dir() else None
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert message.replace("{tmp}", str(tmp_path)) in err.strip().splitlines()[-1]
+    assert snapshot(tmp_path) == before
