@@ -2,6 +2,8 @@
 
 Settings come from the defaults, then a TOML file (``--config``), then the
 options given here. ``python -m harness --list`` shows what is registered.
+With a study option (``--seeds 0-9``, ``--workers 2``, ...) or a TOML with a
+``[grid]`` or ``[study]`` table, it runs a study instead (see ``harness.study``).
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+
+import tomllib
 
 import aggregations
 import measures
@@ -26,9 +30,20 @@ LIST_OPTIONS = {
 }
 
 
-def parser() -> argparse.ArgumentParser:
+STUDY_OPTIONS = {
+    "seeds": (str, "run a study: one trial per seed, e.g. 0-9 or 0,3,5"),
+    "workers": (int, "study: trials at a time (default: the core count)"),
+    "name": (str, "study: folder name under --storage (default: the study id)"),
+    "storage": (str, "study: folder holding studies, on storage every node sees (default: data/studies)"),
+    "address": (str, "study: join a Ray cluster: auto or ray://host:port (default: start Ray locally)"),
+    "gpus-per-trial": (float, "study: GPUs reserved per trial, fractions allowed (default: 0, TensorFlow on CPU)"),
+    "max-retries": (int, "study: reruns of a trial whose worker died, resuming its checkpoint (default: 2)"),
+}
+
+
+def parser(prog: str = "python -m harness") -> argparse.ArgumentParser:
     """The argument parser; every option defaults to None so TOML values survive."""
-    p = argparse.ArgumentParser(prog="python -m harness", description=__doc__,
+    p = argparse.ArgumentParser(prog=prog, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="TOML file whose keys are the option names with underscores")
     p.add_argument("--list", action="store_true", help="list registered tasks, models, measures, aggregations")
@@ -46,7 +61,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--deterministic", action="store_true", default=None, help="deterministic TensorFlow ops")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="hide progress bars")
     p.add_argument("--resume", action="store_true", default=None, help="continue the run with the same run id")
+    study = p.add_argument_group("studies (many runs on Ray; re-running the same command resumes)")
+    for name, (kind, text) in STUDY_OPTIONS.items():
+        study.add_argument(f"--{name}", type=kind, help=text)
     return p
+
+
+def is_study(args: argparse.Namespace) -> bool:
+    """Whether a study option is given, or the TOML file has a ``[grid]`` or ``[study]`` table."""
+    if any(getattr(args, name.replace("-", "_")) is not None for name in STUDY_OPTIONS):
+        return True
+    try:
+        with open(args.config or "", "rb") as f:
+            return bool({"grid", "study"} & set(tomllib.load(f)))
+    except (OSError, tomllib.TOMLDecodeError):
+        return False  # no file: a single run; an unreadable one is reported by the run's own error
 
 
 def registered() -> str:
@@ -80,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         print(registered())
         return 0
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    if is_study(args):
+        from harness.study import run_from_args  # only studies import the study layer and Ray
+
+        return run_from_args(args)
     config = None
     try:
         config = config_from_args(args)
