@@ -1,7 +1,8 @@
 """Time a study of 4 digits trials on 2 Ray workers against the same 4 trials run one after another.
 
 One after another (the original study's shell loop): ``python -m harness --seed s`` for each
-seed, each a fresh process. The study: ``Study(...).run(workers=2)``, each trial a fresh Ray
+seed, each a fresh process, run at the niceness Ray gives its workers (15), so that other load on
+a shared machine slows both sides alike. The study: ``Study(...).run(workers=2)``, each trial a fresh Ray
 worker process, Ray's start and shutdown included. The Ray start-up cost is timed on its own:
 ``ray.init`` of a local instance plus a first no-op task (its worker process starting).
 Prints the load average, since the machine may be shared.
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+RAY_NICENESS = 15  # Ray's default worker_niceness
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -42,17 +44,22 @@ def one_after_another(seeds, epochs, folder: Path) -> float:
     for seed in seeds:
         cmd = [sys.executable, "-m", "harness", *option_args(settings(epochs)), "--seed", str(seed),
                "--output", str(folder / f"seed{seed}.csv"), "--no-progress"]
-        subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+        subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, preexec_fn=lambda: os.nice(RAY_NICENESS))
     return time.perf_counter() - start
+
+
+def _pid() -> int:
+    return os.getpid()
 
 
 def ray_startup(workers: int) -> tuple[float, float]:
     import ray
 
     start = time.perf_counter()
-    ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False,
+             logging_level="WARNING")
     started = time.perf_counter()
-    ray.get(ray.remote(max_calls=1)(os.getpid).remote())
+    ray.get(ray.remote(max_calls=1)(_pid).remote())
     first_task = time.perf_counter()
     ray.shutdown()
     return started - start, first_task - started

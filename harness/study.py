@@ -274,10 +274,10 @@ class Study:
 
     def _run(self, engine: Engine) -> dict:
         record = self.load_record()
-        self.save(record)
         todo = [i for i, trial in enumerate(record["trials"]) if not self.is_complete(trial)]
         if not todo:
             return record
+        self.save(record)
         from harness.engine import execute  # Ray is imported only when there is work to do
 
         fields = [dataclasses.asdict(self.configs[self.run_ids.index(record["trials"][i]["run_id"])]) for i in todo]
