@@ -45,9 +45,16 @@ def connect(engine: Engine) -> bool:
 
 
 def capacity(engine: Engine) -> int:
-    """How many trials the Ray cluster can run at once (one CPU each, plus their GPUs)."""
+    """How many trials the Ray cluster can run at once (one CPU each, plus their GPUs).
+
+    Raises:
+        ValueError: a trial asks for more GPUs than the cluster has (it would wait forever).
+    """
     resources = ray.cluster_resources()
     slots = int(resources.get("CPU", 1))
+    if engine.gpus_per_trial > resources.get("GPU", 0):
+        raise ValueError(f"gpus_per_trial={engine.gpus_per_trial} but the Ray cluster has "
+                         f"{resources.get('GPU', 0):g} GPUs; use --gpus-per-trial 0 to run on CPUs.")
     if engine.gpus_per_trial:
         slots = min(slots, int(resources.get("GPU", 0) / engine.gpus_per_trial))
     return max(1, min(slots, engine.workers or slots))
@@ -75,9 +82,9 @@ def execute(trials: list[dict], engine: Engine, on_result: Callable[[int, dict],
 
 
 def _run(trials: list[dict], engine: Engine, on_result, bar) -> None:
+    slots, queue, pending, failed = capacity(engine), list(enumerate(trials)), {}, 0
     task = ray.remote(num_cpus=1, num_gpus=engine.gpus_per_trial, max_calls=1,
                       max_retries=engine.max_retries)(run_trial)
-    slots, queue, pending, failed = capacity(engine), list(enumerate(trials)), {}, 0
     try:
         while queue or pending:
             while queue and len(pending) < (engine.workers or len(trials)):

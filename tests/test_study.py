@@ -109,7 +109,7 @@ def ray_session(tmp_path_factory):
     marker = tmp_path_factory.mktemp("ray") / "killed-once"
     env = {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), "KILL_MARKER": str(marker),
            "TF_CPP_MIN_LOG_LEVEL": "3"}
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": env, "worker_process_setup_hook": "study_plugins.register"})
     study_plugins.register()  # here too, for the in-process reference runs (no KILL_MARKER here: no kill)
     yield marker
@@ -193,3 +193,8 @@ def test_the_example_study_is_five_digits_seeds_on_two_workers(monkeypatch):
     study = Study.from_toml(ROOT / "examples" / "study_digits.toml")
     assert [p["seed"] for p in study.points] == [0, 1, 2, 3, 4] and {c.task for c in study.configs} == {"digits"}
     assert study.folder == Path("data/studies/digits-5-seeds").resolve() and study.options == {"workers": 2}
+
+
+def test_more_gpus_per_trial_than_the_cluster_has_is_refused(ray_session, tmp_path):
+    with pytest.raises(ValueError, match=r"gpus_per_trial=0.5 but the Ray cluster has 0 GPUs"):
+        Study(TINY, storage=tmp_path).run(gpus_per_trial=0.5, progress=False)
