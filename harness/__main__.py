@@ -5,6 +5,8 @@ options given here. ``python -m harness --list`` shows the registered tasks,
 models, measures with their options, aggregations and the grid's choices.
 A finished run is reported complete and not recomputed; a partly written one
 continues with ``--resume``.
+With a study option (``--seeds 0-9``, ``--workers 2``, ...) or a TOML with a
+``[grid]`` or ``[study]`` table, it runs a study instead (see ``harness.study``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import argparse
 import dataclasses
 import signal
 import sys
+
+import tomllib
 
 from harness import catalog
 from harness.config import RunConfig
@@ -46,9 +50,20 @@ def _list_options() -> dict[str, str]:
     }
 
 
-def parser() -> argparse.ArgumentParser:
+STUDY_OPTIONS = {
+    "seeds": (str, "run a study: one trial per seed, e.g. 0-9 or 0,3,5"),
+    "workers": (int, "study: trials at a time (default: the core count)"),
+    "name": (str, "study: folder name under --storage (default: the study id)"),
+    "storage": (str, "study: folder holding studies, on storage every node sees (default: data/studies)"),
+    "address": (str, "study: join a Ray cluster: auto or ray://host:port (default: start Ray locally)"),
+    "gpus-per-trial": (float, "study: GPUs reserved per trial, fractions allowed (default: 0, TensorFlow on CPU)"),
+    "max-retries": (int, "study: reruns of a trial whose worker died, resuming its checkpoint (default: 2)"),
+}
+
+
+def parser(prog: str = "python -m harness") -> argparse.ArgumentParser:
     """The argument parser; every option defaults to None so TOML values survive (defaults are in the help)."""
-    p = argparse.ArgumentParser(prog="python -m harness", description=__doc__, epilog=EXIT_STATUS,
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, epilog=EXIT_STATUS,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="TOML file whose keys are the option names with underscores")
     p.add_argument("--list", action="store_true", help="list tasks, models, measures and their options, "
@@ -75,7 +90,21 @@ def parser() -> argparse.ArgumentParser:
                    f"(default: {_default('keep_checkpoints')})")
     p.add_argument("--divergence-factor", type=float, help="stop when the validation loss after an epoch exceeds "
                    f"this factor times the loss before training; inf: never (default: {_default('divergence_factor'):g})")
+    study = p.add_argument_group("studies (many runs on Ray; re-running the same command resumes)")
+    for name, (kind, text) in STUDY_OPTIONS.items():
+        study.add_argument(f"--{name}", type=kind, help=text)
     return p
+
+
+def is_study(args: argparse.Namespace) -> bool:
+    """Whether a study option is given, or the TOML file has a ``[grid]`` or ``[study]`` table."""
+    if any(getattr(args, name.replace("-", "_")) is not None for name in STUDY_OPTIONS):
+        return True
+    try:
+        with open(args.config or "", "rb") as f:
+            return bool({"grid", "study"} & set(tomllib.load(f)))
+    except (OSError, tomllib.TOMLDecodeError):
+        return False  # no file: a single run; an unreadable one is reported by the run's own error
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -110,6 +139,10 @@ def _run(args: argparse.Namespace) -> int:
     from tasks import DatasetUnavailable
 
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    if is_study(args):
+        from harness.study import run_from_args  # only studies import the study layer and Ray
+
+        return run_from_args(args)
     config = None
     try:
         config = config_from_args(args)

@@ -1,0 +1,112 @@
+"""Run a study's trials on Ray: one task per trial, each in a fresh worker process.
+
+Each trial is a Ray task with ``max_calls=1`` (its worker exits afterwards, so
+TensorFlow's memory is released between trials) and ``max_retries`` (a trial
+whose worker dies, killed or out of memory or with its node, runs again and
+resumes from its own checkpoint). Only the driver learns the outcomes; it
+hands each to a callback as it arrives. Imported only when a study has work
+to do: a single run never imports Ray.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import ray
+from tqdm.auto import tqdm
+
+from harness.study import Engine
+from harness.trial import one_line, run_trial
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIP_EXCLUDES = [".git", ".venv", "data", "figures", "*.ipynb", "__pycache__"]
+
+
+def connect(engine: Engine) -> bool:
+    """Start or join Ray unless it is running in this process already; return whether it was started here.
+
+    A local instance gets ``workers`` CPUs and the project on its workers'
+    path; joining a cluster ships the project's code with the job
+    (``runtime_env.working_dir``), so every node runs the driver's code.
+    """
+    if ray.is_initialized():
+        return False
+    quiet = dict(log_to_driver=False, logging_level=logging.WARNING)
+    if engine.address:
+        ray.init(address=engine.address, runtime_env={"working_dir": str(ROOT), "excludes": SHIP_EXCLUDES}, **quiet)
+    else:
+        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        ray.init(address="local", num_cpus=engine.workers or os.cpu_count(), include_dashboard=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": path}}, **quiet)
+    return True
+
+
+def capacity(engine: Engine) -> int:
+    """How many trials the Ray cluster can run at once (one CPU each, plus their GPUs).
+
+    Raises:
+        ValueError: a trial asks for more GPUs than the cluster has (it would wait forever).
+    """
+    resources = ray.cluster_resources()
+    slots = int(resources.get("CPU", 1))
+    if engine.gpus_per_trial > resources.get("GPU", 0):
+        raise ValueError(f"gpus_per_trial={engine.gpus_per_trial} but the Ray cluster has "
+                         f"{resources.get('GPU', 0):g} GPUs; use --gpus-per-trial 0 to run on CPUs.")
+    if engine.gpus_per_trial:
+        slots = min(slots, int(resources.get("GPU", 0) / engine.gpus_per_trial))
+    return max(1, min(slots, engine.workers or slots))
+
+
+def execute(trials: list[dict], engine: Engine, on_result: Callable[[int, dict], None], done: int = 0,
+            total: int | None = None, desc: str = "study") -> None:
+    """Run ``trials`` (``RunConfig`` fields each) and call ``on_result(index, outcome)`` as each ends.
+
+    Outcomes are :func:`harness.trial.run_trial`'s dictionaries; a trial whose
+    worker died more than ``max_retries`` times gets ``status="failed"`` and
+    the Ray error. One progress bar counts trials ended (``done`` of them
+    before this call), running and failed, with an ETA.
+
+    Raises:
+        KeyboardInterrupt: Ctrl-C or SIGTERM; trials still in flight are cancelled.
+    """
+    owned = connect(engine)
+    try:
+        with tqdm(total=total or len(trials), initial=done, desc=desc, unit="trial", disable=not engine.progress) as bar:
+            _run(trials, engine, on_result, bar)
+    finally:
+        if owned:
+            ray.shutdown()
+
+
+def _run(trials: list[dict], engine: Engine, on_result, bar) -> None:
+    slots, queue, pending, failed = capacity(engine), list(enumerate(trials)), {}, 0
+    task = ray.remote(num_cpus=1, num_gpus=engine.gpus_per_trial, max_calls=1,
+                      max_retries=engine.max_retries)(run_trial)
+    try:
+        while queue or pending:
+            while queue and len(pending) < (engine.workers or len(trials)):
+                index, fields = queue.pop(0)
+                pending[task.remote(fields, engine.gpus_per_trial)] = index
+            bar.set_postfix(running=min(len(pending), slots), failed=failed)
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=2.0)
+            for ref in ready:
+                outcome = _outcome(ref)
+                failed += outcome["status"] != "complete"
+                on_result(pending.pop(ref), outcome)
+                bar.update(1)
+    except KeyboardInterrupt:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
+    bar.set_postfix(running=0, failed=failed)
+
+
+def _outcome(ref) -> dict:
+    """The trial's own outcome, or a failure naming the Ray error (worker died too often, node lost)."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayError as error:
+        return dict(status="failed", error=one_line(error), log=None)

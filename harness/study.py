@@ -1,0 +1,397 @@
+"""Studies: a grid of runs, executed in parallel on Ray, resumable, kept in one folder.
+
+``python -m harness.study --config study.toml`` (or ``python -m harness --seeds 0-9 --workers 2 ...``).
+The TOML holds the ordinary run settings at top level, grid axes under
+``[grid]`` (any ``RunConfig`` field given a list of values) and how the study
+runs under ``[study]`` (``name``, ``storage``, ``workers``, ``address``,
+``gpus_per_trial``, ``max_retries``); options on the command line win. The
+study is the Cartesian product of the axes; each point is a trial, an
+ordinary run with its own ``run_id``. The study folder,
+``<storage>/<name or study_id>/`` (storage defaults to ``data/studies``), holds:
+
+- ``study.json`` (written by the driver only): study_id, grid, settings,
+  package versions, and the trials, each with its ``run_id``, grid point
+  (``params``), full ``config``, ``csv`` path (relative to the folder) and
+  ``status`` (pending, complete or failed);
+- ``trials/<run_id>.csv`` per trial, with that run's JSON, log and checkpoint
+  beside it, exactly what ``python -m harness --output trials/<run_id>.csv``
+  writes. No file is written by two processes.
+
+Re-running the same command resumes: complete trials are skipped without
+starting Ray, trials with files resume from their checkpoint, the rest start.
+A folder holding another study (other grid or settings) is refused, naming
+the differences.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import itertools
+import json
+import os
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import tomllib
+from filelock import FileLock, Timeout
+
+from harness import results
+from harness.config import NOT_RESULT_DEFINING, RunConfig
+from harness.run import differences
+
+DEFAULT_STORAGE = "data/studies"
+FIELDS = [f.name for f in dataclasses.fields(RunConfig)]
+AXES = [name for name in FIELDS if name not in NOT_RESULT_DEFINING]
+ENGINE_KEYS = ["workers", "address", "gpus_per_trial", "max_retries"]
+STUDY_KEYS = ["name", "storage", *ENGINE_KEYS]
+
+
+@dataclass
+class Engine:
+    """How a study runs on Ray (not what it computes); validated on construction.
+
+    Attributes:
+        workers: Trials at a time. Locally, the CPUs of the Ray instance
+            started for the study (default: the core count); on a cluster,
+            the most trials in flight (default: as many as it schedules).
+        address: None starts a local Ray; ``"auto"`` or ``"ray://host:port"``
+            joins a running cluster.
+        gpus_per_trial: GPUs reserved per trial; fractions below 1 share a GPU.
+        max_retries: Times a trial whose worker died runs again.
+        progress: Show the study's progress bar.
+
+    Raises:
+        ValueError: a value is invalid; the message quotes it.
+    """
+
+    workers: int | None = None
+    address: str | None = None
+    gpus_per_trial: float = 0.0
+    max_retries: int = 2
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
+                                         or self.workers < 1):
+            raise ValueError(f"workers must be a positive integer. Received: workers={self.workers!r}")
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise ValueError(f"max_retries must be an integer >= 0. Received: max_retries={self.max_retries!r}")
+        gpus = self.gpus_per_trial
+        if isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or gpus < 0 or (gpus > 1 and gpus % 1):
+            raise ValueError("gpus_per_trial must be a fraction in [0, 1] or a whole number of GPUs. "
+                             f"Received: gpus_per_trial={gpus!r}")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-9"`` -> 0..9; ``"0,3,5"``; ``"0-4,10-14"``.
+
+    Raises:
+        ValueError: not written that way, or a seed repeats.
+    """
+    seeds = []
+    try:
+        for part in text.split(","):
+            low, _, high = part.strip().partition("-")
+            seeds += list(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise ValueError(f"seeds must look like 0-9 or 0,3,5 or 0-4,10-14. Received: seeds={text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be non-empty and distinct. Received: seeds={text!r}")
+    return seeds
+
+
+def check_grid(grid: dict, settings: dict) -> dict:
+    """Each axis a ``RunConfig`` field (not a setting too) with a non-empty list of distinct values.
+
+    Raises:
+        ValueError: the message quotes the axis and its values, or lists the valid axes.
+    """
+    for axis, values in grid.items():
+        if axis not in AXES:
+            raise ValueError(f"Unknown grid axis {axis!r}; available: {AXES}")
+        if axis in settings:
+            raise ValueError(f"{axis!r} is both a setting and a grid axis; give it once. "
+                             f"Received: {axis}={settings[axis]!r} and grid {axis}={values!r}")
+        if isinstance(values, (str, dict)) or not isinstance(values, (list, tuple, range)) or not len(values):
+            raise ValueError(f"grid axis {axis!r} must be a non-empty list of values. Received: {axis}={values!r}")
+        texts = [json.dumps(v, sort_keys=True) for v in values]
+        if len(set(texts)) != len(texts):
+            raise ValueError(f"grid axis {axis!r} has duplicates. Received: {axis}={list(values)!r}")
+    return {axis: list(values) for axis, values in grid.items()}
+
+
+def check_name(name: str | None) -> str | None:
+    """A study name is one folder name.
+
+    Raises:
+        ValueError: empty, ``.``/``..``, or holding a path separator.
+    """
+    if name is not None and (not isinstance(name, str) or name in ("", ".", "..") or "/" in name or os.sep in name):
+        raise ValueError(f"name must be one folder name (no '/'). Received: name={name!r}")
+    return name
+
+
+def point_text(point: dict) -> str:
+    """``seed=3, task='mnist'``."""
+    return ", ".join(f"{k}={v!r}" for k, v in point.items()) or "(no grid)"
+
+
+class Study:
+    """A grid of trials over shared settings, with its folder and record.
+
+    Args:
+        settings: ``RunConfig`` fields shared by every trial (not output, progress or resume).
+        grid: Axis (a ``RunConfig`` field) to its list of values; the trials are the Cartesian product.
+        name: The folder's name; None names it by the study_id.
+        storage: The folder that holds studies; on a cluster, one every node sees at the same path.
+        options: Default options of :meth:`run` (``workers``, ``address``, ``gpus_per_trial``, ``max_retries``).
+
+    Raises:
+        ValueError: a setting, axis or value is invalid, naming the value, the
+            choices and the grid point; or two points give the same run.
+    """
+
+    def __init__(self, settings: dict | None = None, grid: dict | None = None, name: str | None = None,
+                 storage: str | Path = DEFAULT_STORAGE, options: dict | None = None):
+        self.options = dict(options or {})
+        Engine(**self.options)
+        self.settings = _check_settings(dict(settings or {}))
+        self.grid = check_grid(dict(grid or {}), self.settings)
+        self.name = check_name(name)
+        self.points = [dict(zip(self.grid, values)) for values in itertools.product(*self.grid.values())]
+        self.configs = [self._config(point) for point in self.points]
+        self.run_ids = [config.run_id for config in self.configs]
+        self._refuse_duplicate_runs()
+        self.study_id = hashlib.sha256(json.dumps(sorted(self.run_ids)).encode()).hexdigest()[:12]
+        self.folder = Path(storage).resolve() / (self.name or self.study_id)
+        for config in self.configs:
+            config.output = str(self.folder / "trials" / f"{config.run_id}.csv")
+
+    @classmethod
+    def from_toml(cls, path: str | Path, settings: dict | None = None, grid: dict | None = None, **study) -> Study:
+        """Read a study TOML; ``settings``, ``grid`` and ``[study]`` keys given here win over the file's.
+
+        An option given here replaces the file's setting or grid axis of the
+        same name; ``study`` keys given as None are ignored.
+
+        Raises:
+            ValueError: an unknown key; the message lists the valid ones.
+        """
+        with open(path, "rb") as f:
+            values = tomllib.load(f)
+        file_grid, options = values.pop("grid", {}), values.pop("study", {})
+        for table, keys, label in [(values, FIELDS, "setting"), (options, STUDY_KEYS, "[study] key")]:
+            unknown = sorted(set(table) - set(keys))
+            if unknown:
+                raise ValueError(f"Unknown {label}(s) {unknown} in {path}; available: {keys}")
+        settings, grid = dict(settings or {}), dict(grid or {})
+        merged_settings = {k: v for k, v in values.items() if k not in grid} | settings
+        merged_grid = {k: v for k, v in file_grid.items() if k not in settings} | grid
+        options |= {k: v for k, v in study.items() if v is not None}
+        return cls(merged_settings, merged_grid, options.pop("name", None), options.pop("storage", DEFAULT_STORAGE),
+                   options)
+
+    @property
+    def label(self) -> str:
+        """The study's name, or its id."""
+        return self.name or self.study_id
+
+    def _config(self, point: dict) -> RunConfig:
+        try:
+            return RunConfig(**self.settings, **point, progress=False)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{error} (grid point {point_text(point)})" if point else str(error)) from None
+
+    def _refuse_duplicate_runs(self) -> None:
+        seen = {}
+        for point, run_id in zip(self.points, self.run_ids):
+            if run_id in seen:
+                raise ValueError(f"grid points {point_text(seen[run_id])} and {point_text(point)} give the same "
+                                 f"run {run_id}; remove one value.")
+            seen[run_id] = point
+
+    def record(self) -> dict:
+        """A fresh ``study.json`` content: every trial pending."""
+        now = _now()
+        trials = [dict(run_id=c.run_id, params=p, config=c.result_defining(), csv=f"trials/{c.run_id}.csv",
+                       status="pending") for p, c in zip(self.points, self.configs)]
+        return dict(study_id=self.study_id, name=self.name, folder=str(self.folder), grid=self.grid,
+                    settings=_jsonable(self.settings), trials=trials, versions=versions(),
+                    git_commit=results.git_commit(), created=now, updated=now)
+
+    def load_record(self) -> dict:
+        """``study.json`` of this folder, or a fresh record when there is none.
+
+        Raises:
+            ValueError: the folder holds another study; the message names the differences.
+        """
+        path = self.folder / "study.json"
+        if not path.exists():
+            return self.record()
+        old = json.loads(path.read_text())
+        if old["study_id"] != self.study_id:
+            raise ValueError(f"{self.folder} holds study {old['study_id']}, not this one ({self.study_id}); "
+                             f"differences (theirs, yours): {self._differences(old)}. "
+                             "Use another name, or remove that folder.")
+        return old
+
+    def _differences(self, old: dict) -> dict:
+        grid = {f"grid {k}": v for k, v in differences(old.get("grid", {}), _jsonable(self.grid)).items()}
+        diff = grid | differences(old.get("settings", {}), _jsonable(self.settings))
+        # equal as written, yet other runs (a default changed, e.g. a measure was registered since): show the configs
+        return diff or differences(old["trials"][0]["config"], _jsonable(self.configs[0].result_defining()))
+
+    def is_complete(self, trial: dict) -> bool:
+        """A trial is complete when ``study.json`` says so and its CSV is there."""
+        return trial["status"] == "complete" and (self.folder / trial["csv"]).exists()
+
+    def run(self, **options) -> dict:
+        """Run every trial not complete yet on Ray; return the ``study.json`` content.
+
+        Args:
+            **options: ``workers``, ``address``, ``gpus_per_trial``,
+                ``max_retries``, ``progress`` (see :class:`Engine`);
+                they win over the study's ``options``. Nothing of Ray is
+                imported or started when every trial is complete.
+
+        Raises:
+            ValueError: bad options; or the folder holds another study; or
+                another process is running this study.
+            KeyboardInterrupt: interrupted; every ended trial is recorded.
+        """
+        engine = Engine(**(self.options | options))
+        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            with FileLock(self.folder / "study.lock", timeout=0):
+                return self._run(engine)
+        except Timeout:
+            raise ValueError(f"study {self.label} is being run by another process "
+                             f"(lock {self.folder}/study.lock).") from None
+
+    def _run(self, engine: Engine) -> dict:
+        record = self.load_record()
+        todo = [i for i, trial in enumerate(record["trials"]) if not self.is_complete(trial)]
+        if not todo:
+            return record
+        self.save(record)
+        from harness.engine import execute  # Ray is imported only when there is work to do
+
+        fields = [dataclasses.asdict(self.configs[self.run_ids.index(record["trials"][i]["run_id"])]) for i in todo]
+
+        def on_result(index: int, outcome: dict) -> None:
+            record["trials"][todo[index]].update(outcome)
+            self.save(record)
+
+        execute(fields, engine, on_result, done=len(record["trials"]) - len(todo), total=len(record["trials"]),
+                desc=f"study {self.label}")
+        return record
+
+    def save(self, record: dict) -> None:
+        """Write ``study.json`` atomically (the driver is its only writer)."""
+        record["updated"] = _now()
+        results.write_metadata(self.folder / "study.json", record)
+
+
+def versions() -> dict:
+    """The run's package versions plus Ray's (read from the installed metadata, without importing Ray)."""
+    try:
+        ray_version = metadata.version("ray")
+    except metadata.PackageNotFoundError:
+        ray_version = None
+    return {**results.package_versions(), "ray": ray_version}
+
+
+def _check_settings(settings: dict) -> dict:
+    unknown = sorted(set(settings) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"Unknown setting(s) {unknown}; available: {FIELDS}")
+    if "output" in settings:
+        raise ValueError(f"A study writes each trial to <study folder>/trials/<run_id>.csv; choose the folder "
+                         f"with name and storage, not output. Received: output={settings['output']!r}")
+    return {k: v for k, v in settings.items() if k not in ("progress", "resume")}
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=list))
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def report(study: Study, record: dict) -> int:
+    """Print where the results are and how to rank them; name failed trials. Return the exit status (0 or 1)."""
+    trials = record["trials"]
+    failed = [t for t in trials if t["status"] != "complete"]
+    folder = _relative(study.folder)
+    print(f"study {study.label}: {len(trials) - len(failed)} of {len(trials)} trials complete in {folder}")
+    print(f"rank them: python analysis.py {folder}")
+    for t in failed:
+        print(f"error: trial {t['run_id']} ({point_text(t['params'])}) failed: {t.get('error')}; "
+              f"log: {t.get('log')}", file=sys.stderr)
+    if failed:
+        print(f"error: {len(failed)} of {len(trials)} trials failed; re-run the same command to retry them",
+              file=sys.stderr)
+    return 1 if failed else 0
+
+
+def from_args(args) -> Study:
+    """The study that parsed ``python -m harness`` arguments describe.
+
+    Raises:
+        ValueError: ``--seed`` with ``--seeds``, or any invalid value.
+    """
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    if "seed" in given and "seeds" in given:
+        raise ValueError(f"give --seed or --seeds, not both. Received: seed={given['seed']}, seeds={given['seeds']!r}")
+    settings = {k: v for k, v in given.items() if k in FIELDS and k not in ("progress", "resume")}
+    grid = {"seed": parse_seeds(given["seeds"])} if "seeds" in given else {}
+    study = {k: given[k] for k in STUDY_KEYS if k in given}
+    if args.config:
+        return Study.from_toml(args.config, settings, grid, **study)
+    options = {k: v for k, v in study.items() if k in ENGINE_KEYS}
+    return Study(settings, grid, study.get("name"), study.get("storage", DEFAULT_STORAGE), options)
+
+
+def run_from_args(args) -> int:
+    """Run the study parsed ``python -m harness`` arguments describe; return the exit status.
+
+    0: every trial complete. 1: some trials failed (named, with their logs).
+    2: bad input, reported before Ray starts. 130: interrupted; re-running resumes.
+    """
+    study = None
+    try:
+        study = from_args(args)
+        print(f"study {study.label} ({study.study_id}): {len(study.configs)} trials -> {_relative(study.folder)}")
+        record = study.run(progress=args.progress is not False)
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        where = _relative(study.folder) if study else "the study folder"
+        print(f"interrupted: ended trials are recorded in {where}; re-run the same command to resume", file=sys.stderr)
+        return 130
+    return report(study, record)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m harness.study``: the options of ``python -m harness``, always as a study."""
+    from harness.__main__ import parser
+
+    args = parser("python -m harness.study").parse_args(argv)
+    return run_from_args(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
