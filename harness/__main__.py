@@ -103,7 +103,7 @@ def is_study(args: argparse.Namespace) -> bool:
     try:
         with open(args.config or "", "rb") as f:
             return bool({"grid", "study"} & set(tomllib.load(f)))
-    except (OSError, tomllib.TOMLDecodeError):
+    except (OSError, ValueError):  # TOMLDecodeError and UnicodeDecodeError are ValueErrors
         return False  # no file: a single run; an unreadable one is reported by the run's own error
 
 

@@ -49,7 +49,7 @@ def test_grid_is_the_cartesian_product_of_ordinary_runs(tmp_path):
     ({}, {"seed": [0, 0]}, {}, r"grid axis 'seed' has duplicates. Received: seed=\[0, 0\]"),
     ({"seed": 1}, {"seed": [0, 2]}, {}, r"'seed' is both a setting and a grid axis"),
     ({}, {"seed": [0], "scopes": [["layer"], ["sideways"]]}, {},
-     r"^Unknown scope 'sideways'; available: \['layer', 'global'\] \(grid point seed=0, scopes=\['sideways'\]\)$"),
+     r"^Unknown scope 'sideways'; available: \['layer', 'global', 'output'\] \(grid point seed=0, scopes=\['sideways'\]\)$"),
     ({}, {"batch_size": [8, 0]}, {}, r"Received: batch_size=0 \(grid point batch_size=0\)"),
     ({}, {"model": [None, "mlp"]}, {}, r"grid points model=None and model='mlp' give the same run"),
     ({"output": "x.csv"}, {}, {}, r"not output. Received: output='x.csv'"),
@@ -69,7 +69,7 @@ def test_bad_studies_are_refused_before_ray(tmp_path, monkeypatch, settings, gri
     (["--seeds", "0-x"], "seeds must look like 0-9 or 0,3,5 or 0-4,10-14. Received: seeds='0-x'"),
     (["--seeds", "0-2", "--seed", "4"], "give --seed or --seeds, not both"),
     (["--seeds", "0-1", "--name", "a/b"], "name must be one folder name (no '/'). Received: name='a/b'"),
-    (["--seeds", "0-1", "--scopes", "sideways"], "Unknown scope 'sideways'; available: ['layer', 'global']"),
+    (["--seeds", "0-1", "--scopes", "sideways"], "Unknown scope 'sideways'; available: ['layer', 'global', 'output']"),
     (["--workers", "2", "--max-retries", "-2"], "Received: max_retries=-2"),
 ])
 def test_bad_study_options_exit_2_with_one_line(tmp_path, monkeypatch, capsys, argv, message):
