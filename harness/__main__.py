@@ -41,6 +41,8 @@ def parser() -> argparse.ArgumentParser:
                        ("importance-samples", int)]:
         p.add_argument(f"--{name}", type=kind)
     p.add_argument("--prunable", help="kernels (default), kernels+biases or all")
+    p.add_argument("--threshold-rule", help="exact (default) or legacy_cutoff (the original study's score < cutoff)")
+    p.add_argument("--augmentation", help="training augmentation of the task, e.g. none or seed003 (mnist)")
     p.add_argument("--output", help="result CSV (default: data/results.csv)")
     p.add_argument("--data-dir", help="folder holding a local copy of the task's dataset")
     p.add_argument("--deterministic", action="store_true", default=None, help="deterministic TensorFlow ops")
@@ -52,7 +54,8 @@ def parser() -> argparse.ArgumentParser:
 def registered() -> str:
     """A listing of every registered plugin."""
     lines = [f"tasks: {tasks.TASKS.names()}"]
-    lines += [f"  {name} models: {sorted(tasks.get_task(name).models)}" for name in tasks.TASKS.names()]
+    lines += [f"  {name} models: {sorted(tasks.get_task(name).models)}, augmentations: "
+              f"{sorted(tasks.get_task(name).augmentations)}" for name in tasks.TASKS.names()]
     lines += [f"measures: {measures.MEASURES.names()}", f"aggregations: {aggregations.AGGREGATIONS.names()}"]
     return "\n".join(lines)
 
