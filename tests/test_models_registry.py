@@ -1,5 +1,7 @@
 """Models as plugins (@register_model), seed003_cnn, and the task's augmentation option."""
 
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -90,3 +92,12 @@ def test_trainer_augments_each_epoch_with_its_own_seed():
     for epoch in (1, 2):
         trainer.train_epoch(x, y, epoch, progress=False)
     assert seen == [derived_seed(5, epoch, AUGMENT_STREAM) for epoch in (1, 2)] and seen[0] != seen[1]
+
+
+def test_replication_example_has_the_original_settings():
+    config = RunConfig.from_toml(Path(__file__).resolve().parents[1] / "examples" / "replicate_seed003.toml")
+    assert (config.model, config.augmentation, config.batch_size, config.epochs, config.prunable) == \
+        ("seed003_cnn", "seed003", 32, 25, "all")
+    assert config.measures == ["fisher", "momentum", "sign_flip", "weight_change", "random"]
+    assert config.aggregations == ["weight", "unit", "filter"] and config.replacements == ["random"]
+    assert config.thresholds == [round(0.05 * i, 10) for i in range(21)] and config.threshold_rule == "exact"
