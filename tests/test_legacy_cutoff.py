@@ -63,3 +63,11 @@ def test_option_is_validated():
         Thresholder(random_items(np.random.default_rng(0)), rule="old")
     assert RunConfig().threshold_rule == "exact"
     assert RunConfig(threshold_rule="legacy_cutoff").run_id != RunConfig().run_id
+
+
+def test_cli_options():
+    from harness.__main__ import config_from_args, main, parser
+
+    config = config_from_args(parser().parse_args(["--threshold-rule", "legacy_cutoff", "--augmentation", "none"]))
+    assert (config.threshold_rule, config.augmentation) == ("legacy_cutoff", "none")
+    assert main(["--threshold-rule", "score<cutoff"]) == 2
