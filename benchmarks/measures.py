@@ -15,10 +15,21 @@ Vectorised: ``make_measure(spec).score``, timed twice: ``cold`` (first call,
 includes tracing; TensorFlow is warmed up on a toy model first) and ``warm``
 (second call, what every later epoch costs: traced steps are cached).
 
-Usage: ``python benchmarks/measures.py [--n 1000] [--naive-n 100] [--models mlp,cnn]``.
+Fisher paths (``--fisher-paths``): the empirical Fisher on the original
+study's CNN (``seed003_cnn``: four convolutions, two BatchNormalization
+layers, three Dense; seed 003) with ``prunable = all``, N examples, timed
+with the earlier per-layer routing (``_utils.legacy_layer_paths()``:
+BatchNormalization's gamma and beta through ``tf.vectorized_map``, conv
+kernels from unfolded inputs, pre-activations recomputed, a retrace for the
+last chunk) and with the current one. Cold (cache cleared, includes tracing)
+and warm, wall and CPU seconds, median of ``--repeats`` interleaved rounds;
+the floor is one compiled batched gradient of the loss over the same N.
+
+Usage: ``python benchmarks/measures.py [--n 1000] [--naive-n 100] [--models mlp,cnn] [--fisher-paths]``.
 """
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -32,6 +43,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from measures import MEASURES, MeasureContext, _utils, make_measure, prunable_params  # noqa: E402
+from tasks import get_task  # noqa: E402
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 SPECS = ["fisher", "fisher:kind=true", "obd", "mas", "maav"]
@@ -165,13 +177,70 @@ def warm_up():
     make_measure("fisher").score(MeasureContext(model, prunable_params(model), x, np.zeros(2, int), LOSS))
 
 
+def clock(fn):
+    """Wall and CPU (all threads of this process) seconds of ``fn()``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return np.array([time.perf_counter() - wall, time.process_time() - cpu])
+
+
+def batch_gradient(model, x, y, batch_size):
+    """The floor: one compiled gradient of the summed loss over all of ``x``, chunk by chunk (traced once)."""
+    variables = model.trainable_variables
+
+    @tf.function(input_signature=[tf.TensorSpec((None, *x.shape[1:])), tf.TensorSpec((None,), tf.int64)])
+    def step(xb, yb):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(LOSS(yb, model(xb, training=False)))
+        return tape.gradient(loss, variables)
+
+    return lambda: [[g.numpy() for g in step(x[i:i + batch_size], y[i:i + batch_size])]
+                    for i in range(0, len(x), batch_size)]
+
+
+def fisher_paths(n, batch_size, repeats):
+    keras.utils.set_random_seed(0)
+    model = get_task("mnist").build_model("seed003_cnn", (28, 28, 1))
+    rng = np.random.default_rng(0)
+    x, y = rng.random((n, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, n)
+    ctx = MeasureContext(model, prunable_params(model, "all"), x, y, LOSS, seed=0, batch_size=batch_size)
+    fisher = make_measure("fisher")
+    paths = {"earlier": _utils.legacy_layer_paths, "current": contextlib.nullcontext}
+    times = {name: [] for name in paths}
+    floor = batch_gradient(model, x, y.astype(np.int64), batch_size)
+    floor()
+    for _ in range(repeats):
+        for name, path in paths.items():
+            with path():
+                _utils._cache.clear()
+                times[name].append([clock(lambda: fisher.score(ctx)), clock(lambda: fisher.score(ctx))])
+    with _utils.legacy_layer_paths():
+        earlier = fisher.score(ctx)
+    diff = max_relative_difference(fisher.score(ctx), earlier)
+    floor_s = np.median([clock(floor) for _ in range(repeats)], axis=0)
+    med = {name: np.median(np.array(t), axis=0) for name, t in times.items()}  # (cold/warm, wall/cpu)
+    print(f"\nFisher on seed003_cnn, prunable=all, N={n}, batch_size={batch_size}, median of {repeats} rounds; "
+          f"max rel diff between paths {diff:.1e}")
+    print(f"{'path':10} {'cold wall':>10} {'cold cpu':>9} {'warm wall':>10} {'warm cpu':>9}")
+    for name, m in med.items():
+        print(f"{name:10} {m[0, 0]:10.2f} {m[0, 1]:9.2f} {m[1, 0]:10.2f} {m[1, 1]:9.2f}")
+    ratio = med["earlier"] / med["current"]
+    print(f"{'speed-up':10} {ratio[0, 0]:9.2f}x {ratio[0, 1]:8.2f}x {ratio[1, 0]:9.2f}x {ratio[1, 1]:8.2f}x")
+    print(f"{'floor':10} {'':10} {'':9} {floor_s[0]:10.2f} {floor_s[1]:9.2f}   (one batched gradient over the N)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1000, help="importance sample size N (default 1000)")
     parser.add_argument("--naive-n", type=int, default=100, help="examples the naive loops run on (default 100)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--models", default="mlp,cnn")
+    parser.add_argument("--fisher-paths", action="store_true", help="only the seed003_cnn Fisher path comparison")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    if args.fisher_paths:
+        warm_up()
+        return fisher_paths(args.n, args.batch_size, args.repeats)
     naive_n = min(args.naive_n, args.n)
     specs = [s for s in SPECS if s.split(":")[0] in MEASURES.names()]
     print(f"N={args.n} random MNIST-shaped inputs; naive loops timed on {naive_n} examples and scaled x{args.n / naive_n:g};"

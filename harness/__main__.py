@@ -82,6 +82,8 @@ def parser(prog: str = "python -m harness") -> argparse.ArgumentParser:
                    f"(default: {_default('prunable')})")
     p.add_argument("--output", help=f"result CSV (default: {_default('output')})")
     p.add_argument("--data-dir", help="folder holding a local copy of the task's dataset (not part of the run id)")
+    p.add_argument("--threshold-rule", help="exact (default) or legacy_cutoff (the original study's score < cutoff)")
+    p.add_argument("--augmentation", help="training augmentation of the task, e.g. none or seed003 (mnist; see --list)")
     p.add_argument("--deterministic", action="store_true", default=None, help="deterministic TensorFlow ops")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="hide progress bars")
     p.add_argument("--resume", action="store_true", default=None,

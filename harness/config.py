@@ -35,7 +35,11 @@ class RunConfig:
         normalizations: Per-layer score normalisations for global scope (none, mean, max, lamp).
         replacements: ``zero`` and/or ``random``.
         thresholds: Fractions t in [0, 1] of prunable parameters to replace.
-        epochs, batch_size, learning_rate: None for the task's defaults.
+        threshold_rule: ``exact`` (default) or ``legacy_cutoff`` (the original
+            study's ``score < cutoff``, for comparison only; see harness/threshold.py).
+        augmentation: Random augmentation of training inputs, one of the
+            task's (``none``, ...); None for the model's default, else ``none``.
+        epochs, batch_size, learning_rate: None for the model's, else the task's defaults.
         seed: Seeds Python, NumPy, Keras, the data order and every measure.
         importance_samples: Training examples N drawn once per run for data-driven measures.
         prunable: ``kernels``, ``kernels+biases`` or ``all``.
@@ -64,6 +68,8 @@ class RunConfig:
     normalizations: list[str] = field(default_factory=lambda: ["none"])
     replacements: list[str] = field(default_factory=lambda: ["zero"])
     thresholds: list[float] = field(default_factory=lambda: list(DEFAULT_THRESHOLDS))
+    threshold_rule: str = "exact"
+    augmentation: str | None = None
     epochs: int | None = None
     batch_size: int | None = None
     learning_rate: float | None = None
@@ -91,9 +97,10 @@ class RunConfig:
         check_choice(f"model for task {self.task!r}", self.model, sorted(task.models))
         self.measures = self.measures if self.measures is not None else measures.MEASURES.names()
         self.aggregations = self.aggregations if self.aggregations is not None else aggregations.AGGREGATIONS.names()
-        self.epochs = task.epochs if self.epochs is None else self.epochs
-        self.batch_size = task.batch_size if self.batch_size is None else self.batch_size
-        self.learning_rate = task.learning_rate if self.learning_rate is None else self.learning_rate
+        defaults = task.training_defaults(self.model)
+        for name in ("epochs", "batch_size", "learning_rate", "augmentation"):
+            setattr(self, name, defaults[name] if getattr(self, name) is None else getattr(self, name))
+        check_choice(f"augmentation for task {self.task!r}", self.augmentation, sorted(task.augmentations))
         self._validate(task)
         self.thresholds = [float(t) for t in self.thresholds]  # TOML 1 and CLI 1.0 give one run_id
         self.learning_rate, self.divergence_factor = float(self.learning_rate), float(self.divergence_factor)
@@ -104,7 +111,7 @@ class RunConfig:
         import measures
         from aggregations import POOLINGS
         from harness.sweep import REPLACEMENTS
-        from harness.threshold import NORMALIZATIONS, SCOPES, check_choice
+        from harness.threshold import NORMALIZATIONS, SCOPES, THRESHOLD_RULES, check_choice
         from measures._base import PRUNABLE_CHOICES
 
         self.measures = _check_list("measures", self.measures)
@@ -121,6 +128,7 @@ class RunConfig:
                              f"Received: normalizations={self.normalizations}, scopes={self.scopes}")
         _check_lamp_and_output(self, built)
         check_choice("prunable", self.prunable, PRUNABLE_CHOICES)
+        check_choice("threshold_rule", self.threshold_rule, THRESHOLD_RULES)
         self.thresholds = _check_thresholds(self.thresholds)
         for name in ("epochs", "batch_size", "importance_samples", "keep_checkpoints"):
             _check_positive_int(name, getattr(self, name))

@@ -209,7 +209,8 @@ class Experiment:
                       f"examples of {config.task}; all {len(self.sample[0])} are used (recorded in the metadata)")
         hooks = [m for m in self.measures.values() if m.training_time]
         optimizer = self.task.optimizer_for(config.learning_rate)
-        self.trainer = Trainer(self.model, self.loss, optimizer, self.params, hooks, config.batch_size, config.seed)
+        self.trainer = Trainer(self.model, self.loss, optimizer, self.params, hooks, config.batch_size, config.seed,
+                               augment=self.task.augmenter(config.augmentation))
         self.evaluate = Evaluator(self.model, self.loss, self.data.x_val, self.data.y_val,
                                   classification=self.task.num_classes is not None)
         self.state = checkpoint.tracked_state(self.model, optimizer, self.measures)
@@ -376,7 +377,8 @@ class Experiment:
     def thresholder(self, scores: list[np.ndarray], condition: dict, epoch: int) -> Thresholder:
         """Aggregate and pool the scores, then rank the items of one condition."""
         items = aggregations.get_aggregation(condition["aggregation"])(self.params, scores, condition["pooling"])
-        return Thresholder(items, condition["scope"], condition["normalization"], derived_seed(self.config.seed, epoch))
+        return Thresholder(items, condition["scope"], condition["normalization"], derived_seed(self.config.seed, epoch),
+                           self.config.threshold_rule)
 
     def row_key(self, epoch: int) -> dict:
         """The columns shared by every row of an epoch."""

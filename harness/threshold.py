@@ -9,6 +9,16 @@ the shortest prefix of its ranking that holds at least ``round(t * n)``
 parameters, n being the segment's parameter count; items are never split, so
 the achieved sparsity can exceed t by less than one item. Masks for increasing
 t are therefore nested.
+
+``threshold_rule = "legacy_cutoff"`` reproduces the original study's rule
+(seed 003), for comparison only: per segment, with the n parameters' scores
+sorted, ``cutoff = sorted[min(int(n * t), n - 1)]`` and the parameters with
+``score < cutoff`` are replaced. On the same ranking that is a prefix too (a
+different count per segment, so masks stay nested), but ties at the cutoff
+are all kept: with heavily tied scores far fewer than t * n parameters are
+replaced, even at t = 1, where the top-scored ones always stay. The achieved
+``sparsity`` records what was replaced. With ``global`` scope the segment is
+the whole model, as the original's ``MODEL_WISE`` comparison.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from aggregations import Items
 
 SCOPES = ("layer", "global", "output")
 NORMALIZATIONS = ("none", "mean", "max", "lamp")
+THRESHOLD_RULES = ("exact", "legacy_cutoff")
 
 
 def check_choice(name: str, value: str, choices) -> None:
@@ -129,14 +140,19 @@ class Thresholder:
         normalization: For ``global`` scope, per-layer score normalisation
             (``none``, ``mean``, ``max`` or ``lamp``); must be ``none`` otherwise.
         seed: Seed of the tie-breaking permutation.
+        rule: ``exact`` (the shortest prefix holding round(t * n) parameters)
+            or ``legacy_cutoff`` (the original's ``score < cutoff``, see the module).
 
     Raises:
-        ValueError: unknown scope or normalization, normalization outside
+        ValueError: unknown scope, normalization or rule, normalization outside
             global scope, or items unfit for the scope (:func:`segment_ids`).
     """
 
-    def __init__(self, items: Items, scope: str = "layer", normalization: str = "none", seed: int = 0):
+    def __init__(self, items: Items, scope: str = "layer", normalization: str = "none", seed: int = 0,
+                 rule: str = "exact"):
         check_choice("scope", scope, SCOPES)
+        check_choice("threshold_rule", rule, THRESHOLD_RULES)
+        self.rule = rule
         if scope != "global" and normalization != "none":
             raise ValueError(f"normalization applies to global scope only. Received: normalization={normalization!r}")
         scores = normalize_per_layer(items.scores, items.layers, normalization)
@@ -150,12 +166,15 @@ class Thresholder:
         ends = np.append(starts[1:], len(order))
         sorted_sizes = items.sizes[order]
         self._cumsizes = [np.cumsum(sorted_sizes[a:b]) for a, b in zip(starts, ends)]
+        self._sorted_scores = [scores[order][a:b] for a, b in zip(starts, ends)] if rule == "legacy_cutoff" else []
         self._element_items = items.element_items
         self.n_params = int(items.sizes.sum())
 
     def counts(self, t: float) -> np.ndarray:
         """Number of items replaced in each segment at fraction ``t``."""
         check_fraction(t)
+        if self.rule == "legacy_cutoff":
+            return np.array([legacy_cutoff_count(s, c, t) for s, c in zip(self._sorted_scores, self._cumsizes)])
         targets = [round_half_up(t * c[-1]) for c in self._cumsizes]
         return np.array([0 if n == 0 else np.searchsorted(c, n, "left") + 1 for n, c in zip(targets, self._cumsizes)])
 
@@ -178,6 +197,24 @@ class Thresholder:
     def n_replaced(self, t: float) -> int:
         """Number of parameters replaced at ``t``."""
         return int(sum(c[k - 1] for k, c in zip(self.counts(t), self._cumsizes) if k > 0))
+
+
+def legacy_cutoff_count(sorted_scores: np.ndarray, cumsizes: np.ndarray, t: float) -> int:
+    """Items of one segment the original's rule replaces at ``t`` (seed 003's ``threshold_model_by_omega``).
+
+    Every parameter of an item carries the item's score, so the parameters'
+    sorted scores are the items' repeated by size. With ``n`` parameters,
+    ``cutoff = sorted[min(int(n * t), n - 1)]`` and every item scored strictly
+    below it is replaced: a prefix of the ranking.
+
+    Args:
+        sorted_scores: Item scores in increasing order, shape ``(n_items,)``.
+        cumsizes: Cumulative parameter counts of those items, shape ``(n_items,)``.
+        t: Fraction in [0, 1].
+    """
+    n = int(cumsizes[-1])
+    holder = int(np.searchsorted(cumsizes, min(int(n * t), n - 1), "right"))  # item of the cutoff parameter
+    return int(np.searchsorted(sorted_scores, sorted_scores[holder], "left"))
 
 
 def check_fraction(t: float) -> None:

@@ -6,12 +6,16 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from harness.seed import derived_seed
 from measures import Measure, Param
 from measures._base import StepBatch
 
 
 class NonFiniteTraining(FloatingPointError):
     """A training loss or a trained parameter became NaN or infinite; the message names the first."""
+
+
+AUGMENT_STREAM = 11  # derived_seed(seed, epoch, AUGMENT_STREAM) seeds an epoch's augmentation
 
 
 class Trainer:
@@ -25,6 +29,9 @@ class Trainer:
     split the gradient by example (``observe(..., batch=StepBatch)``); the
     tape is then persistent and keeps the per-example losses.
     Data order: epoch e uses the permutation ``default_rng([seed, e])``.
+    With ``augment``, epoch e trains on ``augment(x, derived_seed(seed, e,
+    AUGMENT_STREAM))``, a pure function of (seed, e), so a resumed run sees
+    the same inputs.
 
     Args:
         model: A built Keras model.
@@ -34,15 +41,16 @@ class Trainer:
         hooks: Training-time measures; ``build(params)`` is called here.
         batch_size: Examples per step.
         seed: Seed of the data order.
+        augment: ``f(x, seed) -> x'`` randomly augmenting training inputs, or None.
     """
 
     def __init__(self, model, loss, optimizer, params: list[Param], hooks: list[Measure],
-                 batch_size: int, seed: int):
+                 batch_size: int, seed: int, augment=None):
         self.model, self.loss, self.optimizer = model, loss, optimizer
         self.variables = list(model.trainable_variables)
         positions = {id(v): i for i, v in enumerate(self.variables)}
         self._index = [positions[id(p.variable)] for p in params]
-        self.hooks, self.batch_size, self.seed = hooks, batch_size, seed
+        self.hooks, self.batch_size, self.seed, self.augment = hooks, batch_size, seed, augment
         optimizer.build(self.variables)
         for hook in hooks:
             hook.build(params)
@@ -90,6 +98,8 @@ class Trainer:
                 values at the end of the epoch (a NaN input can give NaN gradients under a finite loss).
                 Checked once, at the end of the epoch.
         """
+        if self.augment is not None:
+            x = self.augment(x, derived_seed(self.seed, epoch, AUGMENT_STREAM))
         losses = []
         bar = tqdm(self.batches(len(x), epoch), desc=f"epoch {epoch}", disable=not progress, leave=False)
         for step, index in enumerate(bar):

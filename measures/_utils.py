@@ -3,8 +3,9 @@
 Everything here is a MEAN over the ``N`` examples of the importance sample,
 computed in chunks in inference mode (``training=False``), and reads the
 model's variables without writing them. Per-example gradients never loop in
-Python: Dense/Conv kernels and biases come from per-example gradients of each
-layer's output (BackPACK-style), anything else from ``tf.vectorized_map``.
+Python: Dense/Conv kernels and biases and BatchNormalization's gamma and beta
+come from per-example gradients of each layer's output (BackPACK-style, see
+``measures/_layer_grads.py``), anything else from ``tf.vectorized_map``.
 
 Compiled (``tf.function``) steps are cached per model, variables, loss and
 step kind, so scoring after every epoch traces once per run, not per epoch.
@@ -27,6 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from measures import _layer_grads
 from measures._base import CONV_TRANSPOSE, MeasureContext, Param
 from measures._layer_inputs import unfold
 
@@ -37,6 +39,7 @@ ZERO = tf.UnconnectedGradients.ZERO
 PROBES_PER_STEP = 16
 _MAX_CACHED = 8
 _cache: dict = {}
+_fast_layers = [True]  # False: the earlier routing (see legacy_layer_paths), for benchmarks and reference tests
 
 
 # --- The likelihood behind a loss ------------------------------------------------------------------------------------
@@ -126,8 +129,13 @@ def _cached(key: tuple, keep: tuple, build: Callable) -> Callable:
 def _step(ctx: MeasureContext, kind: str, build: Callable, params: tuple, *extra) -> Callable:
     """The compiled step ``build(model, params, loss, *extra)``, cached."""
     keep = (ctx.model, params, ctx.loss)
-    key = (kind, id(ctx.model), tuple(map(id, params)), id(ctx.loss), *extra)
+    key = (kind, _fast_layers[0], id(ctx.model), tuple(map(id, params)), id(ctx.loss), *extra)
     return _cached(key, keep, lambda: build(ctx.model, list(params), ctx.loss, *extra))
+
+
+def _any_batch(arrays: tuple[np.ndarray, ...]) -> tuple[tf.TensorSpec, ...]:
+    """Specs of chunks of ``arrays`` with any number of rows, so a step traced on them serves every chunk."""
+    return tuple(tf.TensorSpec((None, *np.shape(a)[1:]), tf.as_dtype(np.asarray(a).dtype)) for a in arrays)
 
 
 def _chunks(arrays: tuple[np.ndarray, ...], size: int) -> Iterator[tuple[tf.Tensor, ...]]:
@@ -174,8 +182,25 @@ def _pfor_step(model, params, loss, terms_fn, transform):
     return step
 
 
+@contextlib.contextmanager
+def legacy_layer_paths():
+    """Use the earlier per-layer routing within this block (kept to benchmark and test the fast paths).
+
+    BatchNormalization goes through ``tf.vectorized_map``, conv kernels use
+    unfolded inputs, pre-activations are recomputed, and a shorter last chunk
+    retraces the step.
+    """
+    _fast_layers[0] = False
+    try:
+        yield
+    finally:
+        _fast_layers[0] = True
+
+
 def _tappable(param: Param) -> bool:
-    """Kernel or bias of a plain, channels-last, ungrouped Dense/Conv1D/Conv2D layer called once."""
+    """Kernel or bias of a plain, channels-last, ungrouped Dense/Conv1D/Conv2D layer called once; or BN gamma/beta."""
+    if _fast_layers[0] and _layer_grads.bn_tappable(param):
+        return True
     layer = param.layer
     return (
         param.role in ("kernel", "bias") and isinstance(layer, TAPPED_LAYERS)
@@ -208,16 +233,24 @@ def _preactivation_grads(layer, a: tf.Tensor, dy: tf.Tensor) -> tf.Tensor:
     return tape.gradient(y, z, output_gradients=dy)
 
 
-def _layer_sums(layer, a: tf.Tensor, dy: tf.Tensor, transform: Callable) -> dict:
-    """Return ``sum_{n,k} transform(d t_nk / d theta)`` for the layer's kernel and bias.
+def _layer_sums(layer, a: tf.Tensor, y: tf.Tensor, dy: tf.Tensor, transform: Callable) -> dict:
+    """Return ``sum_{n,k} transform(d t_nk / d theta)`` for the layer's kernel and bias (BN: gamma and beta).
 
     Where the input has one position the per-example kernel gradient is an
     outer product and ``transform(xy) = transform(x) transform(y)`` gives the
-    sum as one matmul (BackPACK's trick); otherwise per-example gradients are
-    an einsum over positions of unfolded inputs and output gradients.
+    sum as one matmul (BackPACK's trick); conv kernels take one batched matmul
+    per kernel offset (``_layer_grads.conv_kernel_sums``); otherwise
+    per-example gradients are an einsum over positions of unfolded inputs and
+    output gradients.
     """
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return _layer_grads.bn_sums(layer, a, dy, transform)
+    fast_dz = _layer_grads.activation_grads(layer, y, dy) if _fast_layers[0] else None
+    dz = _preactivation_grads(layer, a, dy) if fast_dz is None else fast_dz
+    if _fast_layers[0] and hasattr(layer, "convolution_op"):
+        bias = tf.reduce_sum(transform(tf.reduce_sum(dz, axis=list(range(2, len(dz.shape) - 1)))), axis=[0, 1])
+        return {"kernel": _layer_grads.conv_kernel_sums(layer, a, dz, transform), "bias": bias}
     rows = unfold(layer, a)  # (B, P, F)
-    dz = _preactivation_grads(layer, a, dy)
     dz = tf.reshape(dz, (tf.shape(dz)[0], tf.shape(rows)[0], -1, dz.shape[-1]))  # (K, B, P, out)
     bias = tf.reduce_sum(transform(tf.reduce_sum(dz, axis=2)), axis=[0, 1])
     if isinstance(layer, keras.layers.Dense) and len(a.shape) == 2:  # one position, known statically
@@ -225,6 +258,11 @@ def _layer_sums(layer, a: tf.Tensor, dy: tf.Tensor, transform: Callable) -> dict
     else:
         kernel = tf.reduce_sum(transform(tf.einsum("bpf,kbpo->kbfo", rows, dz)), axis=[0, 1])
     return {"kernel": tf.reshape(kernel, layer.kernel.shape), "bias": bias}
+
+
+def _slot(param: Param) -> str:
+    """Key of ``param`` in its layer's sums: its role, or ``gamma``/``beta`` for BatchNormalization."""
+    return _layer_grads.bn_slot(param) if isinstance(param.layer, keras.layers.BatchNormalization) else param.role
 
 
 def _tap_step(model, params, loss, terms_fn, transform):
@@ -243,8 +281,8 @@ def _tap_step(model, params, loss, terms_fn, transform):
             grads = [g[None] for g in tape.gradient(first, outputs, unconnected_gradients=ZERO)]
         else:
             grads = tape.jacobian(sums, outputs, unconnected_gradients=ZERO, experimental_use_pfor=True)
-        stats = [_layer_sums(layer, seen[f"a{i}"], grads[i], transform) for i, layer in enumerate(layers)]
-        return [stats[layers.index(p.layer)][p.role] for p in params]
+        stats = [_layer_sums(layer, seen[f"a{i}"], outputs[i], grads[i], transform) for i, layer in enumerate(layers)]
+        return [stats[layers.index(p.layer)][_slot(p)] for p in params]
 
     return step
 
@@ -273,11 +311,15 @@ def per_example_mean(
     term (K backward passes over the chunk), combined with the layer input;
     for a Dense layer on 2-D input, ``transform(a)^T transform(g)``, so no
     per-example gradient is materialised. Other parameters, or models that are
-    not functional, take ``tf.vectorized_map`` over examples.
+    not functional, take ``tf.vectorized_map`` over examples. Each step is
+    traced once, for any chunk size (a shorter last chunk does not retrace).
     """
     fast, slow = _split(ctx)
     steps = [(group, _step(ctx, kind, build, tuple(group), terms_fn, transform))
              for kind, build, group in (("taps", _tap_step, fast), ("pfor", _pfor_step, slow)) if group]
+    if _fast_layers[0]:
+        for _, step in steps:
+            step.get_concrete_function(_any_batch((ctx.x, *extra)))
     totals = {id(p): np.zeros(p.shape, np.float64) for p in ctx.params}
     for chunk in _chunks((ctx.x, *extra), max(1, ctx.batch_size // n_terms)):
         for group, step in steps:

@@ -46,6 +46,11 @@ class Fisher(Measure):
         ValueError: ``kind`` is invalid, or the loss is not one of the above.
             Received: loss=<class name>.
 
+    The original study's "Fisher" (seed 003, ``FisherInformationMatrixCalculator.py``)
+    is not this: it squared the gradient of ``log(outputs)`` summed over a
+    batch of 32 and all 10 outputs, with logits as outputs (no softmax, no
+    labels, one gradient per batch, not per example).
+
     Source: Fisher 1925; as an importance, Kirkpatrick et al. 2017,
     "Overcoming catastrophic forgetting in neural networks" (EWC), eq. 3;
     true vs empirical: Kunstner et al. 2019, "Limitations of the empirical

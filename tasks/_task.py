@@ -41,7 +41,12 @@ class Task:
     logits unless a subclass overrides :meth:`loss`.
 
     Attributes:
-        models: Model name to a builder ``f(input_shape, num_classes) -> Model``.
+        models: Model name to a builder ``f(input_shape, num_classes) -> Model``;
+            the task's own models plus those added with ``@register_model``.
+        model_defaults: Model name to training defaults given at registration
+            (``batch_size``, ``epochs``, ``learning_rate``, ``augmentation``).
+        augmentations: Name to a builder ``f(seed) -> keras layer`` of random
+            training-input augmentation; ``"none"`` (no augmentation) always.
         default_model: Name of the model used when none is chosen.
         num_classes: Number of classes.
         batch_size, epochs, learning_rate: Training defaults.
@@ -50,6 +55,8 @@ class Task:
 
     name: ClassVar[str]
     models: ClassVar[dict[str, Callable[..., keras.Model]]] = {}
+    model_defaults: ClassVar[dict[str, dict]] = {}
+    augmentations: ClassVar[dict[str, Callable[[int], keras.layers.Layer] | None]] = {"none": None}
     default_model: ClassVar[str] = ""
     num_classes: ClassVar[int] = 10
     batch_size: ClassVar[int] = 32
@@ -74,6 +81,28 @@ class Task:
             )
         return self.models[model](input_shape, self.num_classes)
 
+    def training_defaults(self, model: str) -> dict:
+        """``batch_size``, ``epochs``, ``learning_rate`` and ``augmentation``: the task's, then the model's."""
+        ours = dict(batch_size=self.batch_size, epochs=self.epochs, learning_rate=self.learning_rate,
+                    augmentation="none")
+        return {**ours, **self.model_defaults.get(model, {})}
+
+    def augmenter(self, name: str) -> Callable[[np.ndarray, int], np.ndarray] | None:
+        """Return ``f(x, seed)`` applying augmentation ``name`` to training inputs; None for ``"none"``.
+
+        ``f`` draws one random transformation per example from a fresh layer
+        seeded by ``seed`` (so an epoch's inputs are a pure function of it)
+        and returns float32 inputs of the same shape.
+
+        Raises:
+            ValueError: ``name`` is not one of the task's augmentations.
+        """
+        if name not in self.augmentations:
+            raise ValueError(f"Unknown augmentation for task {self.name!r} {name!r}; "
+                             f"available: {sorted(self.augmentations)}")
+        build = self.augmentations[name]
+        return None if build is None else lambda x, seed: _augment(build(seed), x)
+
     def loss(self) -> keras.losses.Loss:
         """The training and validation loss."""
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -81,3 +110,9 @@ class Task:
     def optimizer_for(self, learning_rate: float | None = None) -> keras.optimizers.Optimizer:
         """A fresh Adam optimizer; ``learning_rate`` None means the task's default."""
         return keras.optimizers.Adam(self.learning_rate if learning_rate is None else learning_rate)
+
+
+def _augment(layer: keras.layers.Layer, x: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Apply a random augmentation layer in training mode, chunk by chunk."""
+    parts = [keras.ops.convert_to_numpy(layer(x[i:i + chunk], training=True)) for i in range(0, len(x), chunk)]
+    return np.concatenate(parts).astype(np.float32) if parts else x

@@ -62,18 +62,36 @@ def mnist_cnn(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     return keras.Model(inputs, outputs, name="mnist_cnn")
 
 
+def seed003_augmentation(seed: int) -> keras.layers.Layer:
+    """The original study's training augmentation (seed 003): random zoom in, then random rotation.
+
+    ``RandomZoom(height_factor=(-0.05, -0.25), width_factor=(-0.05, -0.25))``
+    zooms in by 5-25 %, height and width drawn independently, reflecting at
+    the borders; ``RandomRotation(0.05, fill_mode="constant")`` rotates by up
+    to +-0.05 of a turn (18 degrees), filling with 0. The original wrote the
+    zoom bounds in decreasing order; both its TensorFlow 2 layer and Keras 3
+    draw the zoom from the same interval.
+    """
+    return keras.Sequential([
+        keras.layers.RandomZoom((-0.05, -0.25), (-0.05, -0.25), seed=seed % 2**31),
+        keras.layers.RandomRotation(0.05, fill_mode="constant", seed=(seed + 1) % 2**31),
+    ], name="seed003_augmentation")
+
+
 @register_task("mnist")
 class Mnist(Task):
     """MNIST: 28x28 grey digits, 10 classes, inputs ``(28, 28, 1)`` in [0, 1].
 
     Data come from ``data_dir``, else the folder in ``$MNIST_DIR``, else
-    ``keras.datasets.mnist.load_data()``. With both splits, the 60,000
+    ``keras.datasets.mnist.load_data()``. Augmentations: ``none`` and
+    ``seed003`` (see :func:`seed003_augmentation`). With both splits, the 60,000
     training images train and the 10,000 test images validate. With only one
     split (e.g. the t10k files alone), it is split 80/20, stratified, with a
     fixed seed, and ``info["split"]`` says so.
     """
 
     models = {"mlp": mnist_mlp, "cnn": mnist_cnn}
+    augmentations = {"none": None, "seed003": seed003_augmentation}
     default_model = "mlp"
     num_classes = 10
     batch_size = 64
