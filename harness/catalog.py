@@ -126,9 +126,22 @@ def _plugin(kind: str, node: ast.ClassDef, classes: dict, constants: dict) -> Pl
                   _attributes(node))
 
 
+def _decorated_models(tree: ast.Module) -> list[tuple[str, str]]:
+    """``(task, model)`` of every function decorated ``@register_model("task", "model", ...)``."""
+    found = []
+    for node in tree.body:
+        for decorator in getattr(node, "decorator_list", []):
+            func = getattr(decorator, "func", None)
+            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            args = getattr(decorator, "args", [])
+            if called == "register_model" and len(args) >= 2 and all(isinstance(a, ast.Constant) for a in args[:2]):
+                found.append((args[0].value, args[1].value))
+    return found
+
+
 def plugins(kind: str) -> list[Plugin]:
     """Every plugin of ``kind`` (``task``, ``measure``, ``aggregation``) declared in its package, by name."""
-    found = []
+    found, models = [], []
     for path in sorted((ROOT / PACKAGES[kind]).glob("*.py")):
         if path.name.startswith("_"):
             continue
@@ -136,6 +149,9 @@ def plugins(kind: str) -> list[Plugin]:
         classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
         constants = _constants(tree)
         found += [_plugin(kind, n, classes, constants) for n in classes.values() if _registered_name(n, kind)]
+        models += _decorated_models(tree) if kind == "task" else []
+    for plugin in found if kind == "task" else []:  # models in their own files (@register_model) join their task's
+        plugin.attributes["models"] = plugin.attributes.get("models", []) + [m for t, m in models if t == plugin.name]
     return sorted(found, key=lambda p: p.name)
 
 
@@ -148,8 +164,9 @@ def _task_line(task: Plugin) -> str:
     a = task.attributes
     models = ", ".join(f"{m}*" if m == a.get("default_model") else m for m in a.get("models", []))
     data = "" if a.get("reads_data_dir", True) else "; no --data-dir (data ship with the packages)"
+    augment = f"; --augmentation {' | '.join(a['augmentations'])}" if len(a.get("augmentations", [])) > 1 else ""
     return (f"  {task.name:<14}models: {models}; epochs {a.get('epochs', 3)}, batch size {a.get('batch_size', 32)}, "
-            f"learning rate {a.get('learning_rate', 1e-3)}{data}")
+            f"learning rate {a.get('learning_rate', 1e-3)}{data}{augment}")
 
 
 def _option_text(option: Option) -> str:

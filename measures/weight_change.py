@@ -31,6 +31,11 @@ class WeightChange(UpdateTally):
     ``reset_tracking`` appended. Here: the absolute change of every step.
     """
 
+    training_time = True  # inherited; stated so that --list, which reads this file, sees it
+
+    def __init__(self):
+        super().__init__()  # no class groups: 1 / (1 + share) would mean nothing
+
     def score(self, ctx: MeasureContext) -> list[np.ndarray]:
         """Return ``1 / (1 + T)`` per parameter."""
         return [(1.0 / (1.0 + tally)).astype(np.float32) for tally in super().score(ctx)]

@@ -42,7 +42,8 @@ def test_measure_options_and_defaults_match_the_constructors():
 def test_task_models_and_grid_choices_match_the_code():
     for plugin in catalog.plugins("task"):
         task = tasks.get_task(plugin.name)
-        assert plugin.attributes["models"] == list(task.models)
+        assert sorted(plugin.attributes["models"]) == sorted(task.models)
+        assert plugin.attributes.get("augmentations", ["none"]) == list(task.augmentations)
         assert plugin.attributes["default_model"] == task.default_model
         assert plugin.attributes.get("reads_data_dir", True) == task.reads_data_dir
     assert catalog.grid_choices("poolings") == list(POOLINGS)
@@ -63,5 +64,6 @@ def test_help_and_list_import_no_tensorflow():
     assert "(default: 1000)" in out.stdout and "(default: data/results.csv)" in out.stdout  # --help shows defaults
     for text in ["obd ", "hessian: ggn | hutchinson | exact (default ggn)", "kind: empirical | true (default empirical)",
                  "poolings (--poolings): mean sum max min l2", "scopes (--scopes): layer global",
-                 "normalizations (--normalizations, global scope only): none mean max", "digits        models: mlp*"]:
+                 "normalizations (--normalizations, global scope only): none mean max", "digits        models: mlp*",
+                 "seed003_cnn", "--augmentation none | seed003"]:
         assert text in out.stdout
