@@ -127,6 +127,7 @@ class RunConfig:
             raise ValueError("normalizations apply to global scope only; add 'global' to scopes or use ['none']. "
                              f"Received: normalizations={self.normalizations}, scopes={self.scopes}")
         _check_lamp_and_output(self, built)
+        _check_group_classes(built, task)
         check_choice("prunable", self.prunable, PRUNABLE_CHOICES)
         check_choice("threshold_rule", self.threshold_rule, THRESHOLD_RULES)
         self.thresholds = _check_thresholds(self.thresholds)
@@ -195,6 +196,16 @@ def _check_list(name: str, values, kind: type | tuple = str, what: str = "string
     if len(set(values)) != len(values):
         raise ValueError(f"{name} has duplicates. Received: {name}={list(values)}")
     return list(values)
+
+
+def _check_group_classes(built: dict, task) -> None:
+    """Class groups of grouped measures (``update_tally:groups=...``) must name classes the task has."""
+    for spec, measure in built.items():
+        unknown = sorted({c for group in getattr(measure, "groups", None) or [] for c in group
+                          if task.num_classes is None or c >= task.num_classes})
+        if unknown:
+            raise ValueError(f"Measure {spec!r} names classes {unknown} that task {task.name!r} does not have; valid "
+                             f"classes: 0..{(task.num_classes or 1) - 1}. Received: groups={measure.groups}")
 
 
 def _check_lamp_and_output(config: RunConfig, built: dict) -> None:

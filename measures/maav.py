@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from measures import Measure, MeasureContext, Param, register_measure
 from measures._layer_inputs import input_means, unfold
+from measures._utils import spread_over_kernel
 
 
 def _reads_inputs(param: Param) -> bool:
@@ -24,12 +25,6 @@ def _reducer(layer):
         return tf.reduce_mean(unfold(layer, total), axis=1)[0]  # unfold: (1, P, F)
 
     return reduce
-
-
-def _spread(mean_abs: np.ndarray, shape: tuple[int, ...], groups: int) -> np.ndarray:
-    """Lay the (F,) mean |input| per input feature over a kernel of ``shape``, by group."""
-    per_group = np.swapaxes(mean_abs.reshape(*shape[:-2], groups, -1), -1, -2)
-    return np.repeat(per_group, shape[-1] // groups, axis=-1)
 
 
 @register_measure("maav")
@@ -76,4 +71,4 @@ class MeanActivatedAbsoluteValue(Measure):
         if mean_abs is None:
             return magnitude
         groups = getattr(param.layer, "groups", 1)
-        return (magnitude * _spread(mean_abs, param.shape, groups)).astype(np.float32)
+        return (magnitude * spread_over_kernel(mean_abs, param.shape, groups)).astype(np.float32)

@@ -62,6 +62,7 @@ CASES = [
     ("harness", ["--measures", "taylor:accumulation=epoch"], "accumulation must be one of ['batch', 'example']", 2),
     ("harness", ["--measures", "update_tally:groups=2"], "groups", 2),
     ("harness", ["--measures", "update_tally:target=1"], "target", 2),
+    ("harness", ["--measures", "update_tally:groups=[[1,12],[3]]"], "names classes [12] that task 'digits' does not", 2),
     ("harness", ["--replacements", "noise"], "Unknown replacement 'noise'; available: ['zero', 'random']", 2),
     ("harness", ["--prunable", "weights"], "Unknown prunable 'weights'; available: ['kernels', 'kernels+biases', 'all']",
      2),
