@@ -14,11 +14,14 @@ to ``ENTRY_POINTS`` and its rows to ``CASES``.
 """
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
+import analysis
 from harness import results
 from harness.__main__ import main as harness_main
 from tasks import TASKS
@@ -28,7 +31,21 @@ def harness_cli(argv: list[str], tmp: Path) -> int:
     return harness_main(["--output", str(tmp / "results.csv"), "--no-progress", *argv])
 
 
-ENTRY_POINTS = {"harness": harness_cli}
+def study_cli(argv: list[str], tmp: Path) -> int:
+    """A study through ``python -m harness``; its folder goes under the case's folder."""
+    return harness_main([*argv, "--storage", str(tmp), "--no-progress"])
+
+
+def analysis_cli(argv: list[str], tmp: Path) -> int:
+    """``python analysis.py``, with ``--out`` in the case's folder unless the case names one."""
+    out = [] if "--out" in argv else ["--out", str(tmp / "figures")]
+    try:
+        return analysis.main([*argv, *out])
+    except SystemExit as stop:  # argparse's usage errors
+        return stop.code
+
+
+ENTRY_POINTS = {"harness": harness_cli, "study": study_cli, "analysis": analysis_cli}
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))
 RANDOM_BYTES = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
 OTHER_SCHEMA = b"a,b\n1,2\n"
@@ -113,6 +130,38 @@ CASES = [
      {"blocked": b"a file where a folder should be"}),
     ("harness", ["--output", "{tmp}/read-only/r.csv"], "Cannot write beside {tmp}/read-only/r.csv: Permission denied",
      2, {"read-only/": b""}),
+    # studies (python -m harness with a study option): refused before Ray starts
+    ("study", ["--seeds", "0-x"], "seeds must look like 0-9 or 0,3,5 or 0-4,10-14. Received: seeds='0-x'", 2),
+    ("study", ["--seeds", "0-2", "--seed", "4"], "give --seed or --seeds, not both", 2),
+    ("study", ["--seeds", "0-1", "--name", "a/b"], "name must be one folder name (no '/'). Received: name='a/b'", 2),
+    ("study", ["--seeds", "0-1", "--scopes", "sideways"],
+     "Unknown scope 'sideways'; available: ['layer', 'global', 'output']", 2),
+    ("study", ["--workers", "2", "--max-retries", "-2"], "Received: max_retries=-2", 2),
+    ("study", ["--seeds", "0-1", "--workers", "0"], "workers must be a positive integer. Received: workers=0", 2),
+    # analysis.py
+    ("analysis", ["{tmp}/nothing.csv"], "No file matches '{tmp}/nothing.csv'", 1),
+    ("analysis", ["{tmp}/empty"], "No result CSVs in folder {tmp}/empty", 1),
+    ("analysis", ["{tmp}/image.png"], "{tmp}/image.png is not a result CSV: not UTF-8 text", 1),
+    ("analysis", ["{tmp}/random.csv"], "{tmp}/random.csv is not a result CSV", 1),
+    ("analysis", ["{tmp}/empty.csv"], "{tmp}/empty.csv has no rows", 1),
+    ("analysis", ["{tmp}/columns.csv"], "{tmp}/columns.csv is missing columns ['val_loss']", 1),
+    ("analysis", ["{tmp}/text.csv"], "column 'val_loss' holds a non-number on line 2: 'high'", 1),
+    ("analysis", ["{tmp}/meta/good.csv"], "good.r0.json is not a run's metadata JSON", 1),
+    ("analysis", ["{tmp}/good.csv", "{tmp}/copy.csv"], "result keys appear more than once", 1),
+    ("analysis", ["{tmp}/nan.csv"], "Nothing can be ranked at the ranked epochs", 1),
+    ("analysis", ["{tmp}/good.csv", "{tmp}/rerun.csv"], "Seed 0 appears in runs ['r0', 'x0']", 1),
+    ("analysis", ["{tmp}/good.csv", "--out", "{tmp}/good.csv"], "{tmp}/good.csv is a file", 1),
+    ("analysis", ["{tmp}/no.csv", "--epoch", "first"], "epoch must be 'last' or a list of epoch", 1),
+    ("analysis", ["{tmp}/no.csv", "--epoch", "-1"], "Received: epoch=['-1']", 1),
+    ("analysis", ["{tmp}/good.csv", "--epoch", "7"], "Epochs [7] are not in the results", 1),
+    ("analysis", ["{tmp}/good.csv", "--epochs", "7"], "available: [1, 2]. Received: [7]", 1),
+    ("analysis", ["{tmp}/no.csv", "--compare", "measure,x"], "compare takes distinct columns", 1),
+    ("analysis", ["{tmp}/no.csv", "--compare", "scope,scope"], "Received: compare=['scope', 'sc", 1),
+    ("analysis", ["{tmp}/good.csv", "--compare", "order"], "compare columns ['order'] are not", 1),
+    ("analysis", ["{tmp}/no.csv", "--alpha", "1.5"], "alpha must lie in (0, 1). Received: alpha=1.5", 1),
+    ("analysis", ["{tmp}/no.csv", "--loss-tol", "-1"], "Tolerances must be >= 0", 1),
+    ("analysis", ["{tmp}/good.csv", "--format", "jpg"], "invalid choice: 'jpg'", 2),
+    ("analysis", ["{tmp}/good.csv", "--interval", "z"], "invalid choice: 'z'", 2),
 ]
 
 
@@ -134,6 +183,38 @@ def snapshot(folder: Path) -> dict:
     return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
 
 
+def analysis_frame(run_id: str = "r0", seed: int = 0) -> pd.DataFrame:
+    """A small valid result: three measures, two epochs, five thresholds."""
+    t = np.linspace(0, 1, 5)
+    parts = [
+        pd.DataFrame({"run_id": run_id, "task": "digits", "model": "mlp", "seed": seed, "epoch": epoch, "measure": m,
+                      "aggregation": "weight", "pooling": "none", "scope": "layer", "normalization": "none",
+                      "replacement": "zero", "threshold": t, "sparsity": t, "n_replaced": (t * 10).astype(int),
+                      "val_loss": 0.3 + k * t, "val_accuracy": 0.9 - 0.1 * k * t, "measure_seconds": 0.1,
+                      "sweep_seconds": 0.1})
+        for k, m in enumerate(["magnitude", "obd", "random"], start=1) for epoch in (1, 2)
+    ]  # fmt: skip
+    return pd.concat(parts)[analysis.COLUMNS]
+
+
+def analysis_inputs(tmp: Path) -> None:
+    """Every input file the analysis cases name."""
+    good = analysis_frame()
+    good.to_csv(tmp / "good.csv", index=False)
+    good.to_csv(tmp / "copy.csv", index=False)
+    analysis_frame("x0").to_csv(tmp / "rerun.csv", index=False)
+    good.assign(val_loss=np.nan).to_csv(tmp / "nan.csv", index=False)
+    good.drop(columns="val_loss").to_csv(tmp / "columns.csv", index=False)
+    good.astype({"val_loss": object}).assign(val_loss="high").to_csv(tmp / "text.csv", index=False)
+    (tmp / "empty.csv").write_text("")
+    (tmp / "empty").mkdir()
+    (tmp / "image.png").write_bytes(PNG)
+    (tmp / "random.csv").write_bytes(RANDOM_BYTES)
+    (tmp / "meta").mkdir()
+    good.to_csv(tmp / "meta" / "good.csv", index=False)
+    (tmp / "meta" / "good.r0.json").write_text('{"num_classes": 10, "config": {"seed"')
+
+
 def prepare(tmp: Path, files: dict) -> None:
     """An existing result CSV of another run, its metadata, and the case's own files."""
     row = dict.fromkeys(results.COLUMNS, 0) | dict(run_id="other", task="digits", model="mlp", measure="magnitude")
@@ -148,12 +229,18 @@ def prepare(tmp: Path, files: dict) -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_bad_input_is_refused_in_one_line_before_anything_is_loaded_or_written(case, tmp_path, capsys, no_data_loading):
+def test_bad_input_is_refused_in_one_line_before_anything_is_loaded_or_written(case, tmp_path, capsys, monkeypatch,
+                                                                               no_data_loading):
     entry, args, message, status, *files = case
     files = files[0] if files else {}
     if any(name.endswith("/") for name in files) and os.geteuid() == 0:
         pytest.skip("root writes into read-only folders")
     prepare(tmp_path, files)
+    if entry == "analysis":
+        analysis_inputs(tmp_path)
+    if entry == "study":  # bad input must be refused before the study engine or Ray is imported
+        for module in ("ray", "harness.engine"):
+            monkeypatch.setitem(sys.modules, module, None)
     if not isinstance(args, list):
         (tmp_path / "exp.toml").write_bytes(args.encode() if isinstance(args, str) else args)
         args = ["--config", "{tmp}/exp.toml"]

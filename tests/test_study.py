@@ -65,20 +65,6 @@ def test_bad_studies_are_refused_before_ray(tmp_path, monkeypatch, settings, gri
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--seeds", "0-x"], "seeds must look like 0-9 or 0,3,5 or 0-4,10-14. Received: seeds='0-x'"),
-    (["--seeds", "0-2", "--seed", "4"], "give --seed or --seeds, not both"),
-    (["--seeds", "0-1", "--name", "a/b"], "name must be one folder name (no '/'). Received: name='a/b'"),
-    (["--seeds", "0-1", "--scopes", "sideways"], "Unknown scope 'sideways'; available: ['layer', 'global', 'output']"),
-    (["--workers", "2", "--max-retries", "-2"], "Received: max_retries=-2"),
-])
-def test_bad_study_options_exit_2_with_one_line(tmp_path, monkeypatch, capsys, argv, message):
-    no_ray(monkeypatch)
-    assert main([*argv, "--storage", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
-
-
 def test_study_toml_unknown_key_is_refused(tmp_path, monkeypatch, capsys):
     no_ray(monkeypatch)
     toml = tmp_path / "s.toml"
