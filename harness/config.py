@@ -15,12 +15,12 @@ import aggregations
 import measures
 import tasks
 from aggregations import POOLINGS
-from harness.sweep import REPLACEMENTS
+from harness.sweep import METHODS, REPLACEMENTS
 from harness.threshold import NORMALIZATIONS, SCOPES, check_choice
 from measures._base import PRUNABLE_CHOICES
 
 DEFAULT_THRESHOLDS = tuple(float(t) for t in np.round(np.linspace(0.0, 1.0, 21), 10))
-NOT_RESULT_DEFINING = ("output", "progress", "resume")
+NOT_RESULT_DEFINING = ("output", "progress", "resume", "sweep_method")
 
 
 @dataclass
@@ -46,6 +46,13 @@ class RunConfig:
         deterministic: Enable TensorFlow's deterministic ops (slower on GPU).
         progress: Show progress bars.
         resume: Continue the run with the same run id in ``output``.
+        sweep_epochs: Epochs after which to sweep: ``"all"``, ``"every:N"``
+            (epochs N, 2N, ...) or a list of epochs in ``[1, epochs]``.
+        sweep_method: ``auto``, ``masked``, ``shrunk`` or ``batched``
+            (:mod:`harness.sweep`); results agree to rtol 1e-5, so it does
+            not enter the run id.
+        xla: Compile the training step and the evaluation with XLA
+            (``jit_compile``); off by default since it is not faster on CPUs.
 
     Raises:
         ValueError: any value is invalid; the message quotes it and lists the choices.
@@ -71,6 +78,9 @@ class RunConfig:
     deterministic: bool = False
     progress: bool = True
     resume: bool = False
+    sweep_epochs: str | list[int] = "all"
+    sweep_method: str = "auto"
+    xla: bool = False
 
     def __post_init__(self):
         task = tasks.get_task(self.task)
@@ -83,6 +93,7 @@ class RunConfig:
         self.learning_rate = task.learning_rate if self.learning_rate is None else self.learning_rate
         self._validate()
         self.thresholds = [float(t) for t in self.thresholds]  # TOML 1 and CLI 1.0 give one run_id
+        self.sweep_epochs = self.sweep_epochs if isinstance(self.sweep_epochs, str) else sorted(self.sweep_epochs)
         self.learning_rate = float(self.learning_rate)
 
     def _validate(self) -> None:
@@ -104,6 +115,14 @@ class RunConfig:
         if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float)) \
                 or not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive. Received: learning_rate={self.learning_rate}")
+        swept_epochs(self.sweep_epochs, self.epochs)
+        check_choice("sweep method", self.sweep_method, METHODS)
+        if not isinstance(self.xla, bool):
+            raise ValueError(f"xla must be true or false. Received: xla={self.xla!r}")
+
+    def sweeps_after(self, epoch: int) -> bool:
+        """Whether the grid is swept after ``epoch`` (see ``sweep_epochs``)."""
+        return epoch in swept_epochs(self.sweep_epochs, self.epochs)
 
     def result_defining(self) -> dict:
         """The parameters that define results (all but output path, progress and resume)."""
@@ -152,3 +171,24 @@ def _check_thresholds(thresholds) -> None:
 def _check_positive_int(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
+
+
+def swept_epochs(spec, epochs: int) -> set[int]:
+    """The epochs ``sweep_epochs`` names: ``"all"``, ``"every:N"`` (N, 2N, ... up to ``epochs``) or a list.
+
+    Raises:
+        ValueError: any other value, N not a positive integer, or a listed
+            epoch outside ``[1, epochs]`` or repeated.
+    """
+    valid = "'all', 'every:N' with N a positive integer, or a list of epochs"
+    if isinstance(spec, str):
+        if spec == "all":
+            return set(range(1, epochs + 1))
+        name, _, step = spec.partition(":")
+        if name != "every" or not step.isdigit() or int(step) == 0:
+            raise ValueError(f"sweep_epochs must be {valid}. Received: sweep_epochs={spec!r}")
+        return set(range(int(step), epochs + 1, int(step)))
+    values = _check_list("sweep_epochs", spec) if isinstance(spec, (list, tuple)) else None
+    if values is None or not all(isinstance(e, int) and not isinstance(e, bool) and 1 <= e <= epochs for e in values):
+        raise ValueError(f"sweep_epochs must be {valid} in [1, {epochs}]. Received: sweep_epochs={spec!r}")
+    return set(values)

@@ -103,9 +103,10 @@ class Experiment:
         self.sample = draw_sample(self.data.x_train, self.data.y_train, config.importance_samples, config.seed)
         hooks = [m for m in self.measures.values() if m.training_time]
         optimizer = self.task.optimizer_for(config.learning_rate)
-        self.trainer = Trainer(self.model, self.loss, optimizer, self.params, hooks, config.batch_size, config.seed)
+        self.trainer = Trainer(self.model, self.loss, optimizer, self.params, hooks, config.batch_size, config.seed,
+                               jit_compile=config.xla)
         self.evaluate = Evaluator(self.model, self.loss, self.data.x_val, self.data.y_val,
-                                  classification=self.task.num_classes is not None)
+                                  classification=self.task.num_classes is not None, jit_compile=config.xla)
         self.state = checkpoint.tracked_state(self.model, optimizer, self.measures)
 
     def sidecar(self, suffix: str) -> Path:
@@ -163,12 +164,14 @@ class Experiment:
         if first:
             log.info("resumed run %s from the checkpoint of epoch %d", self.run_id, first)
             self._report_lost_sweeps(first)
-            self.sweep_epoch(first)
+            if self.config.sweeps_after(first):
+                self.sweep_epoch(first)
         for epoch in range(first + 1, self.config.epochs + 1):
             loss = self.trainer.train_epoch(self.data.x_train, self.data.y_train, epoch, self.config.progress)
             log.info("epoch %d: training loss %.6f", epoch, loss)
             checkpoint.save(self.sidecar(".ckpt"), self.state, epoch)
-            self.sweep_epoch(epoch)
+            if self.config.sweeps_after(epoch):
+                self.sweep_epoch(epoch)
 
     def expected_keys(self, epoch: int) -> set[tuple]:
         """Every sweep key of one epoch: (epoch, measure, aggregation, pooling, scope, normalization, replacement)."""
@@ -177,7 +180,8 @@ class Experiment:
 
     def _report_lost_sweeps(self, first: int) -> None:
         """Sweeps of epochs before the checkpoint that the CSV lacks (a measure failed then) cannot be redone."""
-        lost = sorted(k for epoch in range(1, first) for k in self.expected_keys(epoch) - self.done)
+        lost = sorted(k for epoch in range(1, first) if self.config.sweeps_after(epoch)
+                      for k in self.expected_keys(epoch) - self.done)
         for key in lost:
             self.failures.append(f"sweep {key} is missing and cannot be redone: only epoch {first}'s checkpoint is kept")
         if lost:
@@ -213,7 +217,8 @@ class Experiment:
         for condition, modes in todo:
             thresholder = self.thresholder(scores, condition, epoch)
             for mode in modes:
-                rows = sweep(self.params, thresholder, replacement[mode], self.config.thresholds, self.evaluate)
+                rows = sweep(self.params, thresholder, replacement[mode], self.config.thresholds, self.evaluate,
+                             self.config.sweep_method)
                 key = dict(self.row_key(epoch), measure=spec, **condition, replacement=mode, measure_seconds=seconds)
                 results.append_rows(self.path, [dict(key, **row) for row in rows])
 

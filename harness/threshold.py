@@ -54,6 +54,69 @@ def round_half_up(x: np.ndarray) -> np.ndarray:
     return np.floor(np.asarray(x, np.float64) + 0.5 + 1e-9).astype(np.int64)
 
 
+def segments_of(layers: np.ndarray, scope: str) -> np.ndarray:
+    """Segment of each item: its layer for ``layer`` scope, 0 for ``global`` scope.
+
+    Args:
+        layers: Layer of each item, shape ``(n_items,)``.
+        scope: One of :data:`SCOPES`.
+
+    Returns:
+        Segment ids, shape ``(n_items,)``, int64.
+    """
+    return np.asarray(layers, np.int64) if scope == "layer" else np.zeros(len(layers), np.int64)
+
+
+def rank_order(scores: np.ndarray, segments: np.ndarray, seed: int) -> np.ndarray:
+    """Item indices sorted by segment, then increasing score, ties by a seeded permutation.
+
+    Equal to ``np.lexsort((permutation, scores, segments))`` with
+    ``permutation = default_rng(seed).permutation(n)``, computed with one
+    sort of the scores: tied runs (rare for real-valued scores) are re-sorted
+    by the permutation, then a stable sort by segment (a radix sort of small
+    integers) groups the segments.
+
+    Args:
+        scores: Item scores, shape ``(n,)``.
+        segments: Segment of each item, shape ``(n,)``.
+        seed: Seed of the tie-breaking permutation.
+
+    Returns:
+        Permutation of ``range(n)``, shape ``(n,)``.
+    """
+    order = np.argsort(scores)
+    ranked = scores[order]
+    tied = np.flatnonzero(ranked[1:] == ranked[:-1])
+    if len(tied):
+        runs = np.unique(np.concatenate([tied, tied + 1]))  # positions inside runs of equal scores
+        tiebreak = np.random.default_rng(seed).permutation(len(scores))
+        members = order[runs]
+        order[runs] = members[np.lexsort((tiebreak[members], scores[members]))]
+    if len(segments) and segments.min() != segments.max():
+        small = segments.astype(np.int16) if segments.min() >= 0 and segments.max() < 2**15 else segments
+        order = order[np.argsort(small[order], kind="stable")]
+    return order
+
+
+def prefix_counts(t: float, cumsizes: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Items replaced per segment: the shortest ranking prefix holding at least ``round(t * n)`` parameters.
+
+    Args:
+        t: Fraction in [0, 1].
+        cumsizes: Cumulative parameter count of the ranked items (all
+            segments in one run), shape ``(n_items,)``.
+        starts: Where each segment's slice of the ranking starts, shape ``(n_segments,)``.
+        ends: Where each segment's slice ends (exclusive), shape ``(n_segments,)``.
+
+    Returns:
+        Number of items replaced in each segment, shape ``(n_segments,)``.
+    """
+    base = np.where(starts > 0, cumsizes[np.maximum(starts - 1, 0)], 0)
+    targets = round_half_up(t * (cumsizes[ends - 1] - base))
+    reached = np.searchsorted(cumsizes, base + targets, "left") - starts + 1
+    return np.where(targets > 0, reached, 0)
+
+
 class Thresholder:
     """Nested replacement masks from one ranking of items.
 
@@ -73,24 +136,32 @@ class Thresholder:
         if scope == "layer" and normalization != "none":
             raise ValueError(f"normalization applies to global scope only. Received: normalization={normalization!r}")
         scores = normalize_per_layer(items.scores, items.layers, normalization)
-        segments = items.layers if scope == "layer" else np.zeros_like(items.layers)
-        tiebreak = np.random.default_rng(seed).permutation(len(scores))
-        order = np.lexsort((tiebreak, scores, segments))
-        self._segment_ids, starts = np.unique(segments[order], return_index=True)
-        self._segment = np.searchsorted(self._segment_ids, segments)
+        segments = segments_of(items.layers, scope)
+        order = rank_order(scores, segments, seed)
+        ranked_segments = segments[order]
+        starts = np.flatnonzero(np.r_[True, ranked_segments[1:] != ranked_segments[:-1]]) if len(order) else order
+        self._starts, self._ends = starts, np.append(starts[1:], len(order))
+        self._segment_ids = ranked_segments[starts]
+        position_segment = np.repeat(np.arange(len(starts)), self._ends - starts)
+        self._segment = np.empty(len(order), np.int64)
+        self._segment[order] = position_segment
         self._rank = np.empty(len(order), np.int64)
-        self._rank[order] = np.arange(len(order)) - starts[self._segment[order]]
-        ends = np.append(starts[1:], len(order))
-        sorted_sizes = items.sizes[order]
-        self._cumsizes = [np.cumsum(sorted_sizes[a:b]) for a, b in zip(starts, ends)]
+        self._rank[order] = np.arange(len(order)) - starts[position_segment]
+        self._order = order
+        self._ranked_scores = scores[order]
+        self._cumsizes = np.cumsum(items.sizes[order])
         self._element_items = items.element_items
         self.n_params = int(items.sizes.sum())
+
+    @property
+    def element_items(self) -> list[np.ndarray]:
+        """Per parameter, the item of every element (an array of the parameter's shape)."""
+        return self._element_items
 
     def counts(self, t: float) -> np.ndarray:
         """Number of items replaced in each segment at fraction ``t``."""
         check_fraction(t)
-        targets = [round_half_up(t * c[-1]) for c in self._cumsizes]
-        return np.array([0 if n == 0 else np.searchsorted(c, n, "left") + 1 for n, c in zip(targets, self._cumsizes)])
+        return prefix_counts(t, self._cumsizes, self._starts, self._ends)
 
     def item_mask(self, t: float) -> np.ndarray:
         """Boolean mask over items: True where the item is replaced at ``t``."""
@@ -110,7 +181,37 @@ class Thresholder:
 
     def n_replaced(self, t: float) -> int:
         """Number of parameters replaced at ``t``."""
-        return int(sum(c[k - 1] for k, c in zip(self.counts(t), self._cumsizes) if k > 0))
+        counts = self.counts(t)
+        last = self._starts + counts - 1
+        base = np.where(self._starts > 0, self._cumsizes[np.maximum(self._starts - 1, 0)], 0)
+        return int(np.sum(np.where(counts > 0, self._cumsizes[np.maximum(last, 0)] - base, 0)))
+
+    def item_steps(self, thresholds) -> np.ndarray:
+        """For ascending ``thresholds``, the index of the first one at which each item is replaced.
+
+        Masks are nested, so item ``i`` is replaced at ``thresholds[k]``
+        exactly when ``item_steps(thresholds)[i] <= k``; items never
+        replaced get ``len(thresholds)``.
+
+        Args:
+            thresholds: Non-decreasing fractions in [0, 1], length K.
+
+        Returns:
+            Step per item, shape ``(n_items,)``, int64 in ``[0, K]``.
+
+        Raises:
+            ValueError: ``thresholds`` decrease somewhere.
+        """
+        thresholds = np.asarray(thresholds, np.float64)
+        if np.any(np.diff(thresholds) < 0):
+            raise ValueError(f"thresholds must be non-decreasing. Received: thresholds={thresholds.tolist()}")
+        counts = np.stack([self.counts(t) for t in thresholds], axis=1) if len(thresholds) else \
+            np.zeros((len(self._starts), 0), np.int64)
+        bounds = np.concatenate([np.zeros((len(counts), 1), np.int64), counts, (self._ends - self._starts)[:, None]], 1)
+        steps = np.repeat(np.tile(np.arange(len(thresholds) + 1), len(counts)), np.diff(bounds, axis=1).ravel())
+        item_steps = np.empty(len(steps), np.int64)
+        item_steps[self._order] = steps
+        return item_steps
 
 
 def check_fraction(t: float) -> None:

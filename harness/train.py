@@ -26,10 +26,11 @@ class Trainer:
         hooks: Training-time measures; ``build(params)`` is called here.
         batch_size: Examples per step.
         seed: Seed of the data order.
+        jit_compile: Compile the step with XLA.
     """
 
     def __init__(self, model, loss, optimizer, params: list[Param], hooks: list[Measure],
-                 batch_size: int, seed: int):
+                 batch_size: int, seed: int, jit_compile: bool = False):
         self.model, self.loss, self.optimizer = model, loss, optimizer
         self.variables = list(model.trainable_variables)
         positions = {id(v): i for i, v in enumerate(self.variables)}
@@ -38,7 +39,7 @@ class Trainer:
         optimizer.build(self.variables)
         for hook in hooks:
             hook.build(params)
-        self._step = tf.function(self._train_step)
+        self._step = tf.function(self._train_step, jit_compile=jit_compile)
 
     def _prunable_values(self):
         return [tf.identity(self.variables[i]) for i in self._index]
