@@ -34,8 +34,9 @@ import numpy as np
 import tensorflow as tf
 
 from harness.forward import batched_forward, chain_forward, shrunk_weights
+from harness.masks import MaskBuffers, Schedule
 from harness.structure import Structure, removal_counts, unit_steps
-from harness.threshold import Thresholder, check_choice, check_fraction
+from harness.threshold import Thresholder, check_choice
 from measures import Param
 
 REPLACEMENTS = ("zero", "random")
@@ -79,7 +80,6 @@ class Evaluator:
         self.x, self.y = tf.constant(x), tf.constant(y)
         self._compiled: dict[str, Callable] = {}
         self._structure: Structure | None = None
-        self._totals = self.compile(lambda x: self.model(x, training=False))
 
     @property
     def structure(self) -> Structure:
@@ -97,20 +97,31 @@ class Evaluator:
         correct = tf.cast(tf.equal(tf.argmax(outputs, axis=-1), labels), tf.float64)
         return tf.stack([loss, correct], axis=1)
 
-    def compile(self, forward: Callable) -> Callable:
+    def compile(self, forward: Callable, before: Callable | None = None, signature: list | None = None,
+                prepare: Callable | None = None) -> Callable:
         """One compiled function ``f(*args)`` returning the column sums over the validation set.
 
-        ``forward(x_batch, *args)`` gives the outputs of a batch; it is traced
-        once (shapes of ``args`` relaxed), never per call.
+        ``forward(x_batch, *args)`` gives the outputs of a batch. With
+        ``before``, ``f(first, *args)`` runs ``before(first)`` (assignments to
+        the variables, say) ahead of the evaluation, in the same call; with
+        ``prepare``, the batches see ``forward(x_batch, prepare(*args))``
+        (weights built once per call, say). ``signature`` (``tf.TensorSpec``
+        per argument, shapes may be relaxed) gives one concrete function,
+        traced once and called without dispatch.
         """
         def totals(*args):
+            if before is not None:
+                before(args[0])
+                args = args[1:]
+            if prepare is not None:
+                args = (prepare(*args),)
             sums = []
             for i in range(0, self.n, self.batch_size):
                 outputs = forward(self.x[i : i + self.batch_size], *args)
                 sums.append(tf.reduce_sum(self.per_example(self.y[i : i + self.batch_size], outputs), axis=0))
             return tf.add_n(sums)
 
-        return tf.function(totals, jit_compile=self.jit_compile, reduce_retracing=True)
+        return tf.function(totals, jit_compile=self.jit_compile, input_signature=signature or []).get_concrete_function()
 
     def compile_sets(self, forward: Callable, k: int, chunk: int) -> Callable:
         """Like :meth:`compile` for ``forward(x_chunk, *args)`` giving ``(k, n, ...)`` outputs; returns ``(k, columns)``."""
@@ -126,8 +137,8 @@ class Evaluator:
 
         return tf.function(totals, jit_compile=self.jit_compile, reduce_retracing=True)
 
-    def compiled(self, key: str, make: Callable[[], Callable]) -> Callable:
-        """A compiled function kept for the evaluator's lifetime under ``key`` (built by ``make`` once)."""
+    def compiled(self, key, make: Callable[[], object]):
+        """An object (a compiled function, buffers) kept for the evaluator's lifetime under ``key``, made once."""
         if key not in self._compiled:
             self._compiled[key] = make()
         return self._compiled[key]
@@ -139,7 +150,7 @@ class Evaluator:
 
     def __call__(self) -> tuple[float, float]:
         """Return ``(val_loss, val_accuracy)`` of the model's current weights."""
-        return self.summarize(self._totals())
+        return self.summarize(self.compiled("plain", lambda: self.compile(lambda x: self.model(x, training=False)))())
 
 
 def replacement_values(params: list[Param], mode: str, seed: int) -> list[np.ndarray]:
@@ -161,85 +172,6 @@ def replacement_values(params: list[Param], mode: str, seed: int) -> list[np.nda
         rng = np.random.default_rng([seed, zlib.crc32(p.name.encode())])
         values.append((rng.standard_normal(w.shape) * scale).astype(w.dtype))
     return values
-
-
-class Schedule:
-    """The nested masks of one sweep as steps: which elements each threshold adds.
-
-    Thresholds are taken in ascending order (``order`` maps back to the
-    caller's). Element ``e`` of parameter ``p`` is replaced from step
-    ``steps[p][e]`` on (``K`` = never), so the elements a step ``k`` adds are
-    ``flat_order[p][bounds[p][k]:bounds[p][k + 1]]``.
-
-    Args:
-        params: The prunable parameters, in the thresholder's order.
-        thresholder: Ranking of the items (any ranking whose masks are nested).
-        replacement: Values for replaced elements, one array per parameter.
-        thresholds: Fractions t in [0, 1], any order.
-
-    Raises:
-        ValueError: a threshold outside [0, 1].
-    """
-
-    def __init__(self, params: list[Param], thresholder: Thresholder, replacement: list[np.ndarray], thresholds):
-        thresholds = np.asarray(thresholds, np.float64).reshape(-1)
-        for t in thresholds:
-            check_fraction(t)
-        self.order = np.argsort(thresholds, kind="stable")
-        self.thresholds = thresholds[self.order]
-        self.k = k = len(thresholds)
-        item_steps = thresholder.item_steps(self.thresholds).astype(np.int16 if k < 2**15 - 1 else np.int32)
-        self.steps = [item_steps[ids] for ids in thresholder.element_items]
-        self.flat_order = [np.argsort(s.ravel(), kind="stable") for s in self.steps]
-        self.bounds = np.stack([np.r_[0, np.cumsum(np.bincount(s.ravel(), minlength=k + 1))] for s in self.steps])
-        self.n_replaced = self.bounds[:, 1 : k + 1].sum(axis=0)
-        self.n_params = thresholder.n_params
-        self.zero_steps = {id(p.variable): np.where(r == 0, s, k) for p, r, s in zip(params, replacement, self.steps)}
-
-
-@tf.function(reduce_retracing=True)
-def _scatter(variables, indices, values, starts, ends):
-    """Write ``values[j][starts[j]:ends[j]]`` at ``indices[j][starts[j]:ends[j]]`` of each variable, in place."""
-    for j, (v, index, value) in enumerate(zip(variables, indices, values)):
-        v.scatter_nd_update(index[starts[j] : ends[j]], value[starts[j] : ends[j]])
-
-
-class LiveMasks:
-    """Applies a schedule's masks to the live variables and restores them bit for bit.
-
-    Args:
-        params: The prunable parameters.
-        schedule: The sweep's schedule.
-        replacement: Values for replaced elements, one array per parameter.
-    """
-
-    def __init__(self, params: list[Param], schedule: Schedule, replacement: list[np.ndarray]):
-        self.variables = [p.variable for p in params]
-        self.resources = [v.value for v in self.variables]  # the backing tf.Variable of each Keras variable
-        self.originals = [np.array(v.numpy(), copy=True) for v in self.variables]
-        self.indices = [tf.constant(np.stack(np.unravel_index(o, p.shape), -1).astype(np.int32).reshape(-1, len(p.shape)))
-                        for o, p in zip(schedule.flat_order, params)]
-        self.values = [tf.constant(np.asarray(r).ravel()[o]) for r, o in zip(replacement, schedule.flat_order)]
-        self.bounds = schedule.bounds.astype(np.int32)
-        self.applied = 0  # steps < applied are in the variables
-
-    def advance(self, k: int) -> None:
-        """Replace what steps ``applied .. k`` add (masks are nested); then the variables hold step ``k``'s mask."""
-        if k >= self.applied:
-            _scatter(self.resources, self.indices, self.values, tf.constant(self.bounds[:, self.applied]),
-                     tf.constant(self.bounds[:, k + 1]))
-            self.applied = k + 1
-
-    def reset_to(self, k: int) -> None:
-        """Write the originals back, then step ``k``'s whole mask (after a hook changed the weights)."""
-        self.restore()
-        self.advance(k)
-
-    def restore(self) -> None:
-        """Assign the original values."""
-        for v, original in zip(self.variables, self.originals):
-            v.assign(original)
-        self.applied = 0
 
 
 def choose_method(method: str, evaluate, schedule: Schedule, params: list[Param], hook) -> str:
@@ -305,58 +237,88 @@ def batched_chunk(evaluate: Evaluator, params: list[Param], k: int) -> int:
     return int(min(evaluate.batch_size, max(0, BATCHED_MEMORY - weights) // per_example))
 
 
+def mask_buffers(params: list[Param], evaluate) -> MaskBuffers:
+    """The buffers of ``params``, kept on the evaluator across sweeps (new ones for a plain function)."""
+    if not isinstance(evaluate, Evaluator):
+        return MaskBuffers(params)
+    return evaluate.compiled(("buffers", *(p.name for p in params)), lambda: MaskBuffers(params))
+
+
 def _masked(params, schedule, replacement, evaluate, hook) -> list[tuple]:
-    live = LiveMasks(params, schedule, replacement)
-    snapshot = [np.array(v.numpy(), copy=True) for v in evaluate.model.weights] if hook and hasattr(evaluate, "model") \
-        else None
+    buffers = mask_buffers(params, evaluate)
+    fused = isinstance(evaluate, Evaluator) and hook is None
+    step = evaluate.compiled(("masked", *(p.name for p in params)), lambda: evaluate.compile(
+        lambda x: evaluate.model(x, training=False), buffers.scatter, [buffers.span_spec])) if fused else None
+    snapshot = [np.array(v.numpy(), copy=True) for v in evaluate.model.weights] if hook else None
+    buffers.load(schedule, replacement)
     out = []
     try:
         for k, t in enumerate(schedule.thresholds):
             start = time.perf_counter()
-            if hook is None:
-                live.advance(k)
-            else:
-                live.reset_to(k)
+            if fused:
+                out.append((*evaluate.summarize(step(buffers.span(k))), time.perf_counter() - start))
+                continue
+            if hook is not None:
+                buffers.restore()
+            buffers.apply(buffers.span(k))
+            if hook is not None:
                 hook(float(t))
             out.append((*evaluate(), time.perf_counter() - start))
-            if snapshot is not None:
+            if hook is not None:
                 for v, value in zip(evaluate.model.weights, snapshot):
                     v.assign(value)
     finally:
-        live.restore()
+        buffers.restore()
     return out
 
 
 def _shrunk(params, schedule, replacement, evaluate) -> list[tuple]:
     structure = evaluate.structure
-    units = unit_steps(structure, schedule.zero_steps, schedule.k)
-    fn = evaluate.compiled("shrunk", lambda: evaluate.compile(
-        lambda x, keep, rows, removed: chain_forward(structure, x, shrunk_weights(structure, keep, rows, removed))))
-    live = LiveMasks(params, schedule, replacement)
+    buffers = mask_buffers(params, evaluate)
     dtype = structure.links[0].kernel.dtype
+    lists = [[tf.TensorSpec([None], kind)] * len(structure.links) for kind in (tf.int32, tf.int32, dtype)]
+    step = evaluate.compiled(("shrunk", *(p.name for p in params)), lambda: evaluate.compile(
+        lambda x, weights: chain_forward(structure, x, weights), buffers.scatter, [buffers.span_spec, *lists],
+        prepare=lambda keep, rows, removed: shrunk_weights(structure, keep, rows, removed)))
+    args = shrink_args(structure, unit_steps(structure, schedule.zero_steps, schedule.k), schedule.k, dtype)
+    buffers.load(schedule, replacement)
     out = []
     try:
         for k in range(schedule.k):
             start = time.perf_counter()
-            live.advance(k)
-            args = [_shrink_args(structure, i, units.get(i), k, dtype) for i in range(len(structure.links))]
-            totals = fn(*map(list, zip(*args)))
+            totals = step(buffers.span(k), *args[k])
             out.append((*evaluate.summarize(totals), time.perf_counter() - start))
     finally:
-        live.restore()
+        buffers.restore()
     return out
 
 
-def _shrink_args(structure: Structure, i: int, steps, k: int, dtype) -> tuple:
-    """``(keep_units, keep_rows, removed_rows)`` of link ``i`` at step ``k`` (Nones for a link without consumer)."""
-    if steps is None:
-        return None, None, None
-    alive = steps > k
-    if not alive.any():  # keep one unit (its zero column stays, its constant output is not folded)
-        alive[0] = True
-    row_alive = alive[structure.row_units(i)]
-    return (tf.constant(np.flatnonzero(alive).astype(np.int32)), tf.constant(np.flatnonzero(row_alive).astype(np.int32)),
-            tf.constant((~row_alive).astype(dtype)))
+def shrink_args(structure: Structure, units: dict, k: int, dtype) -> list[tuple]:
+    """Per step, per link: the units kept, its consumer's rows kept, and 1.0 on the rows whose unit is removed.
+
+    Links without consumer get empty vectors. A link whose units are all
+    removed keeps one (its zero column stays and its constant output is not
+    folded), so no layer has width zero.
+
+    Returns:
+        Per step, ``(keep_units, keep_rows, removed_rows)``, each a list of tensors, one per link.
+    """
+    empty = np.zeros(0, np.int32)
+    out = []
+    for step in range(k):
+        keep, rows, removed = [], [], []
+        for i in range(len(structure.links)):
+            if i not in units:
+                keep.append(empty), rows.append(empty), removed.append(empty.astype(dtype))
+                continue
+            alive = units[i] > step
+            alive[np.argmax(units[i])] |= not alive.any()
+            row_alive = alive[structure.row_units(i)]
+            keep.append(np.flatnonzero(alive).astype(np.int32))
+            rows.append(np.flatnonzero(row_alive).astype(np.int32))
+            removed.append((~row_alive).astype(dtype))
+        out.append(tuple([tf.constant(a) for a in group] for group in (keep, rows, removed)))
+    return out
 
 
 def _batched(params, schedule, replacement, evaluate) -> list[tuple]:

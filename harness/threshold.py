@@ -72,9 +72,9 @@ def rank_order(scores: np.ndarray, segments: np.ndarray, seed: int) -> np.ndarra
 
     Equal to ``np.lexsort((permutation, scores, segments))`` with
     ``permutation = default_rng(seed).permutation(n)``, computed with one
-    sort of the scores: tied runs (rare for real-valued scores) are re-sorted
-    by the permutation, then a stable sort by segment (a radix sort of small
-    integers) groups the segments.
+    sort of the scores: items in runs of equal scores are then re-sorted by
+    one integer key (run, permutation), and a stable sort by segment (a radix
+    sort of small integers) groups the segments.
 
     Args:
         scores: Item scores, shape ``(n,)``.
@@ -84,15 +84,17 @@ def rank_order(scores: np.ndarray, segments: np.ndarray, seed: int) -> np.ndarra
     Returns:
         Permutation of ``range(n)``, shape ``(n,)``.
     """
+    n = len(scores)
     order = np.argsort(scores)
     ranked = scores[order]
-    tied = np.flatnonzero(ranked[1:] == ranked[:-1])
-    if len(tied):
-        runs = np.unique(np.concatenate([tied, tied + 1]))  # positions inside runs of equal scores
-        tiebreak = np.random.default_rng(seed).permutation(len(scores))
-        members = order[runs]
-        order[runs] = members[np.lexsort((tiebreak[members], scores[members]))]
-    if len(segments) and segments.min() != segments.max():
+    starts = np.r_[True, ranked[1:] != ranked[:-1]]
+    tied = ~(starts & np.r_[starts[1:], True])  # positions inside runs of two or more equal scores
+    if tied.any():
+        run = np.cumsum(starts)[tied]
+        members = order[tied]
+        tiebreak = np.random.default_rng(seed).permutation(n)
+        order[tied] = members[np.argsort(run * n + tiebreak[members])]
+    if n and segments.min() != segments.max():
         small = segments.astype(np.int16) if segments.min() >= 0 and segments.max() < 2**15 else segments
         order = order[np.argsort(small[order], kind="stable")]
     return order
