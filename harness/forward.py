@@ -9,6 +9,7 @@ qualify.
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from harness.structure import Structure
@@ -57,22 +58,22 @@ def unit_constants(structure: Structure, i: int):
     return value[0]
 
 
-def shrunk_weights(structure: Structure, keep_units: list, keep_rows: list, removed_rows: list) -> dict:
+def shrunk_weights(structure: Structure, kept: list, keep_rows: list, removed_rows: list) -> dict:
     """Weights of the physically smaller model, from the live (masked) variables.
 
-    For link ``i`` with a consumer ``c``: its kernel keeps the columns
-    ``keep_units[i]`` and its bias the same entries; ``c``'s kernel keeps the
-    rows ``keep_rows[i]``, and ``c``'s bias gains ``sum_r removed_rows[i][r] *
-    const[r] * W_c[..., r, :]`` summed over the taps (the fold of the removed
-    units' constant outputs).
+    The units of every link are ordered so that the kept ones come first
+    (:class:`UnitOrder`): link ``i``'s kernel keeps its first ``kept[i]``
+    output columns (a slice, not a gather) and its bias the same entries.
+    Its consumer ``c`` keeps the kernel rows ``keep_rows[i]``, and ``c``'s
+    bias gains ``sum_r removed_rows[i][r] * const[r] * W_c[..., r, :]``
+    summed over the taps: the fold of the removed units' constant outputs.
 
     Args:
         structure: A chain structure.
-        keep_units: Per link, int32 indices of the units kept (None for a
-            link without consumer).
-        keep_rows: Per link, int32 indices of its consumer's kernel rows kept (or None).
+        kept: Per link, an int32 scalar: units kept (all of them for a link without consumer).
+        keep_rows: Per link, int32 indices of its consumer's kernel rows kept (empty without consumer).
         removed_rows: Per link, float vector over the consumer's kernel rows,
-            1 where the row's unit is removed (or None).
+            1 where the row's unit is removed (empty without consumer).
 
     Returns:
         ``{link index: (kernel, bias)}``.
@@ -88,10 +89,84 @@ def shrunk_weights(structure: Structure, keep_units: list, keep_rows: list, remo
         tap_sum = tf.reduce_sum(kernels[c], axis=list(range(len(kernels[c].shape) - 2)))
         biases[c] = biases[c] + tf.linalg.matvec(tap_sum, const, transpose_a=True)
         kernels[c] = tf.gather(kernels[c], keep_rows[i], axis=-2)
-        kernels[i] = tf.gather(kernels[i], keep_units[i], axis=-1)
-        biases[i] = tf.gather(biases[i], keep_units[i])
+        kernels[i] = kernels[i][..., : kept[i]]
+        biases[i] = biases[i][: kept[i]]
     return {i: (kernels[i], biases[i] if link.bias is not None or i in _consumers(structure) else None)
             for i, link in enumerate(structure.links)}
+
+
+class UnitOrder:
+    """Reorders the units of the live model so that, at every step, the units kept come first.
+
+    Units of link ``i`` are sorted by decreasing removal step (stable); the
+    kernel's output columns, the bias and the consumer's kernel rows move
+    with them, so the model computes exactly what it did. The shrunk model
+    then slices kernels instead of gathering columns (a strided gather on
+    the last axis costs as much as a third of a forward pass on a CPU).
+
+    Args:
+        structure: A chain structure.
+        units: ``{link: removal step of each unit}`` (:func:`harness.structure.unit_steps`).
+    """
+
+    def __init__(self, structure: Structure, units: dict):
+        self.structure = structure
+        self.perms = {i: np.argsort(-steps, kind="stable") for i, steps in units.items()}
+        self.units = {i: steps[self.perms[i]] for i, steps in units.items()}
+        self.index: dict[int, np.ndarray] = {}  # id(variable) -> old flat index of each new position
+        for i, perm in self.perms.items():
+            link = structure.links[i]
+            self._permute(link.kernel, -1, perm)
+            if link.bias is not None:
+                self._permute(link.bias, -1, perm)
+            rows = np.arange(len(structure.row_units(i)))  # row r carries unit r % units (flattened channels last)
+            self._permute(structure.links[link.consumer].kernel, -2, rows - rows % link.units + perm[rows % link.units])
+        self.variables = {id(v): v for link in structure.links for v in (link.kernel, link.bias) if v is not None}
+        self.originals: dict[int, np.ndarray] = {}
+
+    def _permute(self, variable, axis: int, order: np.ndarray) -> None:
+        base = self.index.get(id(variable), np.arange(int(np.prod(variable.shape))).reshape(variable.shape))
+        self.index[id(variable)] = np.take(base, order, axis=axis)
+
+    def new_positions(self, variable) -> np.ndarray | None:
+        """For every old flat index of ``variable``, its flat index after reordering (None if it does not move)."""
+        index = self.index.get(id(variable))
+        if index is None:
+            return None
+        new = np.empty(index.size, np.int32)
+        new[index.ravel()] = np.arange(index.size, dtype=np.int32)
+        return new
+
+    def apply(self) -> None:
+        """Reorder the live variables (their values are kept for :meth:`restore`)."""
+        for key, index in self.index.items():
+            variable = self.variables[key]
+            self.originals[key] = np.array(variable.numpy(), copy=True)
+            variable.assign(self.originals[key].ravel()[index.ravel()].reshape(index.shape))
+
+    def restore(self) -> None:
+        """Assign the values held before :meth:`apply`, bit for bit."""
+        for key, original in self.originals.items():
+            self.variables[key].assign(original)
+        self.originals = {}
+
+    def step_args(self, step: int, dtype) -> tuple[list, list, list]:
+        """``(kept, keep_rows, removed_rows)`` of :func:`shrunk_weights` at a step, in the new unit order.
+
+        A link whose units are all removed keeps one (its zero column stays
+        and its constant output is not folded), so no layer has width zero.
+        """
+        kept, rows, removed = [], [], []
+        for i, link in enumerate(self.structure.links):
+            if i not in self.units:
+                kept.append(link.units), rows.append(np.zeros(0, np.int32)), removed.append(np.zeros(0, dtype))
+                continue
+            n = max(1, int(np.sum(self.units[i] > step)))
+            row_alive = self.structure.row_units(i) < n
+            kept.append(n), rows.append(np.flatnonzero(row_alive).astype(np.int32))
+            removed.append((~row_alive).astype(dtype))
+        return ([tf.constant(n, tf.int32) for n in kept], [tf.constant(r) for r in rows],
+                [tf.constant(r) for r in removed])
 
 
 def _consumers(structure: Structure) -> set:

@@ -67,10 +67,18 @@ class MaskBuffers:
         self.apply = tf.function(self.scatter, input_signature=[self.span_spec]).get_concrete_function()
         self.originals, self.bounds, self.applied = [], None, 0
 
-    def load(self, schedule: Schedule, replacement: list[np.ndarray]) -> None:
-        """Take a new sweep's schedule; the variables must hold their original values."""
-        for index, values, order, r in zip(self.indices, self.values, schedule.flat_order, replacement):
-            index.assign(order)
+    def load(self, schedule: Schedule, replacement: list[np.ndarray], moved: list | None = None) -> None:
+        """Take a new sweep's schedule; the variables must hold their original values.
+
+        Args:
+            schedule: The sweep's schedule.
+            replacement: Values for replaced elements, one array per parameter.
+            moved: Per parameter, the new flat index of every old one when
+                the elements are reordered during the sweep (None: not moved).
+        """
+        moved = moved or [None] * len(self.indices)
+        for index, values, order, r, new in zip(self.indices, self.values, schedule.flat_order, replacement, moved):
+            index.assign(order if new is None else new[order])
             values.assign(np.asarray(r).ravel()[order])
         self.originals = [np.array(v.numpy(), copy=True) for v in self.variables]
         self.bounds, self.applied = schedule.bounds.astype(np.int32), 0

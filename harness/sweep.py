@@ -33,7 +33,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from harness.forward import batched_forward, chain_forward, shrunk_weights
+from harness.forward import UnitOrder, batched_forward, chain_forward, shrunk_weights
 from harness.masks import MaskBuffers, Schedule
 from harness.structure import Structure, removal_counts, unit_steps
 from harness.threshold import Thresholder, check_choice
@@ -75,6 +75,7 @@ class Evaluator:
                  jit_compile: bool = False):
         self.model, self.batch_size, self.jit_compile = model, batch_size, jit_compile
         self._loss = per_example_loss(loss)
+        self.n_columns = 2  # of per_example
         self._classification = classification
         self.n = len(x)
         self.x, self.y = tf.constant(x), tf.constant(y)
@@ -98,7 +99,7 @@ class Evaluator:
         return tf.stack([loss, correct], axis=1)
 
     def compile(self, forward: Callable, before: Callable | None = None, signature: list | None = None,
-                prepare: Callable | None = None) -> Callable:
+                prepare: Callable | None = None, static_shapes: bool = True) -> Callable:
         """One compiled function ``f(*args)`` returning the column sums over the validation set.
 
         ``forward(x_batch, *args)`` gives the outputs of a batch. With
@@ -107,7 +108,8 @@ class Evaluator:
         ``prepare``, the batches see ``forward(x_batch, prepare(*args))``
         (weights built once per call, say). ``signature`` (``tf.TensorSpec``
         per argument, shapes may be relaxed) gives one concrete function,
-        traced once and called without dispatch.
+        traced once and called without dispatch. XLA (``jit_compile``) applies
+        only with ``static_shapes``: it would compile again for every shape.
         """
         def totals(*args):
             if before is not None:
@@ -121,21 +123,22 @@ class Evaluator:
                 sums.append(tf.reduce_sum(self.per_example(self.y[i : i + self.batch_size], outputs), axis=0))
             return tf.add_n(sums)
 
-        return tf.function(totals, jit_compile=self.jit_compile, input_signature=signature or []).get_concrete_function()
+        jit = self.jit_compile and static_shapes
+        return tf.function(totals, jit_compile=jit, input_signature=signature or []).get_concrete_function()
 
     def compile_sets(self, forward: Callable, k: int, chunk: int) -> Callable:
         """Like :meth:`compile` for ``forward(x_chunk, *args)`` giving ``(k, n, ...)`` outputs; returns ``(k, columns)``."""
         def totals(*args):
-            sums = tf.zeros((k, 2), tf.float64)
+            sums = tf.zeros((k, self.n_columns), tf.float64)
             for i in tf.range(0, self.n, chunk):
                 x, y = self.x[i : i + chunk], self.y[i : i + chunk]
                 outputs = forward(x, *args)
                 flat = tf.reshape(outputs, tf.concat([[-1], tf.shape(outputs)[2:]], 0))
                 columns = self.per_example(tf.tile(y, [k] + [1] * (len(y.shape) - 1)), flat)
-                sums += tf.reduce_sum(tf.reshape(columns, [k, -1, 2]), axis=1)
+                sums += tf.reduce_sum(tf.reshape(columns, [k, -1, self.n_columns]), axis=1)
             return sums
 
-        return tf.function(totals, jit_compile=self.jit_compile, reduce_retracing=True)
+        return tf.function(totals, reduce_retracing=True)  # no XLA: the last chunk's shape differs
 
     def compiled(self, key, make: Callable[[], object]):
         """An object (a compiled function, buffers) kept for the evaluator's lifetime under ``key``, made once."""
@@ -276,48 +279,25 @@ def _shrunk(params, schedule, replacement, evaluate) -> list[tuple]:
     structure = evaluate.structure
     buffers = mask_buffers(params, evaluate)
     dtype = structure.links[0].kernel.dtype
-    lists = [[tf.TensorSpec([None], kind)] * len(structure.links) for kind in (tf.int32, tf.int32, dtype)]
+    links = len(structure.links)
+    specs = [[tf.TensorSpec([], tf.int32)] * links, [tf.TensorSpec([None], tf.int32)] * links,
+             [tf.TensorSpec([None], dtype)] * links]
     step = evaluate.compiled(("shrunk", *(p.name for p in params)), lambda: evaluate.compile(
-        lambda x, weights: chain_forward(structure, x, weights), buffers.scatter, [buffers.span_spec, *lists],
-        prepare=lambda keep, rows, removed: shrunk_weights(structure, keep, rows, removed)))
-    args = shrink_args(structure, unit_steps(structure, schedule.zero_steps, schedule.k), schedule.k, dtype)
-    buffers.load(schedule, replacement)
+        lambda x, weights: chain_forward(structure, x, weights), buffers.scatter, [buffers.span_spec, *specs],
+        prepare=lambda kept, rows, removed: shrunk_weights(structure, kept, rows, removed), static_shapes=False))
+    order = UnitOrder(structure, unit_steps(structure, schedule.zero_steps, schedule.k))
+    args = [order.step_args(k, dtype) for k in range(schedule.k)]
+    buffers.load(schedule, replacement, [order.new_positions(p.variable) for p in params])
     out = []
     try:
+        order.apply()
         for k in range(schedule.k):
             start = time.perf_counter()
             totals = step(buffers.span(k), *args[k])
             out.append((*evaluate.summarize(totals), time.perf_counter() - start))
     finally:
+        order.restore()
         buffers.restore()
-    return out
-
-
-def shrink_args(structure: Structure, units: dict, k: int, dtype) -> list[tuple]:
-    """Per step, per link: the units kept, its consumer's rows kept, and 1.0 on the rows whose unit is removed.
-
-    Links without consumer get empty vectors. A link whose units are all
-    removed keeps one (its zero column stays and its constant output is not
-    folded), so no layer has width zero.
-
-    Returns:
-        Per step, ``(keep_units, keep_rows, removed_rows)``, each a list of tensors, one per link.
-    """
-    empty = np.zeros(0, np.int32)
-    out = []
-    for step in range(k):
-        keep, rows, removed = [], [], []
-        for i in range(len(structure.links)):
-            if i not in units:
-                keep.append(empty), rows.append(empty), removed.append(empty.astype(dtype))
-                continue
-            alive = units[i] > step
-            alive[np.argmax(units[i])] |= not alive.any()
-            row_alive = alive[structure.row_units(i)]
-            keep.append(np.flatnonzero(alive).astype(np.int32))
-            rows.append(np.flatnonzero(row_alive).astype(np.int32))
-            removed.append((~row_alive).astype(dtype))
-        out.append(tuple([tf.constant(a) for a in group] for group in (keep, rows, removed)))
     return out
 
 
