@@ -58,22 +58,20 @@ def unit_constants(structure: Structure, i: int):
     return value[0]
 
 
-def shrunk_weights(structure: Structure, kept: list, keep_rows: list, removed_rows: list) -> dict:
+def shrunk_weights(structure: Structure, kept) -> dict:
     """Weights of the physically smaller model, from the live (masked) variables.
 
     The units of every link are ordered so that the kept ones come first
     (:class:`UnitOrder`): link ``i``'s kernel keeps its first ``kept[i]``
     output columns (a slice, not a gather) and its bias the same entries.
-    Its consumer ``c`` keeps the kernel rows ``keep_rows[i]``, and ``c``'s
-    bias gains ``sum_r removed_rows[i][r] * const[r] * W_c[..., r, :]``
+    Its consumer ``c`` keeps the kernel rows whose unit is kept, and ``c``'s
+    bias gains ``sum_r const[r] * W_c[..., r, :]`` over the other rows,
     summed over the taps: the fold of the removed units' constant outputs.
 
     Args:
         structure: A chain structure.
-        kept: Per link, an int32 scalar: units kept (all of them for a link without consumer).
-        keep_rows: Per link, int32 indices of its consumer's kernel rows kept (empty without consumer).
-        removed_rows: Per link, float vector over the consumer's kernel rows,
-            1 where the row's unit is removed (empty without consumer).
+        kept: int32 vector, per link the number of units kept (all of them
+            for a link without consumer).
 
     Returns:
         ``{link index: (kernel, bias)}``.
@@ -84,15 +82,20 @@ def shrunk_weights(structure: Structure, kept: list, keep_rows: list, removed_ro
     for i, link in enumerate(structure.links):
         if link.consumer is None:
             continue
-        c = link.consumer
-        const = tf.gather(unit_constants(structure, i), structure.row_units(i)) * removed_rows[i]
+        c, row_units = link.consumer, structure.row_units(i)
+        alive = tf.constant(row_units.astype(np.int32)) < kept[i]
+        const = tf.where(alive, tf.zeros((), kernels[c].dtype), tf.gather(unit_constants(structure, i), row_units))
         tap_sum = tf.reduce_sum(kernels[c], axis=list(range(len(kernels[c].shape) - 2)))
         biases[c] = biases[c] + tf.linalg.matvec(tap_sum, const, transpose_a=True)
-        kernels[c] = tf.gather(kernels[c], keep_rows[i], axis=-2)
+        kernels[c] = tf.gather(kernels[c], tf.reshape(tf.where(alive), [-1]), axis=-2)
         kernels[i] = kernels[i][..., : kept[i]]
         biases[i] = biases[i][: kept[i]]
     return {i: (kernels[i], biases[i] if link.bias is not None or i in _consumers(structure) else None)
             for i, link in enumerate(structure.links)}
+
+
+def _consumers(structure: Structure) -> set:
+    return {link.consumer for link in structure.links if link.consumer is not None}
 
 
 class UnitOrder:
@@ -150,27 +153,16 @@ class UnitOrder:
             self.variables[key].assign(original)
         self.originals = {}
 
-    def step_args(self, step: int, dtype) -> tuple[list, list, list]:
-        """``(kept, keep_rows, removed_rows)`` of :func:`shrunk_weights` at a step, in the new unit order.
+    def kept(self, k: int) -> np.ndarray:
+        """Units kept by every link at each of ``k`` steps, shape ``(k, links)``.
 
         A link whose units are all removed keeps one (its zero column stays
         and its constant output is not folded), so no layer has width zero.
         """
-        kept, rows, removed = [], [], []
-        for i, link in enumerate(self.structure.links):
-            if i not in self.units:
-                kept.append(link.units), rows.append(np.zeros(0, np.int32)), removed.append(np.zeros(0, dtype))
-                continue
-            n = max(1, int(np.sum(self.units[i] > step)))
-            row_alive = self.structure.row_units(i) < n
-            kept.append(n), rows.append(np.flatnonzero(row_alive).astype(np.int32))
-            removed.append((~row_alive).astype(dtype))
-        return ([tf.constant(n, tf.int32) for n in kept], [tf.constant(r) for r in rows],
-                [tf.constant(r) for r in removed])
-
-
-def _consumers(structure: Structure) -> set:
-    return {link.consumer for link in structure.links if link.consumer is not None}
+        table = np.array([[link.units for link in self.structure.links]] * k, np.int32).reshape(k, -1)
+        for i, steps in self.units.items():
+            table[:, i] = np.maximum(1, len(steps) - np.cumsum(np.bincount(steps, minlength=k + 1))[:k])
+        return table
 
 
 def batched_forward(structure: Structure, x, weights: dict, k: int):

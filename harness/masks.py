@@ -89,17 +89,24 @@ class MaskBuffers:
             flat = index[span[0, j] : span[1, j]]
             v.scatter_nd_update(unravel(flat, shape), values[span[0, j] : span[1, j]])
 
-    def span(self, k: int) -> tf.Tensor:
+    def advance(self, k: int) -> np.ndarray:
         """The span that brings the variables from the applied steps to step ``k``'s mask; marks it applied.
+
+        Returns:
+            int32 array ``(2, n_params)``: per parameter, the range of its step order to write.
 
         Raises:
             ValueError: ``k`` is below a step already applied (masks only grow; restore first).
         """
         if k + 1 < self.applied:
             raise ValueError(f"step {k} is below the applied step {self.applied - 1}; restore first")
-        span = tf.constant(self.bounds[:, [self.applied, k + 1]].T)
+        span = self.bounds[:, [self.applied, k + 1]].T
         self.applied = k + 1
         return span
+
+    def span(self, k: int) -> tf.Tensor:
+        """:meth:`advance` as a tensor."""
+        return tf.constant(self.advance(k))
 
     def restore(self) -> None:
         """Assign the original values."""

@@ -98,28 +98,25 @@ class Evaluator:
         correct = tf.cast(tf.equal(tf.argmax(outputs, axis=-1), labels), tf.float64)
         return tf.stack([loss, correct], axis=1)
 
-    def compile(self, forward: Callable, before: Callable | None = None, signature: list | None = None,
+    def compile(self, forward: Callable, signature: list | None = None, before: Callable | None = None,
                 prepare: Callable | None = None, static_shapes: bool = True) -> Callable:
         """One compiled function ``f(*args)`` returning the column sums over the validation set.
 
-        ``forward(x_batch, *args)`` gives the outputs of a batch. With
-        ``before``, ``f(first, *args)`` runs ``before(first)`` (assignments to
-        the variables, say) ahead of the evaluation, in the same call; with
-        ``prepare``, the batches see ``forward(x_batch, prepare(*args))``
-        (weights built once per call, say). ``signature`` (``tf.TensorSpec``
-        per argument, shapes may be relaxed) gives one concrete function,
-        traced once and called without dispatch. XLA (``jit_compile``) applies
-        only with ``static_shapes``: it would compile again for every shape.
+        Each batch's outputs are ``forward(x_batch)``, or ``forward(x_batch,
+        prepare(*args))`` with ``prepare`` (weights built once per call, say);
+        ``before(*args)`` runs first (assignments to the variables, say), in
+        the same call. ``signature`` (``tf.TensorSpec`` per argument) makes it
+        one concrete function, traced once and called without dispatch. XLA
+        (``jit_compile``) applies only with ``static_shapes``: it would
+        compile again for every shape.
         """
         def totals(*args):
             if before is not None:
-                before(args[0])
-                args = args[1:]
-            if prepare is not None:
-                args = (prepare(*args),)
+                before(*args)
+            extra = (prepare(*args),) if prepare is not None else ()
             sums = []
             for i in range(0, self.n, self.batch_size):
-                outputs = forward(self.x[i : i + self.batch_size], *args)
+                outputs = forward(self.x[i : i + self.batch_size], *extra)
                 sums.append(tf.reduce_sum(self.per_example(self.y[i : i + self.batch_size], outputs), axis=0))
             return tf.add_n(sums)
 
@@ -251,7 +248,7 @@ def _masked(params, schedule, replacement, evaluate, hook) -> list[tuple]:
     buffers = mask_buffers(params, evaluate)
     fused = isinstance(evaluate, Evaluator) and hook is None
     step = evaluate.compiled(("masked", *(p.name for p in params)), lambda: evaluate.compile(
-        lambda x: evaluate.model(x, training=False), buffers.scatter, [buffers.span_spec])) if fused else None
+        lambda x: evaluate.model(x, training=False), [buffers.span_spec], buffers.scatter)) if fused else None
     snapshot = [np.array(v.numpy(), copy=True) for v in evaluate.model.weights] if hook else None
     buffers.load(schedule, replacement)
     out = []
@@ -278,22 +275,20 @@ def _masked(params, schedule, replacement, evaluate, hook) -> list[tuple]:
 def _shrunk(params, schedule, replacement, evaluate) -> list[tuple]:
     structure = evaluate.structure
     buffers = mask_buffers(params, evaluate)
-    dtype = structure.links[0].kernel.dtype
-    links = len(structure.links)
-    specs = [[tf.TensorSpec([], tf.int32)] * links, [tf.TensorSpec([None], tf.int32)] * links,
-             [tf.TensorSpec([None], dtype)] * links]
+    links, n = len(structure.links), len(params)
     step = evaluate.compiled(("shrunk", *(p.name for p in params)), lambda: evaluate.compile(
-        lambda x, weights: chain_forward(structure, x, weights), buffers.scatter, [buffers.span_spec, *specs],
-        prepare=lambda kept, rows, removed: shrunk_weights(structure, kept, rows, removed), static_shapes=False))
+        lambda x, weights: chain_forward(structure, x, weights), [tf.TensorSpec([2 * n + links], tf.int32)],
+        lambda control: buffers.scatter(tf.reshape(control[: 2 * n], [2, n])),
+        lambda control: shrunk_weights(structure, control[2 * n :]), static_shapes=False))
     order = UnitOrder(structure, unit_steps(structure, schedule.zero_steps, schedule.k))
-    args = [order.step_args(k, dtype) for k in range(schedule.k)]
+    kept = order.kept(schedule.k)
     buffers.load(schedule, replacement, [order.new_positions(p.variable) for p in params])
     out = []
     try:
         order.apply()
         for k in range(schedule.k):
             start = time.perf_counter()
-            totals = step(buffers.span(k), *args[k])
+            totals = step(tf.constant(np.concatenate([buffers.advance(k).ravel(), kept[k]])))
             out.append((*evaluate.summarize(totals), time.perf_counter() - start))
     finally:
         order.restore()
