@@ -62,7 +62,11 @@ class Aggregation:
         element_items, layers = _number_items(self, params)
         flat_ids = np.concatenate([ids.ravel() for ids in element_items])
         flat_scores = np.concatenate([np.asarray(s, np.float64).ravel() for s in scores])
-        pooled, sizes = pool(flat_scores, flat_ids, len(layers), pooling if self.pools else "mean")
+        if not self.pools:  # every item is one element: place the scores, nothing to pool
+            pooled = np.empty(len(layers))
+            pooled[flat_ids] = flat_scores
+            return Items(pooled, np.ones(len(layers), np.int64), np.asarray(layers, np.int64), element_items)
+        pooled, sizes = pool(flat_scores, flat_ids, len(layers), pooling)
         return Items(pooled, sizes, np.asarray(layers, np.int64), element_items)
 
 

@@ -12,6 +12,8 @@ t are therefore nested.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from aggregations import Items
@@ -144,16 +146,25 @@ class Thresholder:
         starts = np.flatnonzero(np.r_[True, ranked_segments[1:] != ranked_segments[:-1]]) if len(order) else order
         self._starts, self._ends = starts, np.append(starts[1:], len(order))
         self._segment_ids = ranked_segments[starts]
-        position_segment = np.repeat(np.arange(len(starts)), self._ends - starts)
-        self._segment = np.empty(len(order), np.int64)
-        self._segment[order] = position_segment
-        self._rank = np.empty(len(order), np.int64)
-        self._rank[order] = np.arange(len(order)) - starts[position_segment]
         self._order = order
         self._ranked_scores = scores[order]
         self._cumsizes = np.cumsum(items.sizes[order])
         self._element_items = items.element_items
         self.n_params = int(items.sizes.sum())
+
+    @functools.cached_property
+    def _segment(self) -> np.ndarray:
+        """Segment index (into the ranking's segments) of every item, shape ``(n_items,)``."""
+        segment = np.empty(len(self._order), np.int64)
+        segment[self._order] = np.repeat(np.arange(len(self._starts)), self._ends - self._starts)
+        return segment
+
+    @functools.cached_property
+    def _rank(self) -> np.ndarray:
+        """Rank of every item within its segment, shape ``(n_items,)``."""
+        rank = np.empty(len(self._order), np.int64)
+        rank[self._order] = np.arange(len(self._order)) - self._starts[self._segment[self._order]]
+        return rank
 
     @property
     def element_items(self) -> list[np.ndarray]:
