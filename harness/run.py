@@ -160,6 +160,8 @@ class Experiment:
         return self.path
 
     def _epochs(self) -> None:
+        for note in self.evaluate.structure.notes:
+            log.info("structured removal keeps the units of %s masked", note)
         first = checkpoint.restore(self.sidecar(".ckpt"), self.state) if self.config.resume else 0
         if first:
             log.info("resumed run %s from the checkpoint of epoch %d", self.run_id, first)

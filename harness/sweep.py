@@ -249,7 +249,8 @@ def _masked(params, schedule, replacement, evaluate, hook) -> list[tuple]:
     fused = isinstance(evaluate, Evaluator) and hook is None
     step = evaluate.compiled(("masked", *(p.name for p in params)), lambda: evaluate.compile(
         lambda x: evaluate.model(x, training=False), [buffers.span_spec], buffers.scatter)) if fused else None
-    snapshot = [np.array(v.numpy(), copy=True) for v in evaluate.model.weights] if hook else None
+    held = evaluate.model.weights if isinstance(evaluate, Evaluator) else [p.variable for p in params]
+    snapshot = [np.array(v.numpy(), copy=True) for v in held] if hook else None
     buffers.load(schedule, replacement)
     out = []
     try:
@@ -265,7 +266,7 @@ def _masked(params, schedule, replacement, evaluate, hook) -> list[tuple]:
                 hook(float(t))
             out.append((*evaluate(), time.perf_counter() - start))
             if hook is not None:
-                for v, value in zip(evaluate.model.weights, snapshot):
+                for v, value in zip(held, snapshot):
                     v.assign(value)
     finally:
         buffers.restore()
