@@ -48,9 +48,12 @@ class MaskBuffers:
     """Applies a schedule's masks to the live variables step by step, and restores them bit for bit.
 
     Per parameter, the flat indices of its elements in step order and their
-    replacement values sit in device buffers (loaded once per sweep). Going
-    from step ``a`` to step ``k`` scatters only the elements with a step in
-    ``[a, k]`` into the variable: masks are nested, so nothing else changes.
+    replacement values sit in device buffers (loaded once per sweep), beside
+    a flat copy of the variable. Going from step ``a`` to step ``k`` scatters
+    only the elements with a step in ``[a, k]`` into the flat copy (masks are
+    nested, so nothing else changes) and assigns it, reshaped, to the
+    variable: a one-dimensional scatter plus a copy costs less than a
+    scatter by coordinates.
 
     Args:
         params: The prunable parameters (fixed for the buffers' lifetime).
@@ -60,9 +63,10 @@ class MaskBuffers:
         self.variables = [p.variable for p in params]
         self.resources = [v.value for v in self.variables]  # the backing tf.Variable of each Keras variable
         self.shapes = [tuple(p.shape) for p in params]
-        self.indices = [tf.Variable(tf.zeros([int(np.prod(s))], tf.int32), trainable=False) for s in self.shapes]
-        self.values = [tf.Variable(tf.zeros([int(np.prod(s))], v.dtype), trainable=False) for s, v in
-                       zip(self.shapes, self.variables)]
+        sizes = [int(np.prod(s)) for s in self.shapes]
+        self.flat = [tf.Variable(tf.zeros([n], v.dtype), trainable=False) for n, v in zip(sizes, self.variables)]
+        self.indices = [tf.Variable(tf.zeros([n], tf.int32), trainable=False) for n in sizes]
+        self.values = [tf.Variable(tf.zeros([n], v.dtype), trainable=False) for n, v in zip(sizes, self.variables)]
         self.span_spec = tf.TensorSpec([2, len(params)], tf.int32)
         self.apply = tf.function(self.scatter, input_signature=[self.span_spec]).get_concrete_function()
         self.originals, self.bounds, self.applied = [], None, 0
@@ -74,7 +78,8 @@ class MaskBuffers:
             schedule: The sweep's schedule.
             replacement: Values for replaced elements, one array per parameter.
             moved: Per parameter, the new flat index of every old one when
-                the elements are reordered during the sweep (None: not moved).
+                the elements are reordered during the sweep (then call
+                :meth:`sync` once they are; None: not moved).
         """
         moved = moved or [None] * len(self.indices)
         for index, values, order, r, new in zip(self.indices, self.values, schedule.flat_order, replacement, moved):
@@ -82,12 +87,18 @@ class MaskBuffers:
             values.assign(np.asarray(r).ravel()[order])
         self.originals = [np.array(v.numpy(), copy=True) for v in self.variables]
         self.bounds, self.applied = schedule.bounds.astype(np.int32), 0
+        self.sync()
+
+    def sync(self) -> None:
+        """Copy the variables' current values into the flat copies."""
+        for flat, v in zip(self.flat, self.resources):
+            flat.assign(tf.reshape(v, [-1]))
 
     def scatter(self, span):
         """In a graph: write the elements in ``[span[0, j], span[1, j])`` of parameter j's step order."""
-        for j, (v, index, values, shape) in enumerate(zip(self.resources, self.indices, self.values, self.shapes)):
-            flat = index[span[0, j] : span[1, j]]
-            v.scatter_nd_update(unravel(flat, shape), values[span[0, j] : span[1, j]])
+        for j, (v, flat, index, values) in enumerate(zip(self.resources, self.flat, self.indices, self.values)):
+            flat.scatter_update(tf.IndexedSlices(values[span[0, j] : span[1, j]], index[span[0, j] : span[1, j]]))
+            v.assign(tf.reshape(flat, v.shape))
 
     def advance(self, k: int) -> np.ndarray:
         """The span that brings the variables from the applied steps to step ``k``'s mask; marks it applied.
@@ -109,13 +120,9 @@ class MaskBuffers:
         return tf.constant(self.advance(k))
 
     def restore(self) -> None:
-        """Assign the original values."""
-        for v, original in zip(self.variables, self.originals):
+        """Assign the original values (to the flat copies too)."""
+        for v, flat, original in zip(self.variables, self.flat, self.originals):
             v.assign(original)
+            flat.assign(original.ravel())
         self.applied = 0
 
-
-def unravel(flat, shape: tuple[int, ...]):
-    """Flat indices ``(m,)`` to coordinates ``(m, len(shape))`` (row-major); unlike ``tf.unravel_index``, m may be 0."""
-    strides = np.cumprod((1, *shape[::-1]))[:-1][::-1].astype(np.int32)
-    return (flat[:, None] // strides) % np.asarray(shape, np.int32)

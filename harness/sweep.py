@@ -287,6 +287,7 @@ def _shrunk(params, schedule, replacement, evaluate) -> list[tuple]:
     out = []
     try:
         order.apply()
+        buffers.sync()
         for k in range(schedule.k):
             start = time.perf_counter()
             totals = step(tf.constant(np.concatenate([buffers.advance(k).ravel(), kept[k]])))
