@@ -120,9 +120,8 @@ class MaskBuffers:
         return tf.constant(self.advance(k))
 
     def restore(self) -> None:
-        """Assign the original values (to the flat copies too)."""
-        for v, flat, original in zip(self.variables, self.flat, self.originals):
+        """Assign the original values (the flat copies keep theirs until :meth:`sync` or :meth:`load`)."""
+        for v, original in zip(self.variables, self.originals):
             v.assign(original)
-            flat.assign(original.ravel())
         self.applied = 0
 

@@ -261,6 +261,7 @@ def _masked(params, schedule, replacement, evaluate, hook) -> list[tuple]:
                 continue
             if hook is not None:
                 buffers.restore()
+                buffers.sync()
             buffers.apply(buffers.span(k))
             if hook is not None:
                 hook(float(t))
@@ -293,7 +294,7 @@ def _shrunk(params, schedule, replacement, evaluate) -> list[tuple]:
             totals = step(tf.constant(np.concatenate([buffers.advance(k).ravel(), kept[k]])))
             out.append((*evaluate.summarize(totals), time.perf_counter() - start))
     finally:
-        order.restore()
+        order.restore(skip={id(p.variable) for p in params})  # the buffers restore the parameters
         buffers.restore()
     return out
 
