@@ -74,9 +74,10 @@ def rank_order(scores: np.ndarray, segments: np.ndarray, seed: int) -> np.ndarra
 
     Equal to ``np.lexsort((permutation, scores, segments))`` with
     ``permutation = default_rng(seed).permutation(n)``, computed with one
-    sort of the scores: items in runs of equal scores are then re-sorted by
-    one integer key (run, permutation), and a stable sort by segment (a radix
-    sort of small integers) groups the segments.
+    sort of the scores per segment (segments are first grouped by a stable
+    radix sort of small integers, a no-op when items come layer by layer);
+    items in runs of equal scores are then re-sorted by one integer key
+    (run, permutation). Many segments are sorted together, then regrouped.
 
     Args:
         scores: Item scores, shape ``(n,)``.
@@ -87,18 +88,27 @@ def rank_order(scores: np.ndarray, segments: np.ndarray, seed: int) -> np.ndarra
         Permutation of ``range(n)``, shape ``(n,)``.
     """
     n = len(scores)
-    order = np.argsort(scores)
+    small = segments.astype(np.int16) if n and segments.min() >= 0 and segments.max() < 2**15 else segments
+    grouped = n == 0 or not np.any(small[1:] < small[:-1])
+    edges = np.flatnonzero(small[1:] != small[:-1]) + 1 if grouped else np.zeros(0, np.int64)
+    tiebreak = functools.cache(lambda: np.random.default_rng(seed).permutation(n))
+    if not grouped or len(edges) > 64:
+        order = _by_score(np.arange(n), scores, tiebreak)
+        return order if len(edges) == 0 and grouped else order[np.argsort(small[order], kind="stable")]
+    bounds = np.r_[0, edges, n]
+    return np.concatenate([_by_score(np.arange(a, b), scores, tiebreak) for a, b in zip(bounds[:-1], bounds[1:])])
+
+
+def _by_score(items: np.ndarray, scores: np.ndarray, tiebreak) -> np.ndarray:
+    """``items`` sorted by increasing score, runs of equal scores by ``tiebreak()`` (a permutation of all items)."""
+    order = items[np.argsort(scores[items])]
     ranked = scores[order]
     starts = np.r_[True, ranked[1:] != ranked[:-1]]
     tied = ~(starts & np.r_[starts[1:], True])  # positions inside runs of two or more equal scores
     if tied.any():
         run = np.cumsum(starts)[tied]
         members = order[tied]
-        tiebreak = np.random.default_rng(seed).permutation(n)
-        order[tied] = members[np.argsort(run * n + tiebreak[members])]
-    if n and segments.min() != segments.max():
-        small = segments.astype(np.int16) if segments.min() >= 0 and segments.max() < 2**15 else segments
-        order = order[np.argsort(small[order], kind="stable")]
+        order[tied] = members[np.argsort(run * len(scores) + tiebreak()[members])]
     return order
 
 
@@ -147,8 +157,9 @@ class Thresholder:
         self._starts, self._ends = starts, np.append(starts[1:], len(order))
         self._segment_ids = ranked_segments[starts]
         self._order = order
-        self._ranked_scores = scores[order]
-        self._cumsizes = np.cumsum(items.sizes[order])
+        self._scores = scores
+        ones = len(items.sizes) == 0 or items.sizes.max() == 1
+        self._cumsizes = np.arange(1, len(order) + 1) if ones else np.cumsum(items.sizes[order])
         self._element_items = items.element_items
         self.n_params = int(items.sizes.sum())
 
@@ -165,6 +176,11 @@ class Thresholder:
         rank = np.empty(len(self._order), np.int64)
         rank[self._order] = np.arange(len(self._order)) - self._starts[self._segment[self._order]]
         return rank
+
+    @functools.cached_property
+    def _ranked_scores(self) -> np.ndarray:
+        """Scores in ranking order, shape ``(n_items,)``."""
+        return self._scores[self._order]
 
     @property
     def element_items(self) -> list[np.ndarray]:
