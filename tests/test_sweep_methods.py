@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 import harness.sweep
-from aggregations import get_aggregation
+from aggregations import Items, get_aggregation
 from harness.masks import Schedule
 from harness.structure import Structure
 from harness.sweep import Evaluator, choose_method, replacement_values, sweep
-from harness.threshold import Thresholder
+from harness.threshold import Thresholder, rank_order
 from measures import prunable_params
 from tests.helpers import CE_LOGITS, random_data, tiny_conv_model, tiny_dense_model
 
@@ -141,3 +141,29 @@ def test_a_hook_runs_between_assignment_and_evaluation_and_its_changes_are_undon
     shifted = direct_losses(model, params, thresholder, replacement, evaluate)
     model.layers[-1].bias.assign(before[3])
     np.testing.assert_allclose([r["val_loss"] for r in rows], [shifted[5], shifted[2]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("n_segments,grouped", [(1, True), (3, True), (3, False), (100, True)])
+def test_one_sort_ranking_equals_the_three_key_lexsort(n_segments, grouped):
+    rng = np.random.default_rng(n_segments)
+    for trial in range(20):
+        n = int(rng.integers(1, 400))
+        scores = rng.integers(0, 4, n).astype(float) if trial % 2 else rng.random(n)  # tie-heavy or not
+        segments = rng.integers(0, n_segments, n)
+        segments = np.sort(segments) if grouped else segments
+        expected = np.lexsort((np.random.default_rng(trial).permutation(n), scores, segments))
+        assert np.array_equal(rank_order(scores, segments, trial), expected)
+
+
+def test_item_steps_reproduce_every_mask():
+    rng = np.random.default_rng(0)
+    items = Items(rng.integers(0, 3, 30).astype(float), rng.integers(1, 4, 30), np.repeat([0, 1, 2], 10),
+                  [np.arange(30)])
+    for scope in ("layer", "global"):
+        thresholder = Thresholder(items, scope, seed=2)
+        thresholds = np.sort(rng.random(9))
+        steps = thresholder.item_steps(thresholds)
+        for k, t in enumerate(thresholds):
+            assert np.array_equal(steps <= k, thresholder.item_mask(t))
+    with pytest.raises(ValueError, match="thresholds must be non-decreasing"):
+        thresholder.item_steps([0.5, 0.2])
