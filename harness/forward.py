@@ -125,7 +125,7 @@ class UnitOrder:
             rows = np.arange(len(structure.row_units(i)))  # row r carries unit r % units (flattened channels last)
             self._permute(structure.links[link.consumer].kernel, -2, rows - rows % link.units + perm[rows % link.units])
         self.variables = {id(v): v for link in structure.links for v in (link.kernel, link.bias) if v is not None}
-        self.applied: list[int] = []
+        self.originals: dict[int, np.ndarray] = {}
 
     def _permute(self, variable, axis: int, order: np.ndarray) -> None:
         base = self.index.get(id(variable), np.arange(int(np.prod(variable.shape))).reshape(variable.shape))
@@ -140,18 +140,26 @@ class UnitOrder:
         new[index.ravel()] = np.arange(index.size, dtype=np.int32)
         return new
 
-    def apply(self) -> None:
-        """Reorder the live variables (a gather on the device)."""
+    def apply(self, known: dict | None = None) -> None:
+        """Reorder the live variables.
+
+        Args:
+            known: ``{id(variable): its current values}`` where they are at
+                hand on the host already (other variables are read).
+        """
+        known = known or {}
         for key, index in self.index.items():
-            _gather_into(self.variables[key], index.ravel())
-            self.applied.append(key)
+            variable = self.variables[key]
+            values = known[key] if key in known else np.asarray(variable.numpy())
+            self.originals[key] = values
+            variable.assign(values.ravel()[index.ravel()].reshape(index.shape))
 
     def restore(self, skip=()) -> None:
-        """Undo :meth:`apply` bit for bit (the inverse gather), except for variables whose ids are in ``skip``."""
-        for key in self.applied:
+        """Assign the values held before :meth:`apply`, except to variables whose ids are in ``skip``."""
+        for key, values in self.originals.items():
             if key not in skip:
-                _gather_into(self.variables[key], self.new_positions(self.variables[key]))
-        self.applied = []
+                self.variables[key].assign(values)
+        self.originals = {}
 
     def kept(self, k: int) -> np.ndarray:
         """Units kept by every link at each of ``k`` steps, shape ``(k, links)``.
@@ -163,12 +171,6 @@ class UnitOrder:
         for i, steps in self.units.items():
             table[:, i] = np.maximum(1, len(steps) - np.cumsum(np.bincount(steps, minlength=k + 1))[:k])
         return table
-
-
-def _gather_into(variable, flat_index: np.ndarray) -> None:
-    """``variable[...] = variable.ravel()[flat_index]`` reshaped, on the device."""
-    flat = tf.reshape(variable.value, [-1])
-    variable.assign(tf.reshape(tf.gather(flat, tf.constant(flat_index.astype(np.int32))), variable.shape))
 
 
 def batched_forward(structure: Structure, x, weights: dict, k: int):

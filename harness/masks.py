@@ -72,7 +72,7 @@ class MaskBuffers:
         self.originals, self.bounds, self.applied = [], None, 0
 
     def load(self, schedule: Schedule, replacement: list[np.ndarray], moved: list | None = None) -> None:
-        """Take a new sweep's schedule; the variables must hold their original values.
+        """Take a new sweep's schedule; the variables must hold their original values. Call :meth:`sync` next.
 
         Args:
             schedule: The sweep's schedule.
@@ -84,10 +84,9 @@ class MaskBuffers:
         moved = moved or [None] * len(self.indices)
         for index, values, order, r, new in zip(self.indices, self.values, schedule.flat_order, replacement, moved):
             index.assign(order if new is None else new[order])
-            values.assign(np.asarray(r).ravel()[order])
+            values.assign(np.asarray(r).ravel()[order] if np.any(r) else tf.zeros_like(values))
         self.originals = [np.array(v.numpy(), copy=True) for v in self.variables]
         self.bounds, self.applied = schedule.bounds.astype(np.int32), 0
-        self.sync()
 
     def sync(self) -> None:
         """Copy the variables' current values into the flat copies."""

@@ -252,6 +252,7 @@ def _masked(params, schedule, replacement, evaluate, hook) -> list[tuple]:
     held = evaluate.model.weights if isinstance(evaluate, Evaluator) else [p.variable for p in params]
     snapshot = [np.array(v.numpy(), copy=True) for v in held] if hook else None
     buffers.load(schedule, replacement)
+    buffers.sync()
     out = []
     try:
         for k, t in enumerate(schedule.thresholds):
@@ -287,7 +288,7 @@ def _shrunk(params, schedule, replacement, evaluate) -> list[tuple]:
     buffers.load(schedule, replacement, [order.new_positions(p.variable) for p in params])
     out = []
     try:
-        order.apply()
+        order.apply({id(p.variable): original for p, original in zip(params, buffers.originals)})
         buffers.sync()
         for k in range(schedule.k):
             start = time.perf_counter()
