@@ -244,22 +244,37 @@ def mask_buffers(params: list[Param], evaluate) -> MaskBuffers:
     return evaluate.compiled(("buffers", *(p.name for p in params)), lambda: MaskBuffers(params))
 
 
-def _masked(params, schedule, replacement, evaluate, hook) -> list[tuple]:
+def _masked(params, schedule, replacement, evaluate) -> list[tuple]:
     buffers = mask_buffers(params, evaluate)
-    fused = isinstance(evaluate, Evaluator) and hook is None
     step = evaluate.compiled(("masked", *(p.name for p in params)), lambda: evaluate.compile(
-        lambda x: evaluate.model(x, training=False), [buffers.span_spec], buffers.scatter)) if fused else None
+        lambda x: evaluate.model(x, training=False), [buffers.span_spec], buffers.scatter))
+    buffers.load(schedule, replacement)
+    buffers.sync()
+    out = []
+    try:
+        for k in range(schedule.k):
+            start = time.perf_counter()
+            out.append((*evaluate.summarize(step(buffers.span(k))), time.perf_counter() - start))
+    finally:
+        buffers.restore()
+    return out
+
+
+def _stepwise(params, schedule, replacement, evaluate, hook) -> list[tuple]:
+    """Masked evaluation with one call for the assignment and one for ``evaluate``, and ``hook`` between.
+
+    With a hook every threshold starts from the original weights (the hook
+    may have changed any variable), so its whole mask is written again.
+    """
+    buffers = mask_buffers(params, evaluate)
     held = evaluate.model.weights if isinstance(evaluate, Evaluator) else [p.variable for p in params]
-    snapshot = [np.array(v.numpy(), copy=True) for v in held] if hook else None
+    snapshot = [np.array(v.numpy(), copy=True) for v in held] if hook is not None else []
     buffers.load(schedule, replacement)
     buffers.sync()
     out = []
     try:
         for k, t in enumerate(schedule.thresholds):
             start = time.perf_counter()
-            if fused:
-                out.append((*evaluate.summarize(step(buffers.span(k))), time.perf_counter() - start))
-                continue
             if hook is not None:
                 buffers.restore()
                 buffers.sync()
@@ -267,9 +282,8 @@ def _masked(params, schedule, replacement, evaluate, hook) -> list[tuple]:
             if hook is not None:
                 hook(float(t))
             out.append((*evaluate(), time.perf_counter() - start))
-            if hook is not None:
-                for v, value in zip(held, snapshot):
-                    v.assign(value)
+            for v, value in zip(held, snapshot):
+                v.assign(value)
     finally:
         buffers.restore()
     return out
@@ -356,10 +370,11 @@ def sweep(params: list[Param], thresholder: Thresholder, replacement: list[np.nd
     """
     schedule = Schedule(params, thresholder, replacement, thresholds)
     method = choose_method(method, evaluate, schedule, params, hook)
-    if method == "masked":
-        results = _masked(params, schedule, replacement, evaluate, hook)
+    if hook is not None or not isinstance(evaluate, Evaluator):
+        results = _stepwise(params, schedule, replacement, evaluate, hook)
     else:
-        results = (_shrunk if method == "shrunk" else _batched)(params, schedule, replacement, evaluate)
+        results = {"masked": _masked, "shrunk": _shrunk, "batched": _batched}[method](
+            params, schedule, replacement, evaluate)
     costs = removal_counts(evaluate.structure, schedule.zero_steps, schedule.k) if isinstance(evaluate, Evaluator) \
         else (np.full(schedule.k, np.nan), np.full(schedule.k, np.nan))
     rows = [None] * schedule.k
