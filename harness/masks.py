@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import tensorflow as tf
 
@@ -68,7 +70,6 @@ class MaskBuffers:
         self.indices = [tf.Variable(tf.zeros([n], tf.int32), trainable=False) for n in sizes]
         self.values = [tf.Variable(tf.zeros([n], v.dtype), trainable=False) for n, v in zip(sizes, self.variables)]
         self.span_spec = tf.TensorSpec([2, len(params)], tf.int32)
-        self.apply = tf.function(self.scatter, input_signature=[self.span_spec]).get_concrete_function()
         self.originals, self.bounds, self.applied = [], None, 0
 
     def load(self, schedule: Schedule, replacement: list[np.ndarray], moved: list | None = None) -> None:
@@ -92,6 +93,11 @@ class MaskBuffers:
         """Copy the variables' current values into the flat copies."""
         for flat, v in zip(self.flat, self.resources):
             flat.assign(tf.reshape(v, [-1]))
+
+    @functools.cached_property
+    def apply(self):
+        """:meth:`scatter` as one compiled function of the span (traced on first use)."""
+        return tf.function(self.scatter, input_signature=[self.span_spec], autograph=False).get_concrete_function()
 
     def scatter(self, span):
         """In a graph: write the elements in ``[span[0, j], span[1, j])`` of parameter j's step order."""

@@ -121,7 +121,8 @@ class Evaluator:
             return tf.add_n(sums)
 
         jit = self.jit_compile and static_shapes
-        return tf.function(totals, jit_compile=jit, input_signature=signature or []).get_concrete_function()
+        function = tf.function(totals, jit_compile=jit, input_signature=signature or [], autograph=False)
+        return function.get_concrete_function()
 
     def compile_sets(self, forward: Callable, k: int, chunk: int) -> Callable:
         """Like :meth:`compile` for ``forward(x_chunk, *args)`` giving ``(k, n, ...)`` outputs; returns ``(k, columns)``."""
