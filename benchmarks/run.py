@@ -9,9 +9,10 @@ the harness's own functions by wrapping them:
   child's imports (interpreter, TensorFlow, Keras, the harness);
 - data: ``Task.load``; training: ``Trainer.train_epoch``; measures:
   ``Experiment.score``;
-- sweep floors: the number of thresholds evaluated times one compiled
-  forward pass of the validation set (timed after the run on the final
-  model, median of 21 passes);
+- sweep floors: the number of thresholds evaluated (sweeps copied from an
+  identical earlier one, such as filter items on an MLP, evaluate none)
+  times one compiled forward pass of the validation set (timed after the
+  run on the final model, median of 21 passes);
 - everything else: the rest of the wall time, itemised as sweeps beyond
   their floors (masking, method choice, cost counts; negative where the
   shrunk model beats the floor), aggregation and ranking, CSV writes,
@@ -50,7 +51,6 @@ def child(out: str, argv: list[str]) -> None:
 
     imported = time.time()
     spent = dict.fromkeys(["data", "training", "measures", "sweeps", "ranking", "csv", "checkpoints"], 0.0)
-    counts = {"thresholds": 0}
     evaluators = []
 
     def timed(owner, name, key):
@@ -70,8 +70,6 @@ def child(out: str, argv: list[str]) -> None:
                              (harness.run.Experiment, "thresholder", "ranking"), (results, "append_rows", "csv"),
                              (checkpoint, "save", "checkpoints")]:
         timed(owner, name, key)
-    sweep = harness.run.sweep
-    harness.run.sweep = lambda *a, **k: counts.__setitem__("thresholds", counts["thresholds"] + len(a[3])) or sweep(*a, **k)
 
     class Recorded(harness.run.Evaluator):
         def __init__(self, *args, **kwargs):
@@ -87,7 +85,7 @@ def child(out: str, argv: list[str]) -> None:
         evaluators[-1]()
         passes.append(time.perf_counter() - start)
     Path(out).write_text(json.dumps(dict(status=status, imported=imported, finished=finished, spent=spent,
-                                         thresholds=counts["thresholds"], per_pass=float(np.median(passes)))))
+                                         thresholds=evaluators[-1].evaluations, per_pass=float(np.median(passes)))))
 
 
 def shares(started: float, timings: dict) -> dict:

@@ -25,6 +25,7 @@ any machine load. On CPUs the batched pass is not faster (measured in
 
 from __future__ import annotations
 
+import hashlib
 import time
 import zlib
 from collections.abc import Callable
@@ -43,6 +44,7 @@ REPLACEMENTS = ("zero", "random")
 METHODS = ("auto", "masked", "shrunk", "batched")
 SHRINK_GAIN = 0.2
 BATCHED_MEMORY = 512 * 2**20
+RECENT = 64  # sweeps whose results an evaluator keeps, by digest
 
 
 def per_example_loss(loss: keras.losses.Loss) -> keras.losses.Loss:
@@ -80,6 +82,8 @@ class Evaluator:
         self.n = len(x)
         self.x, self.y = tf.constant(x), tf.constant(y)
         self._compiled: dict[str, Callable] = {}
+        self.recent: dict[bytes, list] = {}  # digest of a sweep -> its (loss, accuracy) per threshold
+        self.evaluations = 0  # thresholds evaluated by sweeps (not copied)
         self._structure: Structure | None = None
 
     @property
@@ -339,6 +343,38 @@ def _batched(params, schedule, replacement, evaluate) -> list[tuple]:
     return [(*evaluate.summarize(row), seconds) for row in totals]
 
 
+def _evaluated_once(params, schedule, replacement, evaluate, method) -> list[tuple]:
+    """Evaluate with ``method``, or copy an earlier sweep's results when its inputs were the same.
+
+    Same means the digest of method, thresholds, masks, replacement values
+    and model weights matches one the evaluator keeps. On a model without
+    convolutions, ``filter`` items are ``weight`` items, so a run evaluates
+    those sweeps once. Copied rows get the time the copy took.
+    """
+    start = time.perf_counter()
+    key = sweep_digest(method, [schedule.thresholds, *schedule.steps, *replacement,
+                                *(w.numpy() for w in evaluate.model.weights)])
+    if key in evaluate.recent:
+        seconds = (time.perf_counter() - start) / max(schedule.k, 1)
+        return [(loss, accuracy, seconds) for loss, accuracy in evaluate.recent[key]]
+    results = {"masked": _masked, "shrunk": _shrunk, "batched": _batched}[method](params, schedule, replacement, evaluate)
+    evaluate.evaluations += schedule.k
+    evaluate.recent[key] = [row[:2] for row in results]
+    while len(evaluate.recent) > RECENT:
+        evaluate.recent.pop(next(iter(evaluate.recent)))
+    return results
+
+
+def sweep_digest(method: str, arrays) -> bytes:
+    """A 128-bit BLAKE2b digest of the method and the arrays (their dtypes, shapes and bytes)."""
+    digest = hashlib.blake2b(method.encode(), digest_size=16)
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array.data)
+    return digest.digest()
+
+
 def sweep(params: list[Param], thresholder: Thresholder, replacement: list[np.ndarray],
           thresholds, evaluate: Evaluator, method: str = "auto",
           hook: Callable[[float], None] | None = None) -> list[dict]:
@@ -374,8 +410,7 @@ def sweep(params: list[Param], thresholder: Thresholder, replacement: list[np.nd
     if hook is not None or not isinstance(evaluate, Evaluator):
         results = _stepwise(params, schedule, replacement, evaluate, hook)
     else:
-        results = {"masked": _masked, "shrunk": _shrunk, "batched": _batched}[method](
-            params, schedule, replacement, evaluate)
+        results = _evaluated_once(params, schedule, replacement, evaluate, method)
     costs = removal_counts(evaluate.structure, schedule.zero_steps, schedule.k) if isinstance(evaluate, Evaluator) \
         else (np.full(schedule.k, np.nan), np.full(schedule.k, np.nan))
     rows = [None] * schedule.k

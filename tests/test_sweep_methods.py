@@ -167,3 +167,18 @@ def test_item_steps_reproduce_every_mask():
             assert np.array_equal(steps <= k, thresholder.item_mask(t))
     with pytest.raises(ValueError, match="thresholds must be non-decreasing"):
         thresholder.item_steps([0.5, 0.2])
+
+
+def test_a_sweep_equal_to_an_earlier_one_is_copied_not_evaluated():
+    model, params, thresholder, evaluate = setup(tiny_dense_model, "kernels", "unit")
+    scores = [np.random.default_rng(i).random(p.shape) for i, p in enumerate(params)]
+    zero = replacement_values(params, "zero", 0)
+    weight = sweep(params, Thresholder(get_aggregation("weight")(params, scores), "layer"), zero, THRESHOLDS, evaluate)
+    assert evaluate.evaluations == len(THRESHOLDS)
+    # on a model without convolutions, filter items are weight items
+    filter_rows = sweep(params, Thresholder(get_aggregation("filter")(params, scores), "layer"), zero, THRESHOLDS, evaluate)
+    assert evaluate.evaluations == len(THRESHOLDS)
+    assert [r["val_loss"] for r in filter_rows] == [r["val_loss"] for r in weight]
+    model.layers[-1].bias.assign(model.layers[-1].bias + 1.0)  # another model state: evaluated again
+    sweep(params, Thresholder(get_aggregation("filter")(params, scores), "layer"), zero, THRESHOLDS, evaluate)
+    assert evaluate.evaluations == 2 * len(THRESHOLDS)
