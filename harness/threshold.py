@@ -13,12 +13,15 @@ t are therefore nested.
 from __future__ import annotations
 
 import functools
+import hashlib
 
 import numpy as np
 
 from aggregations import Items
 
 SCOPES = ("layer", "global")
+RECENT_RANKINGS = 4
+_RANKINGS: dict[bytes, np.ndarray] = {}  # digest of (scores, segments, seed) -> ranking, oldest first
 NORMALIZATIONS = ("none", "mean", "max")
 
 
@@ -99,6 +102,24 @@ def rank_order(scores: np.ndarray, segments: np.ndarray, seed: int) -> np.ndarra
     return np.concatenate([_by_score(np.arange(a, b), scores, tiebreak) for a, b in zip(bounds[:-1], bounds[1:])])
 
 
+def recent_rank_order(scores: np.ndarray, segments: np.ndarray, seed: int) -> np.ndarray:
+    """:func:`rank_order`, reusing one of the last :data:`RECENT_RANKINGS` results for the same inputs.
+
+    Inputs are compared by a 128-bit BLAKE2b digest of their bytes. On a
+    model without convolutions, ``filter`` items are ``weight`` items, so
+    their rankings are computed once. The result is shared: do not modify it.
+    """
+    digest = hashlib.blake2b(str(seed).encode(), digest_size=16)
+    for array in (np.ascontiguousarray(scores, np.float64), np.ascontiguousarray(segments, np.int64)):
+        digest.update(array.data)
+    key = digest.digest()
+    if key not in _RANKINGS:
+        _RANKINGS[key] = rank_order(scores, segments, seed)
+        while len(_RANKINGS) > RECENT_RANKINGS:
+            _RANKINGS.pop(next(iter(_RANKINGS)))
+    return _RANKINGS[key]
+
+
 def _by_score(items: np.ndarray, scores: np.ndarray, tiebreak) -> np.ndarray:
     """``items`` sorted by increasing score, runs of equal scores by ``tiebreak()`` (a permutation of all items)."""
     order = items[np.argsort(scores[items])]
@@ -151,7 +172,7 @@ class Thresholder:
             raise ValueError(f"normalization applies to global scope only. Received: normalization={normalization!r}")
         scores = normalize_per_layer(items.scores, items.layers, normalization)
         segments = segments_of(items.layers, scope)
-        order = rank_order(scores, segments, seed)
+        order = recent_rank_order(scores, segments, seed)
         ranked_segments = segments[order]
         starts = np.flatnonzero(np.r_[True, ranked_segments[1:] != ranked_segments[:-1]]) if len(order) else order
         self._starts, self._ends = starts, np.append(starts[1:], len(order))
