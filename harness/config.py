@@ -125,7 +125,7 @@ class RunConfig:
         return epoch in swept_epochs(self.sweep_epochs, self.epochs)
 
     def result_defining(self) -> dict:
-        """The parameters that define results (all but output path, progress and resume)."""
+        """The parameters that define results (all but output path, progress, resume and sweep method)."""
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_RESULT_DEFINING}
 
     @property
