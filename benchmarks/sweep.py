@@ -33,6 +33,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import harness.sweep  # noqa: E402
+import harness.threshold  # noqa: E402
 from aggregations import get_aggregation  # noqa: E402
 from harness.sweep import Evaluator, replacement_values, sweep  # noqa: E402
 from harness.threshold import Thresholder  # noqa: E402
@@ -42,6 +43,7 @@ from tasks import DatasetUnavailable, get_task  # noqa: E402
 
 THRESHOLDS = np.round(np.linspace(0, 1, 21), 10)
 harness.sweep.RECENT = 0  # every timed sweep evaluates (a repeated sweep would otherwise be copied)
+harness.threshold.RECENT_RANKINGS = 0  # and every timed ranking sorts
 
 
 def validation_data(data_dir):

@@ -113,11 +113,12 @@ def recent_rank_order(scores: np.ndarray, segments: np.ndarray, seed: int) -> np
     for array in (np.ascontiguousarray(scores, np.float64), np.ascontiguousarray(segments, np.int64)):
         digest.update(array.data)
     key = digest.digest()
-    if key not in _RANKINGS:
-        _RANKINGS[key] = rank_order(scores, segments, seed)
-        while len(_RANKINGS) > RECENT_RANKINGS:
-            _RANKINGS.pop(next(iter(_RANKINGS)))
-    return _RANKINGS[key]
+    if key in _RANKINGS:
+        return _RANKINGS[key]
+    order = _RANKINGS[key] = rank_order(scores, segments, seed)
+    while len(_RANKINGS) > RECENT_RANKINGS:
+        _RANKINGS.pop(next(iter(_RANKINGS)))
+    return order
 
 
 def _by_score(items: np.ndarray, scores: np.ndarray, tiebreak) -> np.ndarray:
