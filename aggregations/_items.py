@@ -71,24 +71,30 @@ class Aggregation:
         element_items, layers = _number_items(self, params)
         flat_ids = np.concatenate([ids.ravel() for ids in element_items])
         flat_scores = np.concatenate([np.asarray(s, np.float64).ravel() for s in scores])
-        pooled, sizes = pool(flat_scores, flat_ids, len(layers), pooling if self.pools else "mean")
         units = item_units(flat_ids, np.concatenate([output_units(p).ravel() for p in params]), len(layers))
+        if not self.pools:  # every item is one element: place the scores, nothing to pool
+            pooled = np.empty(len(layers))
+            pooled[flat_ids] = flat_scores
+            return Items(pooled, np.ones(len(layers), np.int64), np.asarray(layers, np.int64), element_items, units)
+        pooled, sizes = pool(flat_scores, flat_ids, len(layers), pooling)
         return Items(pooled, sizes, np.asarray(layers, np.int64), element_items, units)
 
 
-def _number_items(aggregation: Aggregation, params: list[Param]) -> tuple[list[np.ndarray], list[int]]:
+def _number_items(aggregation: Aggregation, params: list[Param]) -> tuple[list[np.ndarray], np.ndarray]:
     """Give every item a global id; return per-parameter id arrays and each item's layer."""
     offsets: dict[object, int] = {}
-    layers: list[int] = []
+    layers: list[np.ndarray] = []
+    count = 0
     element_items = []
     for position, param in enumerate(params):
         ids, shared = aggregation.local_items(param)
         key = param.layer_index if shared else ("private", position)
         if key not in offsets:
-            offsets[key] = len(layers)
-            layers += [param.layer_index] * (int(ids.max()) + 1)
+            offsets[key] = count
+            layers.append(np.full(int(ids.max()) + 1, param.layer_index, np.int64))
+            count += len(layers[-1])
         element_items.append(ids.astype(np.int64) + offsets[key])
-    return element_items, layers
+    return element_items, np.concatenate(layers) if layers else np.zeros(0, np.int64)
 
 
 def pool(values: np.ndarray, ids: np.ndarray, n_items: int, pooling: str) -> tuple[np.ndarray, np.ndarray]:

@@ -1,10 +1,22 @@
-"""Time a 21-point threshold sweep on the MNIST MLP against the naive method.
+"""Time 21-point threshold sweeps on the MNIST MLP and CNN against their floor and the naive method.
 
-Naive (the original study's shape): for every threshold, clone the model, set
-the masked weights, compile and evaluate. Harness: assign the masked weights
-to the live model's variables and evaluate with one compiled function.
+Floor: 21 compiled forward passes of the validation set through the full
+model (what any sweep must at least evaluate). Sweep: ``harness.sweep.sweep``
+on magnitude scores, layer scope, zero replacement; ``weight`` items use
+incremental masking, ``unit`` items the shrunk model (``auto`` method), and
+the batched method evaluates all thresholds in one pass. Naive (the original
+study's shape): for every threshold clone the model, set the masked weights,
+compile and evaluate. Ranking: ``Thresholder`` construction (one sort of the
+items). Times are CPU seconds of this process (wall seconds in brackets),
+median of ``--repeats``; ratios are of medians. The machine's load average is
+printed, since other processes slow both sides of a wall-clock ratio.
 
-Usage: ``python benchmarks/sweep.py [--data-dir ../shared/data/mnist] [--repeats 3]``.
+Also printed: the shrunk model's inference time against the full model's
+(per threshold, from the shrunk sweep's ``sweep_seconds``), and the same
+floor and sweep with XLA (``jit_compile=True``), plus one training epoch with
+and without XLA.
+
+Usage: ``python benchmarks/sweep.py [--data-dir ../shared/data/mnist] [--repeats 3] [--models mlp,cnn]``.
 Without MNIST files it times on random inputs of MNIST's shape.
 """
 
@@ -20,23 +32,29 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+import harness.sweep  # noqa: E402
+import harness.threshold  # noqa: E402
 from aggregations import get_aggregation  # noqa: E402
 from harness.sweep import Evaluator, replacement_values, sweep  # noqa: E402
 from harness.threshold import Thresholder  # noqa: E402
+from harness.train import Trainer  # noqa: E402
 from measures import prunable_params  # noqa: E402
 from tasks import DatasetUnavailable, get_task  # noqa: E402
 
 THRESHOLDS = np.round(np.linspace(0, 1, 21), 10)
+harness.sweep.RECENT = 0  # every timed sweep evaluates (a repeated sweep would otherwise be copied)
+harness.threshold.RECENT_RANKINGS = 0  # and every timed ranking sorts
 
 
 def validation_data(data_dir):
     task = get_task("mnist")
     try:
         data = task.load(data_dir)
-        return data.x_val, data.y_val, "MNIST validation split"
+        return data.x_val, data.y_val, data.x_train, data.y_train, "MNIST validation images"
     except DatasetUnavailable:
         rng = np.random.default_rng(0)
-        return rng.random((2000, 28, 28, 1), np.float32), rng.integers(0, 10, 2000), "random inputs"
+        x, y = rng.random((10000, 28, 28, 1), np.float32), rng.integers(0, 10, 10000)
+        return x[:2000], y[:2000], x[2000:], y[2000:], "random inputs"
 
 
 def naive_sweep(model, params, thresholder, replacement, x, y, loss):
@@ -53,13 +71,104 @@ def naive_sweep(model, params, thresholder, replacement, x, y, loss):
     return losses
 
 
-def best_of(repeats, fn):
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), result
+class Timer:
+    """Median CPU and wall seconds of named callables, repeated in turns."""
+
+    def __init__(self):
+        self.cpu, self.wall, self.results = {}, {}, {}
+
+    def __call__(self, name, fn):
+        """Run ``fn`` once, recording its times under ``name`` and keeping its result."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        self.results[name] = fn()
+        self.cpu.setdefault(name, []).append(time.process_time() - cpu)
+        self.wall.setdefault(name, []).append(time.perf_counter() - wall)
+
+    def ratio(self, a, b) -> str:
+        """``median(a) / median(b)``: CPU time, then wall time in brackets."""
+        cpu = np.median(self.cpu[a]) / np.median(self.cpu[b])
+        wall = np.median(self.wall[a]) / np.median(self.wall[b])
+        return f"{cpu:7.3f}  [{wall:6.3f}]"
+
+    def seconds(self, name) -> str:
+        """Median CPU and wall seconds of ``name``."""
+        return f"{np.median(self.cpu[name]):7.3f} s [{np.median(self.wall[name]):6.3f} s]"
+
+
+def bench_model(name, data, repeats):
+    x, y, x_train, y_train, source = data
+    task = get_task("mnist")
+    keras.utils.set_random_seed(0)
+    model, loss = task.build_model(name, x.shape[1:]), task.loss()
+    params = prunable_params(model)
+    scores = [np.abs(p.variable.numpy()) for p in params]
+    weight_items, unit_items = get_aggregation("weight")(params, scores), get_aggregation("unit")(params, scores)
+    weight, unit = Thresholder(weight_items, "layer"), Thresholder(unit_items, "layer")
+    replacement = replacement_values(params, "zero", 0)
+    evaluate, xla = Evaluator(model, loss, x, y), Evaluator(model, loss, x, y, jit_compile=True)
+    runs = {
+        "floor": lambda: [evaluate() for _ in THRESHOLDS],
+        "sweep": lambda: sweep(params, weight, replacement, THRESHOLDS, evaluate),
+        "unit": lambda: sweep(params, unit, replacement, THRESHOLDS, evaluate),
+        "unit masked": lambda: sweep(params, unit, replacement, THRESHOLDS, evaluate, "masked"),
+        "batched": lambda: sweep(params, weight, replacement, THRESHOLDS, evaluate, "batched"),
+        "ranking": lambda: Thresholder(weight_items, "layer"),
+    }
+    later = {  # after the others: the naive method and XLA leave threads and memory behind
+        "naive": lambda: naive_sweep(model, params, weight, replacement, x, y, loss),
+        "floor xla": lambda: [xla() for _ in THRESHOLDS],
+        "sweep xla": lambda: sweep(params, weight, replacement, THRESHOLDS, xla, "masked"),
+    }
+    timer = Timer()
+    for group in (runs, later):
+        for fn in group.values():  # trace every compiled function once, as a run does in its first sweep
+            fn()
+        for _ in range(repeats):
+            for key, fn in group.items():
+                timer(key, fn)
+    check(timer.results)
+    print(f"\nMNIST {name.upper()} ({sum(int(np.prod(p.shape)) for p in params):,} prunable weights), {len(x)} {source}, "
+          f"{len(THRESHOLDS)} thresholds, median of {repeats}: CPU time [wall]")
+    print(f"  floor (21 compiled forward passes)           {timer.seconds('floor')}")
+    for label, a, b in [("sweep / floor (weight items, masked)", "sweep", "floor"),
+                        ("naive / sweep", "naive", "sweep"),
+                        ("ranking / floor (Thresholder, weight items)", "ranking", "floor"),
+                        ("unit sweep / floor (shrunk model)", "unit", "floor"),
+                        ("unit sweep masked / floor", "unit masked", "floor"),
+                        ("batched (all thresholds, one pass) / floor", "batched", "floor"),
+                        ("XLA floor / floor", "floor xla", "floor"),
+                        ("XLA sweep / XLA floor", "sweep xla", "floor xla")]:
+        print(f"  {label:45s}{timer.ratio(a, b)}")
+    per_pass = np.median(timer.wall["floor"]) / len(THRESHOLDS)
+    shrunk = [row["sweep_seconds"] / per_pass for row in timer.results["unit"]]
+    print("  shrunk model inference / full model (wall, t = 0.25, 0.5, 0.75, 0.95): "
+          + ", ".join(f"{shrunk[i]:.2f}" for i in (5, 10, 15, 19)))
+    train_epoch(model, loss, params, x_train, y_train)
+
+
+def check(results):
+    """The methods agree: shrunk and batched to rtol 1e-5 with masked, naive to 1e-4."""
+    losses = {key: [row["val_loss"] for row in rows] for key, rows in results.items()
+              if isinstance(rows, list) and rows and isinstance(rows[0], dict)}
+    np.testing.assert_allclose(losses["unit"], losses["unit masked"], rtol=1e-5)
+    np.testing.assert_allclose(losses["batched"], losses["sweep"], rtol=1e-5)
+    np.testing.assert_allclose(losses["sweep xla"], losses["sweep"], rtol=1e-5)
+    np.testing.assert_allclose(results["naive"], losses["sweep"], rtol=1e-4)
+
+
+def train_epoch(model, loss, params, x, y):
+    """One epoch (batch 64) with a plain and an XLA-compiled step, each on a fresh optimizer: CPU [wall] seconds."""
+    times = {}
+    for jit in (False, True):
+        weights = model.get_weights()
+        trainer = Trainer(model, loss, keras.optimizers.Adam(1e-3), params, [], 64, 0, jit_compile=jit)
+        trainer.train_epoch(x[:640], y[:640], 0, progress=False)  # trace
+        wall, cpu = time.perf_counter(), time.process_time()
+        trainer.train_epoch(x, y, 1, progress=False)
+        times[jit] = (time.process_time() - cpu, time.perf_counter() - wall)
+        model.set_weights(weights)
+    print(f"  training epoch XLA / plain ({len(x)} images)          {times[True][0] / times[False][0]:7.3f}  "
+          f"[{times[True][1] / times[False][1]:6.3f}]")
 
 
 def main():
@@ -67,25 +176,13 @@ def main():
     parser.add_argument("--data-dir", default=os.environ.get("MNIST_DIR", str(Path(__file__).resolve().parents[2]
                                                                                / "shared/data/mnist")))
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--models", default="mlp,cnn")
     args = parser.parse_args()
-    x, y, source = validation_data(args.data_dir)
-    task = get_task("mnist")
-    keras.utils.set_random_seed(0)
-    model, loss = task.build_model("mlp", x.shape[1:]), task.loss()
-    params = prunable_params(model)
-    scores = [np.abs(p.variable.numpy()) for p in params]
-    thresholder = Thresholder(get_aggregation("weight")(params, scores), "layer")
-    replacement = replacement_values(params, "zero", 0)
-    evaluate = Evaluator(model, loss, x, y)
-    evaluate()  # trace once, as a run does before its first sweep
-    fast, rows = best_of(args.repeats, lambda: sweep(params, thresholder, replacement, THRESHOLDS, evaluate))
-    slow, naive = best_of(args.repeats, lambda: naive_sweep(model, params, thresholder, replacement, x, y, loss))
-    np.testing.assert_allclose([r["val_loss"] for r in rows], naive, rtol=1e-4)
-    print(f"21-point sweep, MNIST MLP (LeNet-300-100, {sum(p.variable.numpy().size for p in params)} prunable "
-          f"weights), {len(x)} {source}, best of {args.repeats}:")
-    print(f"  clone + compile + evaluate per threshold: {slow:8.3f} s")
-    print(f"  assign to live model + one compiled eval: {fast:8.3f} s")
-    print(f"  speed-up: {slow / fast:.1f}x (losses agree to rtol 1e-4)")
+    data = validation_data(args.data_dir)
+    print(f"load average before: {os.getloadavg()[0]:.2f} (on {os.cpu_count()} cores)")
+    for name in args.models.split(","):
+        bench_model(name, data, args.repeats)
+    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

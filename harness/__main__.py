@@ -92,6 +92,9 @@ def parser(prog: str = "python -m harness") -> argparse.ArgumentParser:
                    f"(default: {_default('keep_checkpoints')})")
     p.add_argument("--divergence-factor", type=float, help="stop when the validation loss after an epoch exceeds "
                    f"this factor times the loss before training; inf: never (default: {_default('divergence_factor'):g})")
+    p.add_argument("--sweep-epochs", nargs="+", help="epochs to sweep after: all (default), every:N, or a list of epochs")
+    p.add_argument("--sweep-method", help="auto (default), masked, shrunk or batched (see harness/sweep.py)")
+    p.add_argument("--xla", action="store_true", default=None, help="compile training and evaluation with XLA")
     study = p.add_argument_group("studies (many runs on Ray; re-running the same command resumes)")
     for name, (kind, text) in STUDY_OPTIONS.items():
         study.add_argument(f"--{name}", type=kind, help=text)
@@ -112,7 +115,22 @@ def is_study(args: argparse.Namespace) -> bool:
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """Merge the TOML file (if any) and the given options into a validated config."""
     given = {k: v for k, v in vars(args).items() if v is not None and k not in ("config", "list")}
+    if "sweep_epochs" in given:
+        given["sweep_epochs"] = sweep_epochs_arg(given["sweep_epochs"])
     return RunConfig.from_toml(args.config, **given) if args.config else RunConfig(**given)
+
+
+def sweep_epochs_arg(tokens: list[str]) -> str | list[int]:
+    """``--sweep-epochs`` as RunConfig takes it: one word (``all``, ``every:5``) or a list of epochs.
+
+    Raises:
+        ValueError: several words that are not all integers.
+    """
+    if len(tokens) == 1 and not tokens[0].isdigit():
+        return tokens[0]
+    if not all(token.isdigit() for token in tokens):
+        raise ValueError(f"sweep_epochs must be 'all', 'every:N' or a list of epochs. Received: sweep_epochs={tokens}")
+    return [int(token) for token in tokens]
 
 
 def _stop_on_sigterm(signum, frame):

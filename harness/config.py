@@ -15,8 +15,9 @@ import tomllib
 # The plugin registries (and TensorFlow behind them) are imported on validation only, so that
 # ``python -m harness --help`` and reading the defaults stay fast.
 DEFAULT_THRESHOLDS = tuple(round(i / 20, 10) for i in range(21))
-NOT_RESULT_DEFINING = ("output", "data_dir", "progress", "resume", "keep_checkpoints", "divergence_factor")
-BOOLEANS = ("deterministic", "progress", "resume")
+NOT_RESULT_DEFINING = ("output", "data_dir", "progress", "resume", "keep_checkpoints", "divergence_factor",
+                       "sweep_method")
+BOOLEANS = ("deterministic", "progress", "resume", "xla")
 MAX_SEED = 2**32 - 1  # NumPy's global seed range
 
 
@@ -54,6 +55,13 @@ class RunConfig:
         divergence_factor: Training stops when the unthresholded validation loss after an epoch
             exceeds this factor times the loss before training (``inf``: never on this rule); a
             non-finite training or validation loss always stops it.
+        sweep_epochs: Epochs after which to sweep: ``"all"``, ``"every:N"``
+            (epochs N, 2N, ...) or a list of epochs in ``[1, epochs]``.
+        sweep_method: ``auto``, ``masked``, ``shrunk`` or ``batched``
+            (:mod:`harness.sweep`); results agree to rtol 1e-5, so it does
+            not enter the run id.
+        xla: Compile the training step and the evaluation with XLA
+            (``jit_compile``); off by default since it is not faster on CPUs.
 
     Raises:
         ValueError: any value is invalid; the message quotes it and lists the choices.
@@ -83,6 +91,9 @@ class RunConfig:
     resume: bool = False
     keep_checkpoints: int = 1
     divergence_factor: float = 10.0
+    sweep_epochs: str | list[int] = "all"
+    sweep_method: str = "auto"
+    xla: bool = False
 
     def __post_init__(self):
         import aggregations
@@ -105,12 +116,13 @@ class RunConfig:
         self.thresholds = [float(t) for t in self.thresholds]  # TOML 1 and CLI 1.0 give one run_id
         self.learning_rate, self.divergence_factor = float(self.learning_rate), float(self.divergence_factor)
         self.output = os.fspath(self.output)
+        self.sweep_epochs = self.sweep_epochs if isinstance(self.sweep_epochs, str) else sorted(self.sweep_epochs)
 
     def _validate(self, task) -> None:
         import aggregations
         import measures
         from aggregations import POOLINGS
-        from harness.sweep import REPLACEMENTS
+        from harness.sweep import METHODS, REPLACEMENTS
         from harness.threshold import NORMALIZATIONS, SCOPES, THRESHOLD_RULES, check_choice
         from measures._base import PRUNABLE_CHOICES
 
@@ -141,6 +153,8 @@ class RunConfig:
         for name in BOOLEANS:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false. Received: {name}={getattr(self, name)!r}")
+        swept_epochs(self.sweep_epochs, self.epochs)
+        check_choice("sweep method", self.sweep_method, METHODS)
         self._validate_paths(task)
 
     def _validate_paths(self, task) -> None:
@@ -152,8 +166,12 @@ class RunConfig:
             raise ValueError(f"Task {self.task!r} reads no data folder; remove data_dir. "
                              f"Received: data_dir={self.data_dir!r}")
 
+    def sweeps_after(self, epoch: int) -> bool:
+        """Whether the grid is swept after ``epoch`` (see ``sweep_epochs``)."""
+        return epoch in swept_epochs(self.sweep_epochs, self.epochs)
+
     def result_defining(self) -> dict:
-        """The parameters that define results (all but output path, progress and resume)."""
+        """The parameters that define results (all but output path, progress, resume and sweep method)."""
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_RESULT_DEFINING}
 
     @property
@@ -236,3 +254,24 @@ def _check_number(name: str, value, what: str, valid) -> None:
 def _check_positive_int(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
+
+
+def swept_epochs(spec, epochs: int) -> set[int]:
+    """The epochs ``sweep_epochs`` names: ``"all"``, ``"every:N"`` (N, 2N, ... up to ``epochs``) or a list.
+
+    Raises:
+        ValueError: any other value, N not a positive integer, or a listed
+            epoch outside ``[1, epochs]`` or repeated.
+    """
+    valid = "'all', 'every:N' with N a positive integer, or a list of epochs"
+    if isinstance(spec, str):
+        if spec == "all":
+            return set(range(1, epochs + 1))
+        name, _, step = spec.partition(":")
+        if name != "every" or not step.isdigit() or int(step) == 0:
+            raise ValueError(f"sweep_epochs must be {valid}. Received: sweep_epochs={spec!r}")
+        return set(range(int(step), epochs + 1, int(step)))
+    values = _check_list("sweep_epochs", spec) if isinstance(spec, (list, tuple)) else None
+    if values is None or not all(isinstance(e, int) and not isinstance(e, bool) and 1 <= e <= epochs for e in values):
+        raise ValueError(f"sweep_epochs must be {valid} in [1, {epochs}]. Received: sweep_epochs={spec!r}")
+    return set(values)

@@ -35,7 +35,7 @@ import numpy as np
 
 COLUMNS = [
     "run_id", "task", "model", "seed", "epoch", "measure", "aggregation", "pooling", "scope",
-    "normalization", "replacement", "threshold", "sparsity", "n_replaced", "val_loss",
+    "normalization", "replacement", "threshold", "sparsity", "n_replaced", "params_remaining", "flops", "val_loss",
     "val_accuracy", "measure_seconds", "sweep_seconds",
 ]
 SWEEP_KEY = ["run_id", "epoch", "measure", "aggregation", "pooling", "scope", "normalization", "replacement"]

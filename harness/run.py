@@ -210,9 +210,9 @@ class Experiment:
         hooks = [m for m in self.measures.values() if m.training_time]
         optimizer = self.task.optimizer_for(config.learning_rate)
         self.trainer = Trainer(self.model, self.loss, optimizer, self.params, hooks, config.batch_size, config.seed,
-                               augment=self.task.augmenter(config.augmentation))
+                               augment=self.task.augmenter(config.augmentation), jit_compile=config.xla)
         self.evaluate = Evaluator(self.model, self.loss, self.data.x_val, self.data.y_val,
-                                  classification=self.task.num_classes is not None)
+                                  classification=self.task.num_classes is not None, jit_compile=config.xla)
         self.state = checkpoint.tracked_state(self.model, optimizer, self.measures)
 
     def _grid(self) -> list[dict]:
@@ -264,13 +264,20 @@ class Experiment:
         return self.path
 
     def expected_keys(self, epoch: int) -> set[tuple]:
-        """Every sweep key of one epoch: (epoch, measure, aggregation, pooling, scope, normalization, replacement)."""
+        """Every sweep key of one epoch: (epoch, measure, aggregation, pooling, scope, normalization, replacement).
+
+        Empty for an epoch that ``sweep_epochs`` does not sweep.
+        """
+        if not self.config.sweeps_after(epoch):
+            return set()
         return {(epoch, spec, *c.values(), mode) for spec in self.measures
                 for c in self.grid for mode in self.config.replacements}
 
     def _epochs(self) -> None:
         for message in self.notes:
             log.info(message)
+        for note in self.evaluate.structure.notes:
+            log.info("structured removal keeps the units of %s masked", note)
         missing = sorted({k[0] for e in range(1, self.config.epochs + 1) for k in self.expected_keys(e) - self.done})
         if missing:
             first = self._start(missing[0])
@@ -341,7 +348,12 @@ class Experiment:
         return check_scores(spec, self.params, scores), time.perf_counter() - start
 
     def sweep_epoch(self, epoch: int) -> None:
-        """Score every measure and sweep every condition not yet in the CSV; a failing measure is logged and skipped."""
+        """Score every measure and sweep every condition not yet in the CSV; a failing measure is logged and skipped.
+
+        Nothing happens after an epoch that ``sweep_epochs`` does not sweep.
+        """
+        if not self.config.sweeps_after(epoch):
+            return
         seed = self.config.seed
         replacement = {mode: replacement_values(self.params, mode, derived_seed(seed, epoch, REPLACEMENTS.index(mode)))
                        for mode in self.config.replacements}
@@ -366,7 +378,8 @@ class Experiment:
         for condition, modes in todo:
             thresholder = self.thresholder(scores, condition, epoch)
             for mode in modes:
-                rows = sweep(self.params, thresholder, replacement[mode], self.config.thresholds, self.evaluate)
+                rows = sweep(self.params, thresholder, replacement[mode], self.config.thresholds, self.evaluate,
+                             self.config.sweep_method)
                 bad = [r for r in rows if not math.isfinite(r["val_loss"])]
                 if bad:
                     raise ValueError(f"validation loss {bad[0]['val_loss']} at threshold {bad[0]['threshold']} "

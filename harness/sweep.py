@@ -1,18 +1,50 @@
-"""Threshold sweeps on the live model: assign masked weights, evaluate, restore."""
+"""Threshold sweeps on the live model: assign masked weights, evaluate, restore.
+
+Three ways to evaluate the thresholds of one sweep, equal to rtol 1e-5:
+
+- ``masked``: the live model's variables are updated in place from one
+  threshold to the next; masks are nested, so each step scatters only the
+  elements the new threshold adds (from index ranges computed once per
+  sweep). Works for every model and replacement.
+- ``shrunk``: as ``masked``, but evaluated on the physically smaller model in
+  which units whose whole kernel slice is zero are dropped and their constant
+  outputs folded into the next layer's bias (:mod:`harness.structure`, after
+  the "Removing activations" posts of seed 000's series). Chains of Dense,
+  convolution, pooling, flattening and element-wise layers only.
+- ``batched``: every threshold in one pass: K masked copies of the prunable
+  weights, a batched matmul or grouped convolution per layer (same chains).
+
+``auto`` picks ``shrunk`` when it removes at least :data:`SHRINK_GAIN` of the
+dense FLOPs averaged over the thresholds, else ``batched`` when a GPU is
+visible and K copies of the weights and activations fit
+:data:`BATCHED_MEMORY` bytes, else ``masked``. The rule depends only on the
+model, the masks and the device kind, so a run gives the same numbers under
+any machine load. On CPUs the batched pass is not faster (measured in
+``benchmarks/sweep.py``), so it is never chosen there automatically.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import time
 import zlib
+from collections.abc import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from harness.forward import UnitOrder, batched_forward, chain_forward, shrunk_weights
+from harness.masks import MaskBuffers, Schedule
+from harness.structure import Structure, removal_counts, unit_steps
 from harness.threshold import Thresholder, check_choice
 from measures import Param
 
 REPLACEMENTS = ("zero", "random")
+METHODS = ("auto", "masked", "shrunk", "batched")
+SHRINK_GAIN = 0.2
+BATCHED_MEMORY = 512 * 2**20
+RECENT = 64  # sweeps whose results an evaluator keeps, by digest
 
 
 def per_example_loss(loss: keras.losses.Loss) -> keras.losses.Loss:
@@ -22,46 +54,108 @@ def per_example_loss(loss: keras.losses.Loss) -> keras.losses.Loss:
 
 
 class Evaluator:
-    """Validation loss and accuracy of a model through one compiled function.
+    """Validation loss and accuracy of a model through one compiled function per evaluation.
 
     The loss is the mean over examples of the task's per-example loss (data
     loss only; regularisation penalties are not added). Accuracy is the
     fraction of examples whose arg-max output matches the label, or NaN when
-    ``classification`` is False.
+    ``classification`` is False. Both come from per-example columns
+    (:meth:`per_example`) summed over the validation set; further columns
+    (per-class sums, say) can be added there and flow through every sweep method.
 
     Args:
         model: The live model; evaluated in inference mode.
         loss: The task's Keras loss.
         x: Validation inputs, shape ``(n, *input_shape)``.
         y: Validation targets, shape ``(n,)`` class ids, or ``(n, C)``.
-        batch_size: Examples per compiled call.
+        batch_size: Examples per forward pass.
         classification: Whether to compute accuracy.
+        jit_compile: Compile the evaluation with XLA.
     """
 
-    def __init__(self, model, loss, x, y, batch_size: int = 1024, classification: bool = True):
-        self.model = model
+    def __init__(self, model, loss, x, y, batch_size: int = 1024, classification: bool = True,
+                 jit_compile: bool = False):
+        self.model, self.batch_size, self.jit_compile = model, batch_size, jit_compile
         self._loss = per_example_loss(loss)
+        self.n_columns = 2  # of per_example
         self._classification = classification
-        self._n = len(x)
-        self._batches = [(tf.constant(x[i : i + batch_size]), tf.constant(y[i : i + batch_size]))
-                         for i in range(0, len(x), batch_size)]
-        self._batch_fn = tf.function(self._batch_sums)
+        self.n = len(x)
+        self.x, self.y = tf.constant(x), tf.constant(y)
+        self._compiled: dict[str, Callable] = {}
+        self.recent: dict[bytes, list] = {}  # digest of a sweep -> its (loss, accuracy) per threshold
+        self.evaluations = 0  # thresholds evaluated by sweeps (not copied)
+        self._structure: Structure | None = None
 
-    def _batch_sums(self, x, y):
-        outputs = self.model(x, training=False)
-        loss_sum = tf.reduce_sum(tf.cast(self._loss(y, outputs), tf.float64))
+    @property
+    def structure(self) -> Structure:
+        """The model's :class:`~harness.structure.Structure`, built on first use."""
+        if self._structure is None:
+            self._structure = Structure(self.model)
+        return self._structure
+
+    def per_example(self, y, outputs) -> tf.Tensor:
+        """Per-example columns ``[loss, correct]``, shape ``(n, 2)``, float64."""
+        loss = tf.cast(self._loss(y, outputs), tf.float64)
         if not self._classification:
-            return loss_sum, tf.constant(np.nan, tf.float64)
+            return tf.stack([loss, tf.fill(tf.shape(loss), tf.constant(np.nan, tf.float64))], axis=1)
         labels = tf.argmax(y, axis=-1) if y.shape.rank == 2 else tf.cast(y, tf.int64)
         correct = tf.cast(tf.equal(tf.argmax(outputs, axis=-1), labels), tf.float64)
-        return loss_sum, tf.reduce_sum(correct)
+        return tf.stack([loss, correct], axis=1)
+
+    def compile(self, forward: Callable, signature: list | None = None, before: Callable | None = None,
+                prepare: Callable | None = None, static_shapes: bool = True) -> Callable:
+        """One compiled function ``f(*args)`` returning the column sums over the validation set.
+
+        Each batch's outputs are ``forward(x_batch)``, or ``forward(x_batch,
+        prepare(*args))`` with ``prepare`` (weights built once per call, say);
+        ``before(*args)`` runs first (assignments to the variables, say), in
+        the same call. ``signature`` (``tf.TensorSpec`` per argument) makes it
+        one concrete function, traced once and called without dispatch. XLA
+        (``jit_compile``) applies only with ``static_shapes``: it would
+        compile again for every shape.
+        """
+        def totals(*args):
+            if before is not None:
+                before(*args)
+            extra = (prepare(*args),) if prepare is not None else ()
+            sums = []
+            for i in range(0, self.n, self.batch_size):
+                outputs = forward(self.x[i : i + self.batch_size], *extra)
+                sums.append(tf.reduce_sum(self.per_example(self.y[i : i + self.batch_size], outputs), axis=0))
+            return tf.add_n(sums)
+
+        jit = self.jit_compile and static_shapes
+        function = tf.function(totals, jit_compile=jit, input_signature=signature or [], autograph=False)
+        return function.get_concrete_function()
+
+    def compile_sets(self, forward: Callable, k: int, chunk: int) -> Callable:
+        """Like :meth:`compile` for ``forward(x_chunk, *args)`` giving ``(k, n, ...)`` outputs; returns ``(k, columns)``."""
+        def totals(*args):
+            sums = tf.zeros((k, self.n_columns), tf.float64)
+            for i in tf.range(0, self.n, chunk):
+                x, y = self.x[i : i + chunk], self.y[i : i + chunk]
+                outputs = forward(x, *args)
+                flat = tf.reshape(outputs, tf.concat([[-1], tf.shape(outputs)[2:]], 0))
+                columns = self.per_example(tf.tile(y, [k] + [1] * (len(y.shape) - 1)), flat)
+                sums += tf.reduce_sum(tf.reshape(columns, [k, -1, self.n_columns]), axis=1)
+            return sums
+
+        return tf.function(totals, reduce_retracing=True)  # no XLA: the last chunk's shape differs
+
+    def compiled(self, key, make: Callable[[], object]):
+        """An object (a compiled function, buffers) kept for the evaluator's lifetime under ``key``, made once."""
+        if key not in self._compiled:
+            self._compiled[key] = make()
+        return self._compiled[key]
+
+    def summarize(self, totals) -> tuple[float, float]:
+        """``(val_loss, val_accuracy)`` from column sums."""
+        totals = np.asarray(totals, np.float64)
+        return float(totals[0] / self.n), float(totals[1] / self.n)
 
     def __call__(self) -> tuple[float, float]:
         """Return ``(val_loss, val_accuracy)`` of the model's current weights."""
-        sums = np.zeros(2)
-        for x, y in self._batches:
-            sums += [float(s) for s in self._batch_fn(x, y)]
-        return float(sums[0] / self._n), float(sums[1] / self._n)
+        return self.summarize(self.compiled("plain", lambda: self.compile(lambda x: self.model(x, training=False)))())
 
 
 def replacement_values(params: list[Param], mode: str, seed: int) -> list[np.ndarray]:
@@ -85,51 +179,245 @@ def replacement_values(params: list[Param], mode: str, seed: int) -> list[np.nda
     return values
 
 
-@tf.function(reduce_retracing=True)
-def _assign_masked(variables, counts, ranks, segments, originals, replacements):
-    """Assign ``where(rank < counts[segment], replacement, original)`` to every variable, on device."""
-    for v, rank, segment, original, new in zip(variables, ranks, segments, originals, replacements):
-        v.assign(tf.where(rank < tf.gather(counts, segment), new, original))
+def choose_method(method: str, evaluate, schedule: Schedule, params: list[Param], hook) -> str:
+    """The sweep method to use (see the module docstring for ``auto``).
+
+    Raises:
+        ValueError: unknown ``method``, or one that cannot run here (the message says why).
+    """
+    check_choice("sweep method", method, METHODS)
+    reason = _unavailable(evaluate, params, hook)
+    if method in ("shrunk", "batched") and reason:
+        raise ValueError(f"sweep method {method!r} cannot run: {reason}")
+    if method != "auto":
+        return method
+    if reason:
+        return "masked"
+    if shrink_gain(evaluate.structure, schedule) >= SHRINK_GAIN:
+        return "shrunk"
+    if tf.config.list_physical_devices("GPU") and batched_chunk(evaluate, params, schedule.k):
+        return "batched"
+    return "masked"
+
+
+def _unavailable(evaluate, params: list[Param], hook) -> str:
+    if not isinstance(evaluate, Evaluator):
+        return "the evaluation is a plain function, not an Evaluator"
+    if hook is not None:
+        return "a hook runs between assignment and evaluation"
+    structure = evaluate.structure
+    if structure.chain is None:
+        return f"model {evaluate.model.name!r} is not a chain of Dense, convolution, pooling and element-wise layers"
+    if any(structure.link_of(p.variable) is None for p in params):
+        return "some prunable parameters are not Dense or convolution kernels or biases"
+    return ""
+
+
+def shrink_gain(structure: Structure, schedule: Schedule) -> float:
+    """Fraction of the dense FLOPs that structured removal saves, averaged over the thresholds."""
+    if schedule.k == 0 or any(link.positions is None for link in structure.links):
+        return 0.0
+    units = unit_steps(structure, schedule.zero_steps, schedule.k)
+    full = sum(link.positions * np.prod(link.kernel.shape) for link in structure.links)
+    kept = np.zeros(schedule.k)
+    for i, link in enumerate(structure.links):
+        taps = np.prod(link.kernel.shape[:-2], dtype=np.int64)
+        producer = [j for j in units if structure.links[j].consumer == i]
+        rows = _alive(units[producer[0]][structure.row_units(producer[0])], schedule.k) if producer else \
+            np.full(schedule.k, link.kernel.shape[-2])
+        cols = _alive(units[i], schedule.k) if i in units else np.full(schedule.k, link.units)
+        kept += link.positions * taps * rows * cols
+    return float(1 - kept.mean() / full)
+
+
+def _alive(steps: np.ndarray, k: int) -> np.ndarray:
+    """Number of entries with ``steps > j`` for every step j < k."""
+    return len(steps) - np.cumsum(np.bincount(steps, minlength=k + 1))[:k]
+
+
+def batched_chunk(evaluate: Evaluator, params: list[Param], k: int) -> int:
+    """Examples per batched pass such that k weight copies and activations fit :data:`BATCHED_MEMORY`; 0 if none fit."""
+    weights = 3 * k * sum(int(np.prod(p.shape)) * np.dtype(p.variable.dtype).itemsize for p in params)
+    per_example = 3 * k * 4 * sum(int(np.prod(layer.output.shape[1:])) for layer in evaluate.structure.chain)
+    return int(min(evaluate.batch_size, max(0, BATCHED_MEMORY - weights) // per_example))
+
+
+def mask_buffers(params: list[Param], evaluate) -> MaskBuffers:
+    """The buffers of ``params``, kept on the evaluator across sweeps (new ones for a plain function)."""
+    if not isinstance(evaluate, Evaluator):
+        return MaskBuffers(params)
+    return evaluate.compiled(("buffers", *(p.name for p in params)), lambda: MaskBuffers(params))
+
+
+def _masked(params, schedule, replacement, evaluate) -> list[tuple]:
+    buffers = mask_buffers(params, evaluate)
+    step = evaluate.compiled(("masked", *(p.name for p in params)), lambda: evaluate.compile(
+        lambda x: evaluate.model(x, training=False), [buffers.span_spec], buffers.scatter))
+    buffers.load(schedule, replacement)
+    buffers.sync()
+    out = []
+    try:
+        for k in range(schedule.k):
+            start = time.perf_counter()
+            out.append((*evaluate.summarize(step(buffers.span(k))), time.perf_counter() - start))
+    finally:
+        buffers.restore()
+    return out
+
+
+def _stepwise(params, schedule, replacement, evaluate, hook) -> list[tuple]:
+    """Masked evaluation with one call for the assignment and one for ``evaluate``, and ``hook`` between.
+
+    With a hook every threshold starts from the original weights (the hook
+    may have changed any variable), so its whole mask is written again.
+    """
+    buffers = mask_buffers(params, evaluate)
+    held = evaluate.model.weights if isinstance(evaluate, Evaluator) else [p.variable for p in params]
+    snapshot = [np.array(v.numpy(), copy=True) for v in held] if hook is not None else []
+    buffers.load(schedule, replacement)
+    buffers.sync()
+    out = []
+    try:
+        for k, t in enumerate(schedule.thresholds):
+            start = time.perf_counter()
+            if hook is not None:
+                buffers.restore()
+                buffers.sync()
+            buffers.apply(buffers.span(k))
+            if hook is not None:
+                hook(float(t))
+            out.append((*evaluate(), time.perf_counter() - start))
+            for v, value in zip(held, snapshot):
+                v.assign(value)
+    finally:
+        buffers.restore()
+    return out
+
+
+def _shrunk(params, schedule, replacement, evaluate) -> list[tuple]:
+    structure = evaluate.structure
+    buffers = mask_buffers(params, evaluate)
+    links, n = len(structure.links), len(params)
+    step = evaluate.compiled(("shrunk", *(p.name for p in params)), lambda: evaluate.compile(
+        lambda x, weights: chain_forward(structure, x, weights), [tf.TensorSpec([2 * n + links], tf.int32)],
+        lambda control: buffers.scatter(tf.reshape(control[: 2 * n], [2, n])),
+        lambda control: shrunk_weights(structure, control[2 * n :]), static_shapes=False))
+    order = UnitOrder(structure, unit_steps(structure, schedule.zero_steps, schedule.k))
+    kept = order.kept(schedule.k)
+    buffers.load(schedule, replacement, [order.new_positions(p.variable) for p in params])
+    out = []
+    try:
+        order.apply({id(p.variable): original for p, original in zip(params, buffers.originals)})
+        buffers.sync()
+        for k in range(schedule.k):
+            start = time.perf_counter()
+            totals = step(tf.constant(np.concatenate([buffers.advance(k).ravel(), kept[k]])))
+            out.append((*evaluate.summarize(totals), time.perf_counter() - start))
+    finally:
+        order.restore(skip={id(p.variable) for p in params})  # the buffers restore the parameters
+        buffers.restore()
+    return out
+
+
+def _batched(params, schedule, replacement, evaluate) -> list[tuple]:
+    structure, k = evaluate.structure, schedule.k
+    chunk = batched_chunk(evaluate, params, k)
+    if chunk == 0:
+        raise ValueError(f"sweep method 'batched' cannot run: {k} copies of the weights exceed {BATCHED_MEMORY} bytes")
+    where = [structure.link_of(p.variable) for p in params]
+
+    def forward(x, steps, originals, values):
+        weights = {i: [link.kernel.value, link.bias.value if link.bias is not None else None]
+                   for i, link in enumerate(structure.links)}
+        sets = tf.reshape(tf.range(k, dtype=tf.int32), [k])
+        for (i, role), s, o, r in zip(where, steps, originals, values):
+            mask = tf.reshape(sets, [k] + [1] * len(s.shape)) >= tf.cast(s, tf.int32)[None]
+            weights[i][0 if role == "kernel" else 1] = tf.where(mask, r[None], o[None])
+        return batched_forward(structure, x, weights, k)
+
+    fn = evaluate.compiled(f"batched:{k}:{chunk}:{where}", lambda: evaluate.compile_sets(forward, k, chunk))
+    start = time.perf_counter()
+    totals = fn([tf.constant(s) for s in schedule.steps], [tf.constant(p.variable.numpy()) for p in params],
+                [tf.constant(r) for r in replacement]).numpy()
+    seconds = (time.perf_counter() - start) / k
+    return [(*evaluate.summarize(row), seconds) for row in totals]
+
+
+def _evaluated_once(params, schedule, replacement, evaluate, method) -> list[tuple]:
+    """Evaluate with ``method``, or copy an earlier sweep's results when its inputs were the same.
+
+    Same means the digest of method, thresholds, masks, replacement values
+    and model weights matches one the evaluator keeps. On a model without
+    convolutions, ``filter`` items are ``weight`` items, so a run evaluates
+    those sweeps once. Copied rows get the time the copy took.
+    """
+    start = time.perf_counter()
+    key = sweep_digest(method, [schedule.thresholds, *schedule.steps, *replacement,
+                                *(w.numpy() for w in evaluate.model.weights)])
+    if key in evaluate.recent:
+        seconds = (time.perf_counter() - start) / max(schedule.k, 1)
+        return [(loss, accuracy, seconds) for loss, accuracy in evaluate.recent[key]]
+    results = {"masked": _masked, "shrunk": _shrunk, "batched": _batched}[method](params, schedule, replacement, evaluate)
+    evaluate.evaluations += schedule.k
+    evaluate.recent[key] = [row[:2] for row in results]
+    while len(evaluate.recent) > RECENT:
+        evaluate.recent.pop(next(iter(evaluate.recent)))
+    return results
+
+
+def sweep_digest(method: str, arrays) -> bytes:
+    """A 128-bit BLAKE2b digest of the method and the arrays (their dtypes, shapes and bytes)."""
+    digest = hashlib.blake2b(method.encode(), digest_size=16)
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array.data)
+    return digest.digest()
 
 
 def sweep(params: list[Param], thresholder: Thresholder, replacement: list[np.ndarray],
-          thresholds, evaluate: Evaluator) -> list[dict]:
+          thresholds, evaluate: Evaluator, method: str = "auto",
+          hook: Callable[[float], None] | None = None) -> list[dict]:
     """Evaluate the model at every threshold, then restore the weights bit for bit.
 
-    The masks of all thresholds come from one ranking: each element's item
-    rank and segment are sent to the device once, and per threshold only the
-    per-segment item counts change. Masking and assignment run in one
-    compiled function, evaluation in another; nothing is cloned or compiled
-    per threshold.
+    The masks of all thresholds come from one ranking and are nested; nothing
+    is cloned or compiled per threshold (see the module docstring for the methods).
 
     Args:
         params: The prunable parameters, in the thresholder's order.
         thresholder: Ranking of the items of one (measure, aggregation, scope).
         replacement: Values for replaced elements, one array per parameter.
         thresholds: Fractions t in [0, 1].
-        evaluate: Returns ``(val_loss, val_accuracy)`` of the live model.
+        evaluate: An :class:`Evaluator`, or any function returning
+            ``(val_loss, val_accuracy)`` of the live model (then only
+            ``masked`` runs and ``params_remaining``/``flops`` are NaN).
+        method: ``auto``, ``masked``, ``shrunk`` or ``batched``.
+        hook: Called with the threshold after its mask is assigned and before
+            evaluation (recovery steps, say); it may change any variable of
+            the model, which is restored before the next threshold. Forces ``masked``.
 
     Returns:
-        One dict per threshold: threshold, sparsity, n_replaced, val_loss,
-        val_accuracy, sweep_seconds (time of this threshold's assign and evaluation).
+        One dict per threshold, in the given order: threshold, sparsity,
+        n_replaced, params_remaining, flops, val_loss, val_accuracy,
+        sweep_seconds (time of this threshold's assignment and evaluation;
+        for ``batched``, an equal share of the pass).
+
+    Raises:
+        ValueError: a threshold outside [0, 1]; an unknown method, or one that cannot run.
     """
-    variables = [p.variable for p in params]
-    resources = [v.value for v in variables]  # the backing tf.Variable of each Keras variable
-    originals = [np.array(v.numpy(), copy=True) for v in variables]
-    ranks, segments = zip(*[(tf.constant(r), tf.constant(s)) for r, s in thresholder.element_ranks()])
-    device_originals = [tf.constant(o) for o in originals]
-    device_replacements = [tf.constant(r) for r in replacement]
-    rows = []
-    try:
-        for t in thresholds:
-            start = time.perf_counter()
-            counts = tf.constant(thresholder.counts(t), tf.int64)
-            _assign_masked(resources, counts, list(ranks), list(segments), device_originals, device_replacements)
-            loss, accuracy = evaluate()
-            n = thresholder.n_replaced(t)
-            rows.append(dict(threshold=float(t), sparsity=n / thresholder.n_params, n_replaced=n,
-                             val_loss=loss, val_accuracy=accuracy, sweep_seconds=time.perf_counter() - start))
-    finally:
-        for v, original in zip(variables, originals):
-            v.assign(original)
+    schedule = Schedule(params, thresholder, replacement, thresholds)
+    method = choose_method(method, evaluate, schedule, params, hook)
+    if hook is not None or not isinstance(evaluate, Evaluator):
+        results = _stepwise(params, schedule, replacement, evaluate, hook)
+    else:
+        results = _evaluated_once(params, schedule, replacement, evaluate, method)
+    costs = removal_counts(evaluate.structure, schedule.zero_steps, schedule.k) if isinstance(evaluate, Evaluator) \
+        else (np.full(schedule.k, np.nan), np.full(schedule.k, np.nan))
+    rows = [None] * schedule.k
+    for j, (position, t) in enumerate(zip(schedule.order, schedule.thresholds)):
+        n = int(schedule.n_replaced[j])
+        loss, accuracy, seconds = results[j]
+        rows[position] = dict(threshold=float(t), sparsity=n / schedule.n_params, n_replaced=n,
+                              params_remaining=float(costs[0][j]), flops=float(costs[1][j]),
+                              val_loss=loss, val_accuracy=accuracy, sweep_seconds=seconds)
     return rows

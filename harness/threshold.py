@@ -23,6 +23,9 @@ the whole model, as the original's ``MODEL_WISE`` comparison.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+
 import numpy as np
 
 from aggregations import Items
@@ -30,6 +33,8 @@ from aggregations import Items
 SCOPES = ("layer", "global", "output")
 NORMALIZATIONS = ("none", "mean", "max", "lamp")
 THRESHOLD_RULES = ("exact", "legacy_cutoff")
+RECENT_RANKINGS = 4
+_RANKINGS: dict[bytes, np.ndarray] = {}  # digest of (scores, segments, seed) -> ranking, oldest first
 
 
 def check_choice(name: str, value: str, choices) -> None:
@@ -130,6 +135,87 @@ def round_half_up(x: np.ndarray) -> np.ndarray:
     return np.floor(np.asarray(x, np.float64) + 0.5 + 1e-9).astype(np.int64)
 
 
+def rank_order(scores: np.ndarray, segments: np.ndarray, seed: int) -> np.ndarray:
+    """Item indices sorted by segment, then increasing score, ties by a seeded permutation.
+
+    Equal to ``np.lexsort((permutation, scores, segments))`` with
+    ``permutation = default_rng(seed).permutation(n)``, computed with one
+    sort of the scores per segment (segments are first grouped by a stable
+    radix sort of small integers, a no-op when items come layer by layer);
+    items in runs of equal scores are then re-sorted by one integer key
+    (run, permutation). Many segments are sorted together, then regrouped.
+
+    Args:
+        scores: Item scores, shape ``(n,)``.
+        segments: Segment of each item, shape ``(n,)``.
+        seed: Seed of the tie-breaking permutation.
+
+    Returns:
+        Permutation of ``range(n)``, shape ``(n,)``.
+    """
+    n = len(scores)
+    small = segments.astype(np.int16) if n and segments.min() >= 0 and segments.max() < 2**15 else segments
+    grouped = n == 0 or not np.any(small[1:] < small[:-1])
+    edges = np.flatnonzero(small[1:] != small[:-1]) + 1 if grouped else np.zeros(0, np.int64)
+    tiebreak = functools.cache(lambda: np.random.default_rng(seed).permutation(n))
+    if not grouped or len(edges) > 64:
+        order = _by_score(np.arange(n), scores, tiebreak)
+        return order if len(edges) == 0 and grouped else order[np.argsort(small[order], kind="stable")]
+    bounds = np.r_[0, edges, n]
+    return np.concatenate([_by_score(np.arange(a, b), scores, tiebreak) for a, b in zip(bounds[:-1], bounds[1:])])
+
+
+def recent_rank_order(scores: np.ndarray, segments: np.ndarray, seed: int) -> np.ndarray:
+    """:func:`rank_order`, reusing one of the last :data:`RECENT_RANKINGS` results for the same inputs.
+
+    Inputs are compared by a 128-bit BLAKE2b digest of their bytes. On a
+    model without convolutions, ``filter`` items are ``weight`` items, so
+    their rankings are computed once. The result is shared: do not modify it.
+    """
+    digest = hashlib.blake2b(str(seed).encode(), digest_size=16)
+    for array in (np.ascontiguousarray(scores, np.float64), np.ascontiguousarray(segments, np.int64)):
+        digest.update(array.data)
+    key = digest.digest()
+    if key in _RANKINGS:
+        return _RANKINGS[key]
+    order = _RANKINGS[key] = rank_order(scores, segments, seed)
+    while len(_RANKINGS) > RECENT_RANKINGS:
+        _RANKINGS.pop(next(iter(_RANKINGS)))
+    return order
+
+
+def _by_score(items: np.ndarray, scores: np.ndarray, tiebreak) -> np.ndarray:
+    """``items`` sorted by increasing score, runs of equal scores by ``tiebreak()`` (a permutation of all items)."""
+    order = items[np.argsort(scores[items])]
+    ranked = scores[order]
+    starts = np.r_[True, ranked[1:] != ranked[:-1]]
+    tied = ~(starts & np.r_[starts[1:], True])  # positions inside runs of two or more equal scores
+    if tied.any():
+        run = np.cumsum(starts)[tied]
+        members = order[tied]
+        order[tied] = members[np.argsort(run * len(scores) + tiebreak()[members])]
+    return order
+
+
+def prefix_counts(t: float, cumsizes: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Items replaced per segment: the shortest ranking prefix holding at least ``round(t * n)`` parameters.
+
+    Args:
+        t: Fraction in [0, 1].
+        cumsizes: Cumulative parameter count of the ranked items (all
+            segments in one run), shape ``(n_items,)``.
+        starts: Where each segment's slice of the ranking starts, shape ``(n_segments,)``.
+        ends: Where each segment's slice ends (exclusive), shape ``(n_segments,)``.
+
+    Returns:
+        Number of items replaced in each segment, shape ``(n_segments,)``.
+    """
+    base = np.where(starts > 0, cumsizes[np.maximum(starts - 1, 0)], 0)
+    targets = round_half_up(t * (cumsizes[ends - 1] - base))
+    reached = np.searchsorted(cumsizes, base + targets, "left") - starts + 1
+    return np.where(targets > 0, reached, 0)
+
+
 class Thresholder:
     """Nested replacement masks from one ranking of items.
 
@@ -157,26 +243,53 @@ class Thresholder:
             raise ValueError(f"normalization applies to global scope only. Received: normalization={normalization!r}")
         scores = normalize_per_layer(items.scores, items.layers, normalization)
         segments = segment_ids(items, scope)
-        tiebreak = np.random.default_rng(seed).permutation(len(scores))
-        order = np.lexsort((tiebreak, scores, segments))
-        self._segment_ids, starts = np.unique(segments[order], return_index=True)
-        self._segment = np.searchsorted(self._segment_ids, segments)
-        self._rank = np.empty(len(order), np.int64)
-        self._rank[order] = np.arange(len(order)) - starts[self._segment[order]]
-        ends = np.append(starts[1:], len(order))
-        sorted_sizes = items.sizes[order]
-        self._cumsizes = [np.cumsum(sorted_sizes[a:b]) for a, b in zip(starts, ends)]
-        self._sorted_scores = [scores[order][a:b] for a, b in zip(starts, ends)] if rule == "legacy_cutoff" else []
+        order = recent_rank_order(scores, segments, seed)
+        ranked_segments = segments[order]
+        starts = np.flatnonzero(np.r_[True, ranked_segments[1:] != ranked_segments[:-1]]) if len(order) else order
+        self._starts, self._ends = starts, np.append(starts[1:], len(order))
+        self._segment_ids = ranked_segments[starts]
+        self._order = order
+        self._scores = scores
+        ones = len(items.sizes) == 0 or items.sizes.max() == 1
+        self._cumsizes = np.arange(1, len(order) + 1) if ones else np.cumsum(items.sizes[order])
         self._element_items = items.element_items
         self.n_params = int(items.sizes.sum())
+
+    @functools.cached_property
+    def _segment(self) -> np.ndarray:
+        """Segment index (into the ranking's segments) of every item, shape ``(n_items,)``."""
+        segment = np.empty(len(self._order), np.int64)
+        segment[self._order] = np.repeat(np.arange(len(self._starts)), self._ends - self._starts)
+        return segment
+
+    @functools.cached_property
+    def _rank(self) -> np.ndarray:
+        """Rank of every item within its segment, shape ``(n_items,)``."""
+        rank = np.empty(len(self._order), np.int64)
+        rank[self._order] = np.arange(len(self._order)) - self._starts[self._segment[self._order]]
+        return rank
+
+    @functools.cached_property
+    def _ranked_scores(self) -> np.ndarray:
+        """Scores in ranking order, shape ``(n_items,)``."""
+        return self._scores[self._order]
+
+    @property
+    def element_items(self) -> list[np.ndarray]:
+        """Per parameter, the item of every element (an array of the parameter's shape)."""
+        return self._element_items
 
     def counts(self, t: float) -> np.ndarray:
         """Number of items replaced in each segment at fraction ``t``."""
         check_fraction(t)
         if self.rule == "legacy_cutoff":
-            return np.array([legacy_cutoff_count(s, c, t) for s, c in zip(self._sorted_scores, self._cumsizes)])
-        targets = [round_half_up(t * c[-1]) for c in self._cumsizes]
-        return np.array([0 if n == 0 else np.searchsorted(c, n, "left") + 1 for n, c in zip(targets, self._cumsizes)])
+            return np.array([legacy_cutoff_count(self._scores[self._order[a:b]], self._segment_cumsizes(a, b), t)
+                             for a, b in zip(self._starts, self._ends)])
+        return prefix_counts(t, self._cumsizes, self._starts, self._ends)
+
+    def _segment_cumsizes(self, start: int, end: int) -> np.ndarray:
+        """Cumulative parameter counts of one segment's ranked items, from its first item."""
+        return self._cumsizes[start:end] - (self._cumsizes[start - 1] if start > 0 else 0)
 
     def item_mask(self, t: float) -> np.ndarray:
         """Boolean mask over items: True where the item is replaced at ``t``."""
@@ -196,7 +309,37 @@ class Thresholder:
 
     def n_replaced(self, t: float) -> int:
         """Number of parameters replaced at ``t``."""
-        return int(sum(c[k - 1] for k, c in zip(self.counts(t), self._cumsizes) if k > 0))
+        counts = self.counts(t)
+        last = self._starts + counts - 1
+        base = np.where(self._starts > 0, self._cumsizes[np.maximum(self._starts - 1, 0)], 0)
+        return int(np.sum(np.where(counts > 0, self._cumsizes[np.maximum(last, 0)] - base, 0)))
+
+    def item_steps(self, thresholds) -> np.ndarray:
+        """For ascending ``thresholds``, the index of the first one at which each item is replaced.
+
+        Masks are nested, so item ``i`` is replaced at ``thresholds[k]``
+        exactly when ``item_steps(thresholds)[i] <= k``; items never
+        replaced get ``len(thresholds)``.
+
+        Args:
+            thresholds: Non-decreasing fractions in [0, 1], length K.
+
+        Returns:
+            Step per item, shape ``(n_items,)``, int64 in ``[0, K]``.
+
+        Raises:
+            ValueError: ``thresholds`` decrease somewhere.
+        """
+        thresholds = np.asarray(thresholds, np.float64)
+        if np.any(np.diff(thresholds) < 0):
+            raise ValueError(f"thresholds must be non-decreasing. Received: thresholds={thresholds.tolist()}")
+        counts = np.stack([self.counts(t) for t in thresholds], axis=1) if len(thresholds) else \
+            np.zeros((len(self._starts), 0), np.int64)
+        bounds = np.concatenate([np.zeros((len(counts), 1), np.int64), counts, (self._ends - self._starts)[:, None]], 1)
+        steps = np.repeat(np.tile(np.arange(len(thresholds) + 1), len(counts)), np.diff(bounds, axis=1).ravel())
+        item_steps = np.empty(len(steps), np.int64)
+        item_steps[self._order] = steps
+        return item_steps
 
 
 def legacy_cutoff_count(sorted_scores: np.ndarray, cumsizes: np.ndarray, t: float) -> int:

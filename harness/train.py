@@ -42,10 +42,11 @@ class Trainer:
         batch_size: Examples per step.
         seed: Seed of the data order.
         augment: ``f(x, seed) -> x'`` randomly augmenting training inputs, or None.
+        jit_compile: Compile the step with XLA.
     """
 
     def __init__(self, model, loss, optimizer, params: list[Param], hooks: list[Measure],
-                 batch_size: int, seed: int, augment=None):
+                 batch_size: int, seed: int, augment=None, jit_compile: bool = False):
         self.model, self.loss, self.optimizer = model, loss, optimizer
         self.variables = list(model.trainable_variables)
         positions = {id(v): i for i, v in enumerate(self.variables)}
@@ -58,7 +59,7 @@ class Trainer:
         if self._batch_hooks and getattr(loss, "reduction", None) != "sum_over_batch_size":
             raise ValueError("Measures that split the gradient by example need a keras Loss averaged over the batch "
                              f"(reduction='sum_over_batch_size'). Received: loss={loss!r}")
-        self._step = tf.function(self._train_step)
+        self._step = tf.function(self._train_step, jit_compile=jit_compile)
 
     def _prunable_values(self):
         return [tf.identity(self.variables[i]) for i in self._index]
