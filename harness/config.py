@@ -271,7 +271,7 @@ def swept_epochs(spec, epochs: int) -> set[int]:
         if name != "every" or not step.isdigit() or int(step) == 0:
             raise ValueError(f"sweep_epochs must be {valid}. Received: sweep_epochs={spec!r}")
         return set(range(int(step), epochs + 1, int(step)))
-    values = _check_list("sweep_epochs", spec) if isinstance(spec, (list, tuple)) else None
+    values = _check_list("sweep_epochs", spec, int, "epochs") if isinstance(spec, (list, tuple)) else None
     if values is None or not all(isinstance(e, int) and not isinstance(e, bool) and 1 <= e <= epochs for e in values):
         raise ValueError(f"sweep_epochs must be {valid} in [1, {epochs}]. Received: sweep_epochs={spec!r}")
     return set(values)
