@@ -47,6 +47,8 @@ def _list_options() -> dict[str, str]:
         "normalizations": f"per-layer normalisation for global scope: {choices['normalizations']} "
                           f"(default: {' '.join(_default('normalizations'))})",
         "replacements": f"{choices['replacements']} (default: {' '.join(_default('replacements'))})",
+        "orders": f"removal order, {choices['orders']}: least (LeRF) and/or most (MoRF) important first "
+                  f"(default: {' '.join(_default('orders'))})",
     }
 
 

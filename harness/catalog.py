@@ -23,6 +23,7 @@ GRID_CHOICES = {
     "scopes": ("harness/threshold.py", "SCOPES"),
     "normalizations": ("harness/threshold.py", "NORMALIZATIONS"),
     "replacements": ("harness/sweep.py", "REPLACEMENTS"),
+    "orders": ("harness/threshold.py", "ORDERS"),
     "prunable": ("measures/_base.py", "PRUNABLE_CHOICES"),
 }
 PACKAGES = {"task": "tasks", "measure": "measures", "aggregation": "aggregations"}

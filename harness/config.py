@@ -35,6 +35,8 @@ class RunConfig:
             per-weight aggregations only, see ``harness.threshold.segment_ids``).
         normalizations: Per-layer score normalisations for global scope (none, mean, max, lamp).
         replacements: ``zero`` and/or ``random``.
+        orders: Removal order: ``least`` (least important first, LeRF) and/or
+            ``most`` (most important first, MoRF; the CSV's ``order`` column).
         thresholds: Fractions t in [0, 1] of prunable parameters to replace.
         threshold_rule: ``exact`` (default) or ``legacy_cutoff`` (the original
             study's ``score < cutoff``, for comparison only; see harness/threshold.py).
@@ -75,6 +77,7 @@ class RunConfig:
     scopes: list[str] = field(default_factory=lambda: ["layer"])
     normalizations: list[str] = field(default_factory=lambda: ["none"])
     replacements: list[str] = field(default_factory=lambda: ["zero"])
+    orders: list[str] = field(default_factory=lambda: ["least"])
     thresholds: list[float] = field(default_factory=lambda: list(DEFAULT_THRESHOLDS))
     threshold_rule: str = "exact"
     augmentation: str | None = None
@@ -123,7 +126,7 @@ class RunConfig:
         import measures
         from aggregations import POOLINGS
         from harness.sweep import METHODS, REPLACEMENTS
-        from harness.threshold import NORMALIZATIONS, SCOPES, THRESHOLD_RULES, check_choice
+        from harness.threshold import NORMALIZATIONS, ORDERS, SCOPES, THRESHOLD_RULES, check_choice
         from measures._base import PRUNABLE_CHOICES
 
         self.measures = _check_list("measures", self.measures)
@@ -131,7 +134,7 @@ class RunConfig:
         self.aggregations = _check_list("aggregations", self.aggregations)
         aggregations.AGGREGATIONS.check(self.aggregations)
         for name, choices in [("pooling", POOLINGS), ("scope", SCOPES), ("normalization", NORMALIZATIONS),
-                              ("replacement", REPLACEMENTS)]:
+                              ("replacement", REPLACEMENTS), ("order", ORDERS)]:
             setattr(self, name + "s", _check_list(name + "s", getattr(self, name + "s")))
             for value in getattr(self, name + "s"):
                 check_choice(name, value, choices)
@@ -142,6 +145,9 @@ class RunConfig:
         _check_group_classes(built, task)
         check_choice("prunable", self.prunable, PRUNABLE_CHOICES)
         check_choice("threshold_rule", self.threshold_rule, THRESHOLD_RULES)
+        if self.threshold_rule == "legacy_cutoff" and "most" in self.orders:
+            raise ValueError("threshold_rule 'legacy_cutoff' (score < cutoff) removes the least important first only. "
+                             f"Received: threshold_rule={self.threshold_rule!r}, orders={self.orders}")
         self.thresholds = _check_thresholds(self.thresholds)
         for name in ("epochs", "batch_size", "importance_samples", "keep_checkpoints"):
             _check_positive_int(name, getattr(self, name))

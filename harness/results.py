@@ -35,10 +35,10 @@ import numpy as np
 
 COLUMNS = [
     "run_id", "task", "model", "seed", "epoch", "measure", "aggregation", "pooling", "scope",
-    "normalization", "replacement", "threshold", "sparsity", "n_replaced", "params_remaining", "flops", "val_loss",
+    "normalization", "replacement", "order", "threshold", "sparsity", "n_replaced", "params_remaining", "flops", "val_loss",
     "val_accuracy", "measure_seconds", "sweep_seconds",
 ]
-SWEEP_KEY = ["run_id", "epoch", "measure", "aggregation", "pooling", "scope", "normalization", "replacement"]
+SWEEP_KEY = ["run_id", "epoch", "measure", "aggregation", "pooling", "scope", "normalization", "replacement", "order"]
 PACKAGES = ["tensorflow", "keras", "numpy", "pandas", "scikit-learn", "matplotlib", "tqdm"]
 CSV_LOCK_SECONDS = 300.0
 log = logging.getLogger("harness")
@@ -174,7 +174,7 @@ def results_table(path: Path, rows_per_sweep: int | None = None) -> Table:
 
 
 def sweep_key(row) -> tuple:
-    """The identity of one sweep: (epoch, measure, aggregation, pooling, scope, normalization, replacement)."""
+    """The identity of one sweep: its :data:`SWEEP_KEY` values after ``run_id``, epoch as int, the rest as text."""
     return tuple(int(row[k]) if k == "epoch" else str(row[k]) for k in SWEEP_KEY[1:])
 
 

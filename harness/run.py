@@ -46,7 +46,7 @@ def check_scores(spec: str, params, scores) -> list[np.ndarray]:
 
 
 def conditions(config: RunConfig) -> Iterator[dict]:
-    """Every (aggregation, pooling, scope, normalization) of the grid; pooling is "none" where it has no effect.
+    """Every (aggregation, pooling, scope, normalization, order) of the grid; pooling is "none" where it has no effect.
 
     Scope ``output`` is skipped for aggregations that pool weights into items
     (unit, filter): their items are whole units, one per output segment.
@@ -56,7 +56,9 @@ def conditions(config: RunConfig) -> Iterator[dict]:
         for pooling in config.poolings if pools else ["none"]:
             for scope in [s for s in config.scopes if not (pools and s == "output")]:
                 for normalization in config.normalizations if scope == "global" else ["none"]:
-                    yield dict(aggregation=name, pooling=pooling, scope=scope, normalization=normalization)
+                    for order in config.orders:
+                        yield dict(aggregation=name, pooling=pooling, scope=scope, normalization=normalization,
+                                   order=order)
 
 
 def draw_sample(x: np.ndarray, y: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -270,7 +272,7 @@ class Experiment:
         """
         if not self.config.sweeps_after(epoch):
             return set()
-        return {(epoch, spec, *c.values(), mode) for spec in self.measures
+        return {self.key(epoch, spec, c, mode) for spec in self.measures
                 for c in self.grid for mode in self.config.replacements}
 
     def _epochs(self) -> None:
@@ -370,7 +372,7 @@ class Experiment:
         Raises:
             ValueError: a sweep gave a non-finite validation loss; its rows are not written.
         """
-        todo = [(c, [m for m in replacement if (epoch, spec, *c.values(), m) not in self.done]) for c in self.grid]
+        todo = [(c, [m for m in replacement if self.key(epoch, spec, c, m) not in self.done]) for c in self.grid]
         todo = [(condition, modes) for condition, modes in todo if modes]
         if not todo:
             return
@@ -391,7 +393,12 @@ class Experiment:
         """Aggregate and pool the scores, then rank the items of one condition."""
         items = aggregations.get_aggregation(condition["aggregation"])(self.params, scores, condition["pooling"])
         return Thresholder(items, condition["scope"], condition["normalization"], derived_seed(self.config.seed, epoch),
-                           self.config.threshold_rule)
+                           self.config.threshold_rule, condition["order"])
+
+    @staticmethod
+    def key(epoch: int, spec: str, condition: dict, replacement: str) -> tuple:
+        """The sweep key (:func:`harness.results.sweep_key`) of one measure, condition and replacement."""
+        return results.sweep_key(dict(epoch=epoch, measure=spec, **condition, replacement=replacement))
 
     def row_key(self, epoch: int) -> dict:
         """The columns shared by every row of an epoch."""

@@ -33,6 +33,7 @@ from aggregations import Items
 SCOPES = ("layer", "global", "output")
 NORMALIZATIONS = ("none", "mean", "max", "lamp")
 THRESHOLD_RULES = ("exact", "legacy_cutoff")
+ORDERS = ("least", "most")
 RECENT_RANKINGS = 4
 _RANKINGS: dict[bytes, np.ndarray] = {}  # digest of (scores, segments, seed) -> ranking, oldest first
 
@@ -216,6 +217,21 @@ def prefix_counts(t: float, cumsizes: np.ndarray, starts: np.ndarray, ends: np.n
     return np.where(targets > 0, reached, 0)
 
 
+def reverse_segments(ranking: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The ranking with each segment's slice reversed: most important first, ties in exactly reversed order.
+
+    Args:
+        ranking: Item indices grouped by segment, each segment in increasing score, shape ``(n_items,)``.
+        starts: Where each segment's slice starts, shape ``(n_segments,)``.
+        ends: Where each segment's slice ends (exclusive), shape ``(n_segments,)``.
+
+    Returns:
+        A new array, shape ``(n_items,)``; ``ranking`` is left as it is (it may be shared).
+    """
+    segment = np.repeat(np.arange(len(starts)), ends - starts)
+    return ranking[starts[segment] + ends[segment] - 1 - np.arange(len(ranking))]
+
+
 class Thresholder:
     """Nested replacement masks from one ranking of items.
 
@@ -228,25 +244,34 @@ class Thresholder:
         seed: Seed of the tie-breaking permutation.
         rule: ``exact`` (the shortest prefix holding round(t * n) parameters)
             or ``legacy_cutoff`` (the original's ``score < cutoff``, see the module).
+        order: ``least`` (least important first, LeRF: the default) or
+            ``most`` (most important first, MoRF): the ranking of each
+            segment reversed exactly, ties included (:func:`reverse_segments`).
 
     Raises:
-        ValueError: unknown scope, normalization or rule, normalization outside
-            global scope, or items unfit for the scope (:func:`segment_ids`).
+        ValueError: unknown scope, normalization, rule or order, normalization
+            outside global scope, ``legacy_cutoff`` with ``most``, or items
+            unfit for the scope (:func:`segment_ids`).
     """
 
     def __init__(self, items: Items, scope: str = "layer", normalization: str = "none", seed: int = 0,
-                 rule: str = "exact"):
+                 rule: str = "exact", order: str = "least"):
         check_choice("scope", scope, SCOPES)
         check_choice("threshold_rule", rule, THRESHOLD_RULES)
-        self.rule = rule
+        check_choice("order", order, ORDERS)
+        if rule == "legacy_cutoff" and order == "most":
+            raise ValueError("threshold_rule 'legacy_cutoff' (score < cutoff) removes the least important first only. "
+                             f"Received: threshold_rule={rule!r}, order={order!r}")
+        self.rule, self.order = rule, order
         if scope != "global" and normalization != "none":
             raise ValueError(f"normalization applies to global scope only. Received: normalization={normalization!r}")
         scores = normalize_per_layer(items.scores, items.layers, normalization)
         segments = segment_ids(items, scope)
-        order = recent_rank_order(scores, segments, seed)
-        ranked_segments = segments[order]
-        starts = np.flatnonzero(np.r_[True, ranked_segments[1:] != ranked_segments[:-1]]) if len(order) else order
-        self._starts, self._ends = starts, np.append(starts[1:], len(order))
+        ranking = recent_rank_order(scores, segments, seed)
+        ranked_segments = segments[ranking]
+        starts = np.flatnonzero(np.r_[True, ranked_segments[1:] != ranked_segments[:-1]]) if len(ranking) else ranking
+        self._starts, self._ends = starts, np.append(starts[1:], len(ranking))
+        order = reverse_segments(ranking, self._starts, self._ends) if self.order == "most" else ranking
         self._segment_ids = ranked_segments[starts]
         self._order = order
         self._scores = scores

@@ -125,3 +125,19 @@ def test_layer_and_global_scopes_and_both_replacements(tmp_path):
     # layer scope has normalization "none" only: 2 poolings x (1 + 2) scope/normalization x 2 replacements
     assert len(combos) == 12 and (combos == 2).all()
     keras.backend.clear_session()
+
+
+def test_both_removal_orders_are_rows_of_one_sweep_grid(tmp_path):
+    out = tmp_path / "o.csv"
+    config = RunConfig(output=str(out), measures=["magnitude"], aggregations=["weight"], orders=["least", "most"],
+                       epochs=1, thresholds=[0.0, 0.5, 1.0], importance_samples=8, progress=False)
+    experiment = Experiment(config)
+    experiment.run()
+    frame = pd.read_csv(out).set_index(["order", "threshold"])
+    assert sorted(frame.index.get_level_values("order").unique()) == ["least", "most"]
+    for t in (0.0, 1.0):  # nothing or everything replaced: the order cannot matter
+        assert frame.loc[("least", t), "val_loss"] == pytest.approx(frame.loc[("most", t), "val_loss"], rel=1e-6)
+    # removing the half with the largest magnitudes hurts more than removing the smallest half
+    assert frame.loc[("most", 0.5), "val_loss"] > frame.loc[("least", 0.5), "val_loss"]
+    assert frame.loc[("most", 0.5), "sparsity"] == frame.loc[("least", 0.5), "sparsity"]
+    keras.backend.clear_session()

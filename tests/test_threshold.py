@@ -124,3 +124,39 @@ def test_bad_scope_and_normalization():
         Thresholder(items, "model")
     with pytest.raises(ValueError, match="global scope only"):
         Thresholder(items, "layer", "max")
+
+
+def removal_sequence(thr, n):
+    """Items in the order the thresholder replaces them: one item more per step of 1/n."""
+    seen, sequence = np.zeros(n, bool), []
+    for k in range(1, n + 1):
+        new = np.flatnonzero(thr.item_mask(k / n) & ~seen)
+        sequence += new.tolist()
+        seen |= thr.item_mask(k / n)
+    return sequence
+
+
+@pytest.mark.parametrize("scores", [[0.5, 0.1, 0.9, 0.3, 0.7], [0.2, 0.2, 0.9, 0.2, 0.1, 0.9], np.zeros(9)])
+def test_most_is_the_exact_reverse_of_least_ties_included(scores):
+    items = weight_items([scores])
+    least = removal_sequence(Thresholder(items, "layer", seed=4), len(scores))
+    most = removal_sequence(Thresholder(items, "layer", seed=4, order="most"), len(scores))
+    assert most == least[::-1]
+    assert sorted(least) == list(range(len(scores)))
+
+
+def test_most_removes_the_highest_scores_first_with_exact_nested_counts():
+    rng = np.random.default_rng(7)
+    items = weight_items([rng.random(12), rng.random(30)])
+    thr = Thresholder(items, "layer", seed=0, order="most")
+    assert thr.masks(0.25)[0].sum() == 3 and np.all(items.scores[:12][thr.masks(0.25)[0]] >= np.sort(items.scores[:12])[-3])
+    previous = [np.zeros(12, bool), np.zeros(30, bool)]
+    for t in np.linspace(0, 1, 21):
+        masks = thr.masks(t)
+        assert thr.n_replaced(t) == sum(int(np.floor(t * n + 0.5 + 1e-9)) for n in (12, 30))
+        assert all(np.all(m[p]) for m, p in zip(masks, previous))
+        previous = masks
+    with pytest.raises(ValueError, match="Unknown order 'up'; available: \\['least', 'most'\\]"):
+        Thresholder(items, order="up")
+    with pytest.raises(ValueError, match="removes the least important first only"):
+        Thresholder(items, rule="legacy_cutoff", order="most")
