@@ -178,6 +178,9 @@ CASES = [
     ("analysis", ["{tmp}/text.csv"], "column 'val_loss' holds a non-number on line 2: 'high'", 1),
     ("analysis", ["{tmp}/meta/good.csv"], "good.r0.json is not a run's metadata JSON", 1),
     ("analysis", ["{tmp}/good.csv", "{tmp}/copy.csv"], "result keys appear more than once", 1),
+    ("analysis", ["{tmp}/forget/good.csv"], "holds forgetting runs ['r0'] but their per-class CSV "
+     "{tmp}/forget/good.per_class.csv is missing", 1),
+    ("analysis", ["{tmp}/only.per_class.csv"], "matches only per-class companion CSVs (*.per_class.csv)", 1),
     ("analysis", ["{tmp}/nan.csv"], "Nothing can be ranked at the ranked epochs", 1),
     ("analysis", ["{tmp}/good.csv", "{tmp}/rerun.csv"], "Seed 0 appears in runs ['r0', 'x0']", 1),
     ("analysis", ["{tmp}/good.csv", "--out", "{tmp}/good.csv"], "{tmp}/good.csv is a file", 1),
@@ -243,6 +246,10 @@ def analysis_inputs(tmp: Path) -> None:
     (tmp / "meta").mkdir()
     good.to_csv(tmp / "meta" / "good.csv", index=False)
     (tmp / "meta" / "good.r0.json").write_text('{"num_classes": 10, "config": {"seed"')
+    (tmp / "forget").mkdir()
+    good.to_csv(tmp / "forget" / "good.csv", index=False)
+    (tmp / "forget" / "good.r0.json").write_text('{"num_classes": 10, "config": {"forget_classes": [1]}}')
+    good.to_csv(tmp / "only.per_class.csv", index=False)
 
 
 def prepare(tmp: Path, files: dict) -> None:
