@@ -12,8 +12,9 @@ from harness.__main__ import main
 from harness.config import RunConfig
 from harness.run import Experiment
 from harness.seed import derived_seed
-from measures import MeasureContext, make_measure
+from measures import MeasureContext, make_measure, prunable_params
 from tasks import get_task
+from tests.helpers import tiny_conv_model
 
 SMALL = dict(epochs=1, measures=["maav", "fisher"], aggregations=["weight"], thresholds=[0.0, 0.5, 1.0],
              progress=False)
@@ -136,3 +137,10 @@ def test_resume_with_per_class_rows_keeps_both_csvs_free_of_duplicates(finished,
         assert not got.duplicated(key).any() and len(got) == len(ref)
         merged = ref.merge(got, on=key, suffixes=("_ref", "_got"))
         np.testing.assert_allclose(merged["val_loss_got"], merged["val_loss_ref"], rtol=1e-5)
+
+
+def test_hidden_kernels_leave_the_output_layer_whole():
+    model = tiny_conv_model()
+    names = [p.name for p in prunable_params(model, "hidden-kernels")]
+    assert names == [p.name for p in prunable_params(model, "kernels")][:-1] and len(names) == 2
+    assert [p.layer_index for p in prunable_params(model, "hidden-kernels")] == [0, 1]
