@@ -1008,11 +1008,18 @@ def forgetting_table(df: pd.DataFrame, level: float = 0.10) -> pd.DataFrame:
     return table.sort_values([*conditions, "rank"], ignore_index=True)
 
 
-def _forgetting_curves(df: pd.DataFrame, epoch) -> pd.DataFrame:
-    """Mean over seeds of sparsity and both accuracies per (aggregation, measure, threshold) at one epoch."""
+def _forgetting_curves(df: pd.DataFrame, epoch, by: str = "aggregation") -> pd.DataFrame:
+    """Mean over seeds of sparsity and both accuracies per (``by``, measure, threshold) at one epoch.
+
+    Raises:
+        ValueError: ``by`` is not a key column, or the rows hold several aggregations and ``by`` is another column.
+    """
     part = forgetting_rows(df)
+    if by not in key_columns(part) or (by != "aggregation" and part["aggregation"].nunique() > 1):
+        raise ValueError(f"Panels by {by!r} need a key column and one aggregation; filter the rows first. "
+                         f"Received: by={by!r}, aggregations={sorted(part['aggregation'].unique())}")
     part = part[part["epoch"] == (part["epoch"].max() if epoch is None else epoch)]
-    return part.groupby(["aggregation", "measure", "threshold"], as_index=False)[
+    return part.groupby([by, "measure", "threshold"], as_index=False)[
         ["sparsity", "forget_accuracy", "retain_accuracy"]].mean()
 
 
@@ -1045,26 +1052,32 @@ def plot_forgetting(df: pd.DataFrame, epoch: int | None = None, colors: dict | N
     return fig
 
 
-def plot_selectivity(df: pd.DataFrame, epoch: int | None = None, colors: dict | None = None):
+def plot_selectivity(df: pd.DataFrame, epoch: int | None = None, colors: dict | None = None, by: str = "aggregation"):
     """Selectivity curves: accuracy on the other classes R against accuracy on the forget set A, one line per measure.
 
     Each line runs over the thresholds from t = 0 (a circle); the ideal curve keeps R high while A falls to 0 (top
-    left). Means over seeds. One panel per aggregation.
+    left). Means over seeds.
+
+    Args:
+        df: forgetting rows of one figure combination, less ``by``.
+        epoch: the epoch drawn; default the last.
+        colors: measure -> colour.
+        by: the key column whose values get one panel each (``aggregation``; ``prunable`` for rows of one aggregation).
 
     Returns:
         The matplotlib Figure.
     """
-    key, data = _single_panel(forgetting_rows(df)), _forgetting_curves(df, epoch)
-    aggs = sorted(data["aggregation"].unique())
+    key, data = _single_panel(forgetting_rows(df), (by,)), _forgetting_curves(df, epoch, by)
+    aggs = sorted(data[by].unique())
     colors = colors or measure_colors(data["measure"])
     fig, axes = plt.subplots(1, len(aggs), figsize=(4.2 * len(aggs) + 1.8, 4.2), sharey=True, squeeze=False,
                              layout="constrained")
     for ax, agg in zip(axes[0], aggs, strict=True):
-        for name, g in data[data["aggregation"] == agg].groupby("measure"):
+        for name, g in data[data[by] == agg].groupby("measure"):
             g = g.sort_values("threshold")
             ax.plot(g["forget_accuracy"], g["retain_accuracy"], color=colors[name], lw=1.5, marker=".", label=name)
             ax.plot(g["forget_accuracy"].iloc[:1], g["retain_accuracy"].iloc[:1], "o", color=colors[name], mfc="none")
-        ax.set(title=agg, xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+        ax.set(title=agg if by == "aggregation" else f"{by}={agg}", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
     fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right upper", title="measure")
     fig.supxlabel("accuracy on the forget set A")
@@ -1077,7 +1090,7 @@ def _forget_caption(df: pd.DataFrame, epoch) -> str:
     part = forgetting_rows(df)
     shown = part["epoch"].max() if epoch is None else epoch
     classes = ", ".join(sorted(set(part["forget_classes"].astype(str))))
-    return f"forget set A = classes {classes}; epoch {shown}; mean over {part['seed'].nunique()} seed(s)"
+    return f"forget set A = class(es) {classes}; epoch {shown}; mean over {part['seed'].nunique()} seed(s)"
 
 
 def format_forgetting(table: pd.DataFrame) -> str:

@@ -60,7 +60,7 @@ class RunConfig:
         contrast: How a forgetting run compares importance on A with importance on the
             other classes: ``ratio`` or ``difference`` (:func:`harness.forgetting.contrast`);
             None: ``ratio`` in a forgetting run; refused without ``forget_classes``.
-        prunable: ``kernels``, ``kernels+biases`` or ``all``.
+        prunable: ``kernels``, ``kernels+biases``, ``all`` or ``hidden-kernels`` (all kernels but the output layer's).
         output: Result CSV path.
         data_dir: Folder with a local copy of the task's dataset; refused for tasks that read none.
             Not part of the run id: the same data at another path is the same run.
