@@ -47,6 +47,18 @@ thresholds: the epochs of one run are not independent, so they are drawn as curv
 - A seed with a non-finite score (NaN or inf loss) or a missing treatment is excluded from its condition, and
   reported; when nothing is left to rank, ``analyze`` raises ``ValueError``.
 
+Selective forgetting (runs with ``forget_classes`` in their metadata, seed 001). ``load`` reads each such run's
+per-class companion CSV (``<csv stem>.per_class.csv``) and adds, per row, the accuracy and loss on the forget set A
+(``forget_accuracy``, ``forget_loss``: over the validation examples of the classes in A) and on the other classes R
+(``retain_accuracy``, ``retain_loss``), and a ``forget_classes`` key column ("7", "3,8"). Per run and condition:
+
+- Selectivity: trapezoid integral of (accuracy on R - accuracy on A) over achieved sparsity (the fraction t of the
+  prunable weights replaced, most A-specific first). Larger is better: the model lost A while it kept R.
+- Retained at forgotten: the accuracy on R at the first threshold where the accuracy on A is below ``level`` (10%),
+  and the sparsity there; NaN when A is never forgotten that far.
+- ``forgetting_table``: both, averaged over seeds, ranked by selectivity (1 = most selective), with the margin over
+  the ``random`` measure of the same condition.
+
 Figures: curves (one per (task, model, pooling, scope, normalization, replacement, ...) combination, facets
 aggregation x epoch, named ``<kind>_<values>.<fmt>``; missing key values read "-"), a rank heatmap over epochs per
 combination, a CD diagram per ranked condition and a heatmap of mean ranks across conditions. Each measure has one
@@ -90,7 +102,9 @@ VALUES = [
     "run_id", "seed", "epoch", "threshold", "sparsity", "n_replaced", "val_loss", "val_accuracy", "measure_seconds",
     "sweep_seconds", "params_remaining", "flops", "num_classes",
 ]  # fmt: skip
-NOT_KEYS = {*VALUES, "treatment", "reason"}
+FORGETTING = ["forget_accuracy", "forget_loss", "retain_accuracy", "retain_loss"]
+PER_CLASS_SUFFIX = ".per_class.csv"  # the per-class companion of a result CSV (harness.results.per_class_path)
+NOT_KEYS = {*VALUES, *FORGETTING, "treatment", "reason"}
 NUMERIC = ["seed", "epoch", "threshold", "sparsity", "n_replaced", "val_loss", "val_accuracy", "measure_seconds"]
 SETTINGS = ["epochs", "batch_size", "learning_rate", "importance_samples", "prunable", "deterministic"]
 NOT_SETTINGS = {"seed", "output", "data_dir", "progress", "resume"}
@@ -156,14 +170,19 @@ def _expand(patterns: list) -> list[str]:
 
 
 def _matches(pattern: str) -> list[str]:
+    """Result CSVs of a folder or glob; per-class companions are read with their result CSV, not on their own."""
     folder = Path(pattern)
     if folder.is_dir():
         inner = folder / "trials" if (folder / "trials").is_dir() else folder
-        matches = sorted(str(p) for p in inner.glob("*.csv") if p.is_file())
+        matches = sorted(str(p) for p in inner.glob("*.csv") if p.is_file() and not p.name.endswith(PER_CLASS_SUFFIX))
         if not matches:
             raise FileNotFoundError(f"No result CSVs in folder {inner}")
         return matches
-    matches = sorted(glob.glob(pattern))
+    found = sorted(glob.glob(pattern))
+    matches = [m for m in found if not m.endswith(PER_CLASS_SUFFIX)]
+    if found and not matches:
+        raise FileNotFoundError(f"{pattern!r} matches only per-class companion CSVs (*{PER_CLASS_SUFFIX}); give "
+                                "their result CSVs")
     if not matches:
         raise FileNotFoundError(f"No file matches {pattern!r}")
     return matches
@@ -181,7 +200,7 @@ def _read_one(path: str) -> tuple[pd.DataFrame, dict]:
     meta = {r: _metadata(path, r) for r in df["run_id"].unique()}
     classes = {r: m.get("num_classes") for r, m in meta.items()}
     df = df.assign(num_classes=df["run_id"].map(classes).astype(float), _file=path)
-    return df, {r: m.get("config") or {} for r, m in meta.items()}
+    return _attach_forgetting(path, df, meta), {r: m.get("config") or {} for r, m in meta.items()}
 
 
 def _read_csv(path: str) -> pd.DataFrame:
@@ -890,6 +909,211 @@ def _slug(values: Iterable) -> str:
     return "_".join(re.sub(r"[^A-Za-z0-9.-]+", "-", str(v)) for v in values)
 
 
+# Forgetting ---------------------------------------------------------------------------------------------------
+
+
+def _attach_forgetting(path: str, df: pd.DataFrame, meta: dict) -> pd.DataFrame:
+    """Adds ``FORGETTING`` columns and ``forget_classes`` for the forgetting runs of one CSV (see the module docstring).
+
+    Raises:
+        ValueError: a forgetting run's per-class companion CSV is missing or lacks the run's rows.
+    """
+    forget = {r: (m.get("config") or {}).get("forget_classes") for r, m in meta.items()}
+    forget = {r: [int(c) for c in classes] for r, classes in forget.items() if classes}
+    if not forget:
+        return df
+    companion = Path(path).with_name(Path(path).stem + PER_CLASS_SUFFIX)
+    if not companion.is_file():
+        raise ValueError(f"{path} holds forgetting runs {sorted(forget)} but their per-class CSV {companion} is missing")
+    per_class = _read_csv(str(companion))
+    keys = list(per_class.columns[: list(per_class.columns).index("class")])
+    metrics = forgetting_metrics(per_class[per_class["run_id"].isin(forget)], forget, keys)
+    df = df.merge(metrics, on=keys, how="left", validate="many_to_one")
+    missing = df["run_id"].isin(forget) & df["forget_accuracy"].isna() & df["retain_accuracy"].isna()
+    if missing.any():
+        raise ValueError(f"{companion} lacks the per-class rows of {int(missing.sum())} rows of {path}, e.g. run "
+                         f"{df.loc[missing, 'run_id'].iloc[0]}")
+    text = {r: ",".join(map(str, classes)) for r, classes in forget.items()}
+    return df.assign(forget_classes=df["run_id"].map(text))
+
+
+def forgetting_metrics(per_class: pd.DataFrame, forget: dict, keys: Sequence[str]) -> pd.DataFrame:
+    """Accuracy and loss on the forget set and on the other classes per row key, from per-class rows.
+
+    Args:
+        per_class: rows of a per-class CSV: ``keys``, ``class``, ``val_loss``, ``val_accuracy``, ``n_examples``.
+        forget: run id -> forget classes.
+        keys: the columns that identify one main row (the sweep key and ``threshold``).
+
+    Returns:
+        One row per key: ``keys`` and ``FORGETTING``. Each value is a mean over the validation examples of the
+        set: sum over its classes of n_c * metric_c, divided by the set's n (NaN when the set has none).
+    """
+    in_a = [c in forget[r] for r, c in zip(per_class["run_id"], per_class["class"], strict=True)]
+    part = per_class.assign(_set=np.where(in_a, "forget", "retain"),
+                            _correct=per_class["val_accuracy"] * per_class["n_examples"],
+                            _loss=(per_class["val_loss"] * per_class["n_examples"]).where(per_class["n_examples"] > 0, 0))
+    sums = part.groupby([*keys, "_set"], dropna=False)[["_correct", "_loss", "n_examples"]].sum()
+    n = sums["n_examples"].where(sums["n_examples"] > 0)
+    wide = pd.DataFrame({"accuracy": sums["_correct"] / n, "loss": sums["_loss"] / n}).unstack("_set")
+    wide.columns = [f"{s}_{metric}" for metric, s in wide.columns]
+    return wide.reindex(columns=FORGETTING).reset_index()
+
+
+def forgetting_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of forgetting runs (those with accuracy on the forget set); empty when there are none."""
+    return df[df["forget_accuracy"].notna()] if "forget_accuracy" in df else df.iloc[:0]
+
+
+def forgetting_scores(df: pd.DataFrame, level: float = 0.10) -> pd.DataFrame:
+    """Selectivity and the accuracy on R when A is forgotten, per (key columns, epoch, run); see the module docstring.
+
+    Columns: the keys, ``epoch``, ``run_id``, ``seed``, ``selectivity``, ``forget_accuracy0``/``retain_accuracy0``
+    (at the smallest threshold), ``retained_at_forgotten`` and ``sparsity_at_forgotten``.
+    """
+    keys = [*key_columns(df), "epoch", *RUN]
+    rows = [(*key, *_forgetting_point(g.sort_values(["threshold", "sparsity"]), level))
+            for key, g in forgetting_rows(df).groupby(keys, dropna=False, sort=False)]
+    fields = ["selectivity", "forget_accuracy0", "retain_accuracy0", "retained_at_forgotten", "sparsity_at_forgotten"]
+    return pd.DataFrame(rows, columns=[*keys, *fields])
+
+
+def _forgetting_point(run: pd.DataFrame, level: float) -> tuple:
+    gap = (run["retain_accuracy"] - run["forget_accuracy"]).to_numpy(float)
+    area = auc(run["sparsity"], gap)
+    below = run[run["forget_accuracy"] < level]
+    at = below.iloc[0] if len(below) else None
+    first = run.iloc[0]
+    return (area, first["forget_accuracy"], first["retain_accuracy"],
+            np.nan if at is None else at["retain_accuracy"], np.nan if at is None else at["sparsity"])
+
+
+def forgetting_table(df: pd.DataFrame, level: float = 0.10) -> pd.DataFrame:
+    """Per (condition, measure), the mean over seeds of ``forgetting_scores``, ranked by selectivity.
+
+    Adds ``n_seeds``, ``over_random`` (selectivity minus that of measure ``random`` in the same condition; NaN
+    without it) and ``rank`` (1 = most selective). Sorted by condition, then rank.
+    """
+    scores = forgetting_scores(df, level)
+    if scores.empty:
+        return scores
+    conditions = condition_columns(scores)
+    fields = ["selectivity", "forget_accuracy0", "retain_accuracy0", "retained_at_forgotten", "sparsity_at_forgotten"]
+    table = scores.groupby([*conditions, "measure"], dropna=False).agg(
+        **{f: (f, "mean") for f in fields}, n_seeds=("seed", "nunique")).reset_index()
+    random = table[table["measure"] == "random"].set_index(conditions)["selectivity"]
+    base = table.set_index(conditions).index.map(lambda k: random.get(k, np.nan))
+    table["over_random"] = table["selectivity"] - np.asarray(base, float)
+    table["rank"] = table.groupby(conditions, dropna=False)["selectivity"].rank(ascending=False, method="average")
+    return table.sort_values([*conditions, "rank"], ignore_index=True)
+
+
+def _forgetting_curves(df: pd.DataFrame, epoch, by: str = "aggregation") -> pd.DataFrame:
+    """Mean over seeds of sparsity and both accuracies per (``by``, measure, threshold) at one epoch.
+
+    Raises:
+        ValueError: ``by`` is not a key column, or the rows hold several aggregations and ``by`` is another column.
+    """
+    part = forgetting_rows(df)
+    if by not in key_columns(part) or (by != "aggregation" and part["aggregation"].nunique() > 1):
+        raise ValueError(f"Panels by {by!r} need a key column and one aggregation; filter the rows first. "
+                         f"Received: by={by!r}, aggregations={sorted(part['aggregation'].unique())}")
+    part = part[part["epoch"] == (part["epoch"].max() if epoch is None else epoch)]
+    return part.groupby([by, "measure", "threshold"], as_index=False)[
+        ["sparsity", "forget_accuracy", "retain_accuracy"]].mean()
+
+
+def plot_forgetting(df: pd.DataFrame, epoch: int | None = None, colors: dict | None = None):
+    """Accuracy on the forget set A (dashed) and on the other classes R (solid) over sparsity, one panel per measure.
+
+    Args:
+        df: forgetting rows of one figure combination (see ``panel_columns``).
+        epoch: the epoch drawn; default the last.
+        colors: measure -> colour.
+
+    Returns:
+        The matplotlib Figure: rows aggregation, columns measure; means over seeds.
+    """
+    key, data = _single_panel(forgetting_rows(df)), _forgetting_curves(df, epoch)
+    aggs, names = sorted(data["aggregation"].unique()), sorted(data["measure"].unique())
+    colors = colors or measure_colors(names)
+    fig, axes = plt.subplots(len(aggs), len(names), figsize=(2.8 * len(names) + 1.5, 2.6 * len(aggs) + 1),
+                             sharex=True, sharey=True, squeeze=False, layout="constrained")
+    for (i, agg), (j, name) in itertools.product(enumerate(aggs), enumerate(names)):
+        g, ax = data[(data["aggregation"] == agg) & (data["measure"] == name)].sort_values("threshold"), axes[i, j]
+        ax.plot(g["sparsity"], g["retain_accuracy"], color=colors[name], lw=1.5, label="other classes (R)")
+        ax.plot(g["sparsity"], g["forget_accuracy"], color=colors[name], lw=1.5, ls="--", label="forget set (A)")
+        ax.set_title(f"{name}, {agg}", fontsize="medium")
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize="small")
+    fig.supxlabel("sparsity (fraction of prunable weights replaced, most A-specific first)")
+    fig.supylabel("validation accuracy (fraction correct)")
+    fig.suptitle(f"{_title(key, per_line=3)}\n{_forget_caption(df, epoch)}", fontsize="medium")
+    return fig
+
+
+def plot_selectivity(df: pd.DataFrame, epoch: int | None = None, colors: dict | None = None, by: str = "aggregation"):
+    """Selectivity curves: accuracy on the other classes R against accuracy on the forget set A, one line per measure.
+
+    Each line runs over the thresholds from t = 0 (a circle); the ideal curve keeps R high while A falls to 0 (top
+    left). Means over seeds.
+
+    Args:
+        df: forgetting rows of one figure combination, less ``by``.
+        epoch: the epoch drawn; default the last.
+        colors: measure -> colour.
+        by: the key column whose values get one panel each (``aggregation``; ``prunable`` for rows of one aggregation).
+
+    Returns:
+        The matplotlib Figure.
+    """
+    key, data = _single_panel(forgetting_rows(df), (by,)), _forgetting_curves(df, epoch, by)
+    aggs = sorted(data[by].unique())
+    colors = colors or measure_colors(data["measure"])
+    fig, axes = plt.subplots(1, len(aggs), figsize=(4.2 * len(aggs) + 1.8, 4.2), sharey=True, squeeze=False,
+                             layout="constrained")
+    for ax, agg in zip(axes[0], aggs, strict=True):
+        for name, g in data[data[by] == agg].groupby("measure"):
+            g = g.sort_values("threshold")
+            ax.plot(g["forget_accuracy"], g["retain_accuracy"], color=colors[name], lw=1.5, marker=".", label=name)
+            ax.plot(g["forget_accuracy"].iloc[:1], g["retain_accuracy"].iloc[:1], "o", color=colors[name], mfc="none")
+        ax.set(title=agg if by == "aggregation" else f"{by}={agg}", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+        ax.grid(alpha=0.3)
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right upper", title="measure")
+    fig.supxlabel("accuracy on the forget set A")
+    fig.supylabel("accuracy on the other classes R")
+    fig.suptitle(f"{_title(key, per_line=3)}\n{_forget_caption(df, epoch)}", fontsize="medium")
+    return fig
+
+
+def _forget_caption(df: pd.DataFrame, epoch) -> str:
+    part = forgetting_rows(df)
+    shown = part["epoch"].max() if epoch is None else epoch
+    classes = ", ".join(sorted(set(part["forget_classes"].astype(str))))
+    return f"forget set A = class(es) {classes}; epoch {shown}; mean over {part['seed'].nunique()} seed(s)"
+
+
+def format_forgetting(table: pd.DataFrame) -> str:
+    """Terminal lines: per condition (last epoch), measures by selectivity, margin over random, R when A < 10%."""
+    if table.empty:
+        return ""
+    conditions = condition_columns(table)
+    others = [c for c in conditions if c != "epoch"]
+    last = table[table["epoch"] == table.groupby(others, dropna=False)["epoch"].transform("max")]
+    lines = ["Selective forgetting: selectivity = area between the accuracy on the other classes and on the forget "
+             "set over sparsity (larger = more selective); R@A<10% = accuracy on the other classes when the forget "
+             "set's accuracy first drops below 10% (sparsity there)"]
+    for key, part in last.groupby(conditions, dropna=False, sort=False):
+        lines.append("  " + _label(pd.Series(key, index=conditions), [c for c in conditions if part[c].notna().all()]))
+        for _, r in part.iterrows():
+            margin = f" ({r['over_random']:+.3f} over random)" if np.isfinite(r["over_random"]) else ""
+            forgotten = "never" if not np.isfinite(r["retained_at_forgotten"]) else \
+                f"{r['retained_at_forgotten']:.3f} (sparsity {r['sparsity_at_forgotten']:.3g})"
+            lines.append(f"    {int(r['rank'])}. {r['measure']}: selectivity {r['selectivity']:.3f}{margin}; "
+                         f"R@A<10%: {forgotten}")
+    return "\n".join(lines)
+
+
 # Report -------------------------------------------------------------------------------------------------------
 
 
@@ -913,7 +1137,9 @@ def report(
         alpha: significance level of the tests.
 
     Returns:
-        ``analyze``'s tables plus ``files`` (written paths).
+        ``analyze``'s tables plus ``files`` (written paths) and ``forgetting`` (``forgetting_table``; empty without
+        forgetting runs, which otherwise add ``forgetting.csv`` and per figure combination ``forgetting_*`` and
+        ``selectivity_*`` figures at the last epoch).
 
     Raises:
         ValueError: a bad option, an unwritable ``out_dir`` (both before reading any data), bad input files (see
@@ -931,7 +1157,21 @@ def report(
     out.mkdir(parents=True, exist_ok=True)
     colors = measure_colors(df["measure"])
     files = _write_tables(out, result) + _write_figures(out, df, result, fmt, epochs, num_classes, colors)
-    return result | {"files": files}
+    forget = forgetting_table(df)
+    return result | {"files": files + _write_forgetting(out, df, forget, fmt, colors), "forgetting": forget}
+
+
+def _write_forgetting(out: Path, df: pd.DataFrame, table: pd.DataFrame, fmt: str, colors: dict) -> list[Path]:
+    """``forgetting.csv``, and the A/R accuracy and selectivity figures per figure combination of forgetting rows."""
+    if table.empty:
+        return []
+    table.to_csv(out / "forgetting.csv", index=False)
+    files = [out / "forgetting.csv"]
+    rows = forgetting_rows(df)
+    for key, part in rows.groupby(panel_columns(rows), dropna=False):
+        files.append(_save(plot_forgetting(part, colors=colors), out / f"forgetting_{_slug(key)}.{fmt}"))
+        files.append(_save(plot_selectivity(part, colors=colors), out / f"selectivity_{_slug(key)}.{fmt}"))
+    return files
 
 
 def check_out_dir(out_dir) -> Path:
@@ -1051,6 +1291,8 @@ def format_report(result: dict) -> str:
     lines += _notes(tests) + _excluded_lines(result["excluded"])
     ranks = "; ".join(f"{t}: {r:.2f}" for t, r in result["mean_ranks"]["mean"].items())
     lines += [f"Mean rank over the {len(tests)} ranked conditions (descriptive): {ranks}"]
+    if result.get("forgetting") is not None and not result["forgetting"].empty:
+        lines += [format_forgetting(result["forgetting"])]
     if result.get("files"):
         lines += [f"Wrote {len(result['files'])} files to {result['files'][0].parent}, e.g. {result['files'][0]}"]
     return "\n".join(lines)

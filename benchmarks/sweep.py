@@ -11,6 +11,10 @@ items). Times are CPU seconds of this process (wall seconds in brackets),
 median of ``--repeats``; ratios are of medians. The machine's load average is
 printed, since other processes slow both sides of a wall-clock ratio.
 
+Per-class overhead: the same sweeps with ``per_class`` on (an evaluator
+with per-class columns: each class's summed loss and correct predictions
+from the same compiled pass), against the sweeps without.
+
 Also printed: the shrunk model's inference time against the full model's
 (per threshold, from the shrunk sweep's ``sweep_seconds``), and the same
 floor and sweep with XLA (``jit_compile=True``), plus one training epoch with
@@ -106,6 +110,7 @@ def bench_model(name, data, repeats):
     weight, unit = Thresholder(weight_items, "layer"), Thresholder(unit_items, "layer")
     replacement = replacement_values(params, "zero", 0)
     evaluate, xla = Evaluator(model, loss, x, y), Evaluator(model, loss, x, y, jit_compile=True)
+    per_class = Evaluator(model, loss, x, y, classes=task.num_classes)
     runs = {
         "floor": lambda: [evaluate() for _ in THRESHOLDS],
         "sweep": lambda: sweep(params, weight, replacement, THRESHOLDS, evaluate),
@@ -113,6 +118,8 @@ def bench_model(name, data, repeats):
         "unit masked": lambda: sweep(params, unit, replacement, THRESHOLDS, evaluate, "masked"),
         "batched": lambda: sweep(params, weight, replacement, THRESHOLDS, evaluate, "batched"),
         "ranking": lambda: Thresholder(weight_items, "layer"),
+        "sweep per-class": lambda: sweep(params, weight, replacement, THRESHOLDS, per_class),
+        "unit per-class": lambda: sweep(params, unit, replacement, THRESHOLDS, per_class),
     }
     later = {  # after the others: the naive method and XLA leave threads and memory behind
         "naive": lambda: naive_sweep(model, params, weight, replacement, x, y, loss),
@@ -137,7 +144,9 @@ def bench_model(name, data, repeats):
                         ("unit sweep masked / floor", "unit masked", "floor"),
                         ("batched (all thresholds, one pass) / floor", "batched", "floor"),
                         ("XLA floor / floor", "floor xla", "floor"),
-                        ("XLA sweep / XLA floor", "sweep xla", "floor xla")]:
+                        ("XLA sweep / XLA floor", "sweep xla", "floor xla"),
+                        ("per-class sweep / sweep (weight, masked)", "sweep per-class", "sweep"),
+                        ("per-class unit sweep / unit sweep (shrunk)", "unit per-class", "unit")]:
         print(f"  {label:45s}{timer.ratio(a, b)}")
     per_pass = np.median(timer.wall["floor"]) / len(THRESHOLDS)
     shrunk = [row["sweep_seconds"] / per_pass for row in timer.results["unit"]]
@@ -154,6 +163,8 @@ def check(results):
     np.testing.assert_allclose(losses["batched"], losses["sweep"], rtol=1e-5)
     np.testing.assert_allclose(losses["sweep xla"], losses["sweep"], rtol=1e-5)
     np.testing.assert_allclose(results["naive"], losses["sweep"], rtol=1e-4)
+    np.testing.assert_allclose(losses["sweep per-class"], losses["sweep"], rtol=1e-12)
+    np.testing.assert_allclose(losses["unit per-class"], losses["unit"], rtol=1e-12)
 
 
 def train_epoch(model, loss, params, x, y):

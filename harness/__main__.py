@@ -48,7 +48,7 @@ def _list_options() -> dict[str, str]:
                           f"(default: {' '.join(_default('normalizations'))})",
         "replacements": f"{choices['replacements']} (default: {' '.join(_default('replacements'))})",
         "orders": f"removal order, {choices['orders']}: least (LeRF) and/or most (MoRF) important first "
-                  f"(default: {' '.join(_default('orders'))})",
+                  "(default: least; most in a forgetting run)",
     }
 
 
@@ -80,6 +80,14 @@ def parser(prog: str = "python -m harness") -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help=f"integer in [0, 2**32 - 1] (default: {_default('seed')})")
     p.add_argument("--importance-samples", type=int, help="training examples drawn once for data-driven "
                    f"measures, at most the training set (default: {_default('importance_samples')})")
+    p.add_argument("--importance-classes", nargs="+", type=int, help="class ids whose training examples alone feed "
+                   "the data-driven measures (default: every class)")
+    p.add_argument("--per-class", action="store_true", default=None, help="also write per-class validation loss and "
+                   "accuracy per threshold to <csv stem>.per_class.csv (on in a forgetting run)")
+    p.add_argument("--forget-classes", nargs="+", type=int, help="selective forgetting: replace the weights most "
+                   "specific to these classes first (see harness/forgetting.py)")
+    p.add_argument("--contrast", help="forgetting: ratio (default) or difference of importance on the forget set and "
+                   "on the other classes")
     p.add_argument("--prunable", help=f"{' or '.join(catalog.grid_choices('prunable'))} "
                    f"(default: {_default('prunable')})")
     p.add_argument("--output", help=f"result CSV (default: {_default('output')})")

@@ -17,7 +17,7 @@ import tomllib
 DEFAULT_THRESHOLDS = tuple(round(i / 20, 10) for i in range(21))
 NOT_RESULT_DEFINING = ("output", "data_dir", "progress", "resume", "keep_checkpoints", "divergence_factor",
                        "sweep_method")
-BOOLEANS = ("deterministic", "progress", "resume", "xla")
+BOOLEANS = ("deterministic", "progress", "resume", "xla", "per_class")
 MAX_SEED = 2**32 - 1  # NumPy's global seed range
 
 
@@ -37,6 +37,7 @@ class RunConfig:
         replacements: ``zero`` and/or ``random``.
         orders: Removal order: ``least`` (least important first, LeRF) and/or
             ``most`` (most important first, MoRF; the CSV's ``order`` column).
+            None: ``["least"]``, or ``["most"]`` in a forgetting run (most forget-specific first).
         thresholds: Fractions t in [0, 1] of prunable parameters to replace.
         threshold_rule: ``exact`` (default) or ``legacy_cutoff`` (the original
             study's ``score < cutoff``, for comparison only; see harness/threshold.py).
@@ -44,8 +45,22 @@ class RunConfig:
             task's (``none``, ...); None for the model's default, else ``none``.
         epochs, batch_size, learning_rate: None for the model's, else the task's defaults.
         seed: Seeds Python, NumPy, Keras, the data order and every measure.
-        importance_samples: Training examples N drawn once per run for data-driven measures.
-        prunable: ``kernels``, ``kernels+biases`` or ``all``.
+        importance_samples: Training examples N drawn once per run for data-driven measures
+            (of ``importance_classes`` when given; N of the forget set and N of the other classes
+            in a forgetting run). Fewer examples of those classes than N are refused before training.
+        importance_classes: Class ids whose training examples alone feed the data-driven measures
+            (those reading ``ctx.x``/``ctx.y``); None: every class. Measures that read no data
+            (magnitude, random, synflow, the training-time measures) are unaffected.
+        per_class: Also write the validation loss and accuracy of every class per threshold to
+            ``<csv stem>.per_class.csv`` (:func:`harness.results.per_class_table`), from the same
+            evaluation pass. None: off, on in a forgetting run (which needs it).
+        forget_classes: The forget set A of a selective forgetting run (seed 001): every
+            measure scores each item's specificity to A against the other classes
+            (:mod:`harness.forgetting`), and the sweep replaces the most A-specific first. None: no forgetting.
+        contrast: How a forgetting run compares importance on A with importance on the
+            other classes: ``ratio`` or ``difference`` (:func:`harness.forgetting.contrast`);
+            None: ``ratio`` in a forgetting run; refused without ``forget_classes``.
+        prunable: ``kernels``, ``kernels+biases``, ``all`` or ``hidden-kernels`` (all kernels but the output layer's).
         output: Result CSV path.
         data_dir: Folder with a local copy of the task's dataset; refused for tasks that read none.
             Not part of the run id: the same data at another path is the same run.
@@ -77,7 +92,7 @@ class RunConfig:
     scopes: list[str] = field(default_factory=lambda: ["layer"])
     normalizations: list[str] = field(default_factory=lambda: ["none"])
     replacements: list[str] = field(default_factory=lambda: ["zero"])
-    orders: list[str] = field(default_factory=lambda: ["least"])
+    orders: list[str] | None = None
     thresholds: list[float] = field(default_factory=lambda: list(DEFAULT_THRESHOLDS))
     threshold_rule: str = "exact"
     augmentation: str | None = None
@@ -86,6 +101,10 @@ class RunConfig:
     learning_rate: float | None = None
     seed: int = 0
     importance_samples: int = 1000
+    importance_classes: list[int] | None = None
+    per_class: bool | None = None
+    forget_classes: list[int] | None = None
+    contrast: str | None = None
     prunable: str = "kernels"
     output: str = "data/results.csv"
     data_dir: str | None = None
@@ -131,6 +150,7 @@ class RunConfig:
 
         self.measures = _check_list("measures", self.measures)
         built = {spec: measures.make_measure(spec) for spec in self.measures}
+        _check_class_options(self, built, task)
         self.aggregations = _check_list("aggregations", self.aggregations)
         aggregations.AGGREGATIONS.check(self.aggregations)
         for name, choices in [("pooling", POOLINGS), ("scope", SCOPES), ("normalization", NORMALIZATIONS),
@@ -232,8 +252,75 @@ def _check_group_classes(built: dict, task) -> None:
                              f"classes: 0..{(task.num_classes or 1) - 1}. Received: groups={measure.groups}")
 
 
+def check_classes(name: str, values, task) -> list[int]:
+    """A non-empty list of distinct class ids of ``task``, sorted.
+
+    Raises:
+        ValueError: not such a list, a task without classes, or an id outside ``[0, num_classes)``;
+            names the value and the valid classes.
+    """
+    if task.num_classes is None:
+        raise ValueError(f"{name} needs a classification task; task {task.name!r} has no classes. "
+                         f"Received: {name}={values!r}")
+    values = _check_list(name, values, int, "class ids")
+    unknown = [c for c in values if not 0 <= c < task.num_classes]
+    if unknown:
+        raise ValueError(f"{name} names classes {unknown} that task {task.name!r} does not have; valid classes: "
+                         f"0..{task.num_classes - 1}. Received: {name}={values}")
+    return sorted(values)
+
+
+def _check_class_options(config: RunConfig, built: dict, task) -> None:
+    """Validate and resolve ``importance_classes``, ``per_class``, ``forget_classes``, ``contrast`` and ``orders``."""
+    if config.importance_classes is not None:
+        config.importance_classes = check_classes("importance_classes", config.importance_classes, task)
+    if config.forget_classes is None:
+        if config.contrast is not None:
+            raise ValueError("contrast applies to forgetting runs only; set forget_classes too. "
+                             f"Received: contrast={config.contrast!r}, forget_classes=None")
+        config.orders = ["least"] if config.orders is None else config.orders
+        config.per_class = False if config.per_class is None else config.per_class
+    else:
+        _check_forgetting(config, built, task)
+    if config.per_class is True and task.num_classes is None:
+        raise ValueError(f"per_class needs a classification task; task {task.name!r} has no classes. "
+                         "Received: per_class=True")
+
+
+def _check_forgetting(config: RunConfig, built: dict, task) -> None:
+    """A forgetting run: a forget set that leaves other classes, per-class rows, a contrast fit for its measures."""
+    from harness.forgetting import CONTRASTS
+    from harness.threshold import check_choice
+
+    forget = config.forget_classes = check_classes("forget_classes", config.forget_classes, task)
+    if len(forget) == task.num_classes:
+        raise ValueError(f"forget_classes must leave at least one other class of task {task.name!r}. "
+                         f"Received: forget_classes={forget}")
+    if config.importance_classes is not None:
+        raise ValueError("a forgetting run draws its own samples (forget set and the rest); remove importance_classes. "
+                         f"Received: importance_classes={config.importance_classes}, forget_classes={forget}")
+    if config.per_class is False:
+        raise ValueError(f"a forgetting run records per-class rows; per_class must be true. Received: per_class=False, "
+                         f"forget_classes={forget}")
+    config.per_class, config.contrast = True, config.contrast or "ratio"
+    config.orders = ["most"] if config.orders is None else config.orders
+    check_choice("contrast", config.contrast, CONTRASTS)
+    signed = [spec for spec, measure in built.items() if measure.signed]
+    if config.contrast == "ratio" and signed:
+        raise ValueError(f"contrast 'ratio' divides importances and needs non-negative ones; measures {signed} give "
+                         f"signed scores (use contrast 'difference'). Received: measures={config.measures}")
+    for spec, measure in built.items():
+        groups = getattr(measure, "groups", None)
+        if groups and sorted(groups[measure.target]) != forget:
+            raise ValueError(f"Measure {spec!r} scores the share of group {groups[measure.target]}; in a forgetting "
+                             f"run its target group must be the forget set. Received: forget_classes={forget}")
+
+
 def _check_lamp_and_output(config: RunConfig, built: dict) -> None:
     """``lamp`` needs measures with non-negative scores; ``output`` scope needs a per-weight aggregation."""
+    if "lamp" in config.normalizations and config.contrast == "difference":
+        raise ValueError("normalization 'lamp' squares item scores and needs non-negative ones; contrast 'difference' "
+                         f"gives signed scores. Received: normalizations={config.normalizations}, contrast='difference'")
     signed = [spec for spec, measure in built.items() if measure.signed]
     if "lamp" in config.normalizations and signed:
         raise ValueError(f"normalization 'lamp' squares item scores and needs non-negative ones; measures {signed} "

@@ -7,6 +7,7 @@ For ``--output data/results.csv`` and run ``<run_id>``:
 - ``data/results.<run_id>.log``: progress, notices and tracebacks;
 - ``data/results.<run_id>.lock``: held for the life of the run; names the holding process while held;
 - ``data/results.<run_id>.ckpt/``: per-epoch checkpoints (``harness/checkpoint.py``);
+- ``data/results.per_class.csv``: with ``per_class``, per (sweep, threshold, class) validation loss and accuracy;
 - ``data/results.csv.lock``: held for each append to (or repair of) the CSV and its companion tables.
 
 This module imports no TensorFlow (checkpoints are read and written through
@@ -171,6 +172,29 @@ class Table:
 def results_table(path: Path, rows_per_sweep: int | None = None) -> Table:
     """The main result CSV: :data:`COLUMNS`, one row per (sweep, threshold)."""
     return Table("results", Path(path), tuple(COLUMNS), (*SWEEP_KEY, "threshold"), rows_per_sweep)
+
+
+PER_CLASS_COLUMNS = ["threshold", "class", "val_loss", "val_accuracy", "n_examples"]  # after the sweep key
+
+
+def per_class_path(path: Path) -> Path:
+    """The per-class companion of a result CSV: ``data/results.csv`` -> ``data/results.per_class.csv``."""
+    return Path(path).with_name(f"{Path(path).stem}.per_class.csv")
+
+
+def per_class_table(path: Path, rows_per_sweep: int | None = None) -> Table:
+    """The per-class companion of the result CSV at ``path``: one row per (sweep, threshold, class).
+
+    Columns: :data:`SWEEP_KEY`, then :data:`PER_CLASS_COLUMNS`: the class id, the
+    validation loss and accuracy over that class's validation examples, and their number.
+    """
+    columns = (*SWEEP_KEY, *PER_CLASS_COLUMNS)
+    return Table("per_class", per_class_path(path), columns, (*SWEEP_KEY, "threshold", "class"), rows_per_sweep)
+
+
+def per_class_rows(rows: list[dict]) -> list[dict]:
+    """The per-class companion rows of a sweep's main rows (each holding ``per_class``, see ``harness.sweep.sweep``)."""
+    return [{**{k: row[k] for k in (*SWEEP_KEY, "threshold")}, **metrics} for row in rows for metrics in row["per_class"]]
 
 
 def sweep_key(row) -> tuple:

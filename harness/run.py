@@ -15,7 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import aggregations
-from harness import checkpoint, results
+from harness import checkpoint, forgetting, results
 from harness.config import RunConfig
 from harness.seed import derived_seed, seed_everything
 from harness.sweep import REPLACEMENTS, Evaluator, replacement_values, sweep
@@ -61,10 +61,35 @@ def conditions(config: RunConfig) -> Iterator[dict]:
                                    order=order)
 
 
-def draw_sample(x: np.ndarray, y: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Draw min(n, len(x)) training examples without replacement, once per run."""
-    index = np.sort(np.random.default_rng(derived_seed(seed, 7)).choice(len(x), min(n, len(x)), replace=False))
+def draw_sample(x: np.ndarray, y: np.ndarray, n: int, seed: int, among: np.ndarray | None = None,
+                stream: tuple[int, ...] = (7,)) -> tuple[np.ndarray, np.ndarray]:
+    """Draw min(n, eligible) training examples without replacement, once per run, in their original order.
+
+    Args:
+        x: Training inputs.
+        y: Training targets.
+        n: Examples wanted.
+        seed: The run's seed; the draw uses ``derived_seed(seed, *stream)``.
+        among: Boolean mask ``(len(x),)`` of the eligible examples (those of some classes); None: all.
+        stream: Distinguishes draws of one run (the forget set's and the rest's).
+    """
+    pool = np.arange(len(x)) if among is None else np.flatnonzero(among)
+    chosen = np.random.default_rng(derived_seed(seed, *stream)).choice(len(pool), min(n, len(pool)), replace=False)
+    index = np.sort(pool[chosen])
     return x[index], y[index]
+
+
+def class_sample(data, n: int, seed: int, among: np.ndarray, label: str,
+                 stream: tuple[int, ...] = (7,)) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`draw_sample` among the training examples ``among`` marks (those of some classes), all n of them.
+
+    Raises:
+        ValueError: fewer than ``n`` such examples; names the value, the count and ``label`` (the classes).
+    """
+    if among.sum() < n:
+        raise ValueError(f"importance_samples={n} exceeds the {int(among.sum())} training examples of {label}; "
+                         f"lower importance_samples to at most {int(among.sum())}.")
+    return draw_sample(data.x_train, data.y_train, n, seed, among, stream)
 
 
 class RunFailed(RuntimeError):
@@ -125,8 +150,12 @@ class Experiment:
         self._started = time.perf_counter()
         self.config, self.run_id, self.path = config, config.run_id, Path(config.output)
         self.measures = {spec: make_measure(spec) for spec in config.measures}
-        table = results.results_table(self.path, rows_per_sweep=len(config.thresholds))
-        self.store = results.RunStore(self.path, self.run_id, [table], config.keep_checkpoints)
+        tables = [results.results_table(self.path, rows_per_sweep=len(config.thresholds))]
+        if config.per_class:
+            classes = get_task(config.task).num_classes
+            tables.append(results.per_class_table(self.path, rows_per_sweep=len(config.thresholds) * classes))
+        self.store = results.RunStore(self.path, self.run_id, tables, config.keep_checkpoints)
+        self.class_blind: set[str] = set()
         self.notes: list[str] = []
         self.failures: list[str] = []
         self.history: list[dict] = []
@@ -205,17 +234,38 @@ class Experiment:
         self.loss = self.task.loss()
         self.params = prunable_params(self.model, config.prunable)
         self.grid = self._grid()
-        self.sample = draw_sample(self.data.x_train, self.data.y_train, config.importance_samples, config.seed)
-        if config.importance_samples > len(self.sample[0]):
-            self.note(f"importance_samples={config.importance_samples} exceeds the {len(self.sample[0])} training "
-                      f"examples of {config.task}; all {len(self.sample[0])} are used (recorded in the metadata)")
+        self._draw_samples()
         hooks = [m for m in self.measures.values() if m.training_time]
         optimizer = self.task.optimizer_for(config.learning_rate)
         self.trainer = Trainer(self.model, self.loss, optimizer, self.params, hooks, config.batch_size, config.seed,
                                augment=self.task.augmenter(config.augmentation), jit_compile=config.xla)
         self.evaluate = Evaluator(self.model, self.loss, self.data.x_val, self.data.y_val,
-                                  classification=self.task.num_classes is not None, jit_compile=config.xla)
+                                  classification=self.task.num_classes is not None, jit_compile=config.xla,
+                                  classes=self.task.num_classes if config.per_class else None)
         self.state = checkpoint.tracked_state(self.model, optimizer, self.measures)
+
+    def _draw_samples(self) -> None:
+        """The importance sample(s): of every class, of ``importance_classes``, or a forgetting run's A and R.
+
+        Raises:
+            ValueError: fewer training examples of the chosen classes than ``importance_samples``.
+        """
+        config, data = self.config, self.data
+        n, seed = config.importance_samples, config.seed
+        if config.forget_classes is not None:
+            forget, rest = forgetting.split_classes(data.y_train, config.forget_classes)
+            label = f"forget_classes={config.forget_classes}"
+            self.samples = [class_sample(data, n, seed, forget, label),
+                            class_sample(data, n, seed, rest, f"the classes other than {label}", (7, 1))]
+            self.sample = self.samples[0]
+        elif config.importance_classes is not None:
+            among = forgetting.split_classes(data.y_train, config.importance_classes)[0]
+            self.sample = class_sample(data, n, seed, among, f"importance_classes={config.importance_classes}")
+        else:
+            self.sample = draw_sample(data.x_train, data.y_train, n, seed)
+            if n > len(self.sample[0]):
+                self.note(f"importance_samples={n} exceeds the {len(self.sample[0])} training examples of "
+                          f"{config.task}; all {len(self.sample[0])} are used (recorded in the metadata)")
 
     def _grid(self) -> list[dict]:
         """The conditions swept on this model: aggregations that form no items of their own are skipped."""
@@ -236,10 +286,21 @@ class Experiment:
         """The run's parameters, grid, data facts, parameter list, notes, package versions and git commit."""
         return dict(run_id=self.run_id, config=self.config.result_defining(), output=str(self.path),
                     data_dir=self.config.data_dir, num_classes=self.task.num_classes, data=self.data.info,
-                    importance_samples_drawn=len(self.sample[0]), conditions=self.grid,
+                    importance_samples_drawn=len(self.sample[0]), **self._sample_facts(), conditions=self.grid,
                     params=[dict(name=p.name, shape=list(p.shape), role=p.role, kind=p.kind) for p in self.params],
                     notes=list(self.notes), versions=results.package_versions(), git_commit=results.git_commit(),
                     created=datetime.datetime.now(datetime.timezone.utc).isoformat())
+
+    def _sample_facts(self) -> dict:
+        """The classes the importance samples were drawn from and how many; the forgetting set-up."""
+        config = self.config
+        if config.forget_classes is None:
+            return dict(importance_classes=config.importance_classes)
+        rest = [c for c in range(self.task.num_classes) if c not in config.forget_classes]
+        eps = f"{forgetting.EPS:g} * mean(I_R) per parameter" if config.contrast == "ratio" else None
+        return dict(forgetting=dict(forget_classes=config.forget_classes, retain_classes=rest, contrast=config.contrast,
+                                    eps=eps, samples_drawn=dict(forget=len(self.samples[0][0]),
+                                                                retain=len(self.samples[1][0]))))
 
     def run(self) -> Path:
         """Train for ``config.epochs`` epochs, checkpointing and sweeping after each; return the CSV path.
@@ -343,11 +404,25 @@ class Experiment:
             self.store.mark_complete(scan, epochs=self.history)
 
     def score(self, spec: str, epoch: int) -> tuple[list[np.ndarray], float]:
-        """Scores of one measure at this epoch, and the seconds they took."""
-        ctx = MeasureContext(self.model, self.params, *self.sample, self.loss, seed=derived_seed(self.config.seed, epoch))
+        """Scores of one measure at this epoch, and the seconds they took.
+
+        In a forgetting run: the specificity to the forget set (:func:`harness.forgetting.specificity`)
+        of the scores on its sample and on the rest's, each checked.
+        """
         start = time.perf_counter()
-        scores = self.measures[spec].score(ctx)
+        scored = [check_scores(spec, self.params, self.measures[spec].score(self._context(sample, epoch)))
+                  for sample in (self.samples if self.config.forget_classes is not None else [self.sample])]
+        if len(scored) == 1:
+            return scored[0], time.perf_counter() - start
+        scores, blind = forgetting.specificity(*scored, self.config.contrast)
+        if blind and spec not in self.class_blind:
+            self.class_blind.add(spec)
+            self.note(f"measure {spec!r} scores the forget set and the rest identically (it reads no data): it is "
+                      "ranked by its own scores, most important first (harness/forgetting.py)")
         return check_scores(spec, self.params, scores), time.perf_counter() - start
+
+    def _context(self, sample: tuple, epoch: int) -> MeasureContext:
+        return MeasureContext(self.model, self.params, *sample, self.loss, seed=derived_seed(self.config.seed, epoch))
 
     def sweep_epoch(self, epoch: int) -> None:
         """Score every measure and sweep every condition not yet in the CSV; a failing measure is logged and skipped.
@@ -387,7 +462,10 @@ class Experiment:
                     raise ValueError(f"validation loss {bad[0]['val_loss']} at threshold {bad[0]['threshold']} "
                                      f"({condition}, replacement {mode}); the sweep's rows are not written")
                 key = dict(self.row_key(epoch), measure=spec, **condition, replacement=mode, measure_seconds=seconds)
-                self.rows_written += self.store.append([dict(key, **row) for row in rows])
+                main = [dict(key, **row) for row in rows]
+                tables = {"results": main, "per_class": results.per_class_rows(main)} if self.config.per_class \
+                    else {"results": main}
+                self.rows_written += self.store.append(tables)
 
     def thresholder(self, scores: list[np.ndarray], condition: dict, epoch: int) -> Thresholder:
         """Aggregate and pool the scores, then rank the items of one condition."""

@@ -61,7 +61,10 @@ class Evaluator:
     fraction of examples whose arg-max output matches the label, or NaN when
     ``classification`` is False. Both come from per-example columns
     (:meth:`per_example`) summed over the validation set; further columns
-    (per-class sums, say) can be added there and flow through every sweep method.
+    flow through every sweep method. With ``classes`` (C) the columns also
+    hold each class's sums of losses and of correct predictions (the
+    per-example loss and correctness times the one-hot label), so one pass
+    gives the per-class metrics too (:meth:`class_metrics`).
 
     Args:
         model: The live model; evaluated in inference mode.
@@ -71,16 +74,22 @@ class Evaluator:
         batch_size: Examples per forward pass.
         classification: Whether to compute accuracy.
         jit_compile: Compile the evaluation with XLA.
+        classes: Number of classes C for per-class columns; None for none.
+
+    Raises:
+        ValueError: ``classes`` without ``classification``, or a label outside ``[0, classes)``.
     """
 
     def __init__(self, model, loss, x, y, batch_size: int = 1024, classification: bool = True,
-                 jit_compile: bool = False):
+                 jit_compile: bool = False, classes: int | None = None):
         self.model, self.batch_size, self.jit_compile = model, batch_size, jit_compile
         self._loss = per_example_loss(loss)
-        self.n_columns = 2  # of per_example
         self._classification = classification
+        self.classes = classes
+        self.n_columns = 2 + 2 * (classes or 0)  # of per_example
         self.n = len(x)
         self.x, self.y = tf.constant(x), tf.constant(y)
+        self.class_counts = _class_counts(y, classes, classification) if classes else None
         self._compiled: dict[str, Callable] = {}
         self.recent: dict[bytes, list] = {}  # digest of a sweep -> its (loss, accuracy) per threshold
         self.evaluations = 0  # thresholds evaluated by sweeps (not copied)
@@ -94,13 +103,21 @@ class Evaluator:
         return self._structure
 
     def per_example(self, y, outputs) -> tf.Tensor:
-        """Per-example columns ``[loss, correct]``, shape ``(n, 2)``, float64."""
+        """Per-example columns, float64: ``[loss, correct]``, shape ``(n, 2)``.
+
+        With ``classes`` C, then ``loss * onehot`` and ``correct * onehot``:
+        shape ``(n, 2 + 2C)``, whose sums are each class's summed loss and count of correct predictions.
+        """
         loss = tf.cast(self._loss(y, outputs), tf.float64)
         if not self._classification:
             return tf.stack([loss, tf.fill(tf.shape(loss), tf.constant(np.nan, tf.float64))], axis=1)
         labels = tf.argmax(y, axis=-1) if y.shape.rank == 2 else tf.cast(y, tf.int64)
         correct = tf.cast(tf.equal(tf.argmax(outputs, axis=-1), labels), tf.float64)
-        return tf.stack([loss, correct], axis=1)
+        columns = tf.stack([loss, correct], axis=1)
+        if not self.classes:
+            return columns
+        onehot = tf.one_hot(labels, self.classes, dtype=tf.float64)
+        return tf.concat([columns, loss[:, None] * onehot, correct[:, None] * onehot], axis=1)
 
     def compile(self, forward: Callable, signature: list | None = None, before: Callable | None = None,
                 prepare: Callable | None = None, static_shapes: bool = True) -> Callable:
@@ -153,9 +170,44 @@ class Evaluator:
         totals = np.asarray(totals, np.float64)
         return float(totals[0] / self.n), float(totals[1] / self.n)
 
+    def class_metrics(self, totals) -> list[dict] | None:
+        """Per-class metrics from column sums; None without ``classes``.
+
+        One dict per class c: ``class``, ``val_loss`` (mean loss over the n_c validation examples of c),
+        ``val_accuracy`` (fraction of them correct) and ``n_examples`` (n_c); NaN where n_c = 0.
+        """
+        if not self.classes:
+            return None
+        totals, n, c = np.asarray(totals, np.float64), self.class_counts, self.classes
+        with np.errstate(invalid="ignore", divide="ignore"):
+            loss, accuracy = totals[2 : 2 + c] / n, totals[2 + c : 2 + 2 * c] / n
+        return [dict(zip(("class", "val_loss", "val_accuracy", "n_examples"), (k, float(a), float(b), int(m))))
+                for k, (a, b, m) in enumerate(zip(loss, accuracy, n))]
+
+    def totals(self) -> np.ndarray:
+        """Column sums (:meth:`per_example`) over the validation set for the model's current weights."""
+        return self.compiled("plain", lambda: self.compile(lambda x: self.model(x, training=False)))().numpy()
+
     def __call__(self) -> tuple[float, float]:
         """Return ``(val_loss, val_accuracy)`` of the model's current weights."""
-        return self.summarize(self.compiled("plain", lambda: self.compile(lambda x: self.model(x, training=False)))())
+        return self.summarize(self.totals())
+
+
+def _class_counts(y, classes: int, classification: bool) -> np.ndarray:
+    """Validation examples per class, shape ``(classes,)``; refuses labels outside ``[0, classes)``."""
+    if not classification:
+        raise ValueError("per-class evaluation needs a classification task (accuracy per class).")
+    y = np.asarray(y)
+    labels = y.argmax(-1) if y.ndim == 2 and y.shape[-1] > 1 else y.reshape(-1).astype(np.int64)
+    if len(labels) and (labels.min() < 0 or labels.max() >= classes):
+        raise ValueError(f"labels must lie in [0, {classes}) for per-class evaluation. "
+                         f"Received: labels in [{labels.min()}, {labels.max()}]")
+    return np.bincount(labels, minlength=classes)
+
+
+def _row(evaluate, totals, seconds: float) -> tuple:
+    """``(val_loss, val_accuracy, seconds, per-class metrics or None)`` of one threshold."""
+    return (*evaluate.summarize(totals), seconds, evaluate.class_metrics(totals))
 
 
 def replacement_values(params: list[Param], mode: str, seed: int) -> list[np.ndarray]:
@@ -259,7 +311,8 @@ def _masked(params, schedule, replacement, evaluate) -> list[tuple]:
     try:
         for k in range(schedule.k):
             start = time.perf_counter()
-            out.append((*evaluate.summarize(step(buffers.span(k))), time.perf_counter() - start))
+            totals = step(buffers.span(k)).numpy()
+            out.append(_row(evaluate, totals, time.perf_counter() - start))
     finally:
         buffers.restore()
     return out
@@ -286,12 +339,20 @@ def _stepwise(params, schedule, replacement, evaluate, hook) -> list[tuple]:
             buffers.apply(buffers.span(k))
             if hook is not None:
                 hook(float(t))
-            out.append((*evaluate(), time.perf_counter() - start))
+            out.append(_evaluate_now(evaluate, start))
             for v, value in zip(held, snapshot):
                 v.assign(value)
     finally:
         buffers.restore()
     return out
+
+
+def _evaluate_now(evaluate, start: float) -> tuple:
+    """The row of the current weights (per-class metrics only from an :class:`Evaluator`)."""
+    if isinstance(evaluate, Evaluator):
+        totals = evaluate.totals()
+        return _row(evaluate, totals, time.perf_counter() - start)
+    return (*evaluate(), time.perf_counter() - start, None)
 
 
 def _shrunk(params, schedule, replacement, evaluate) -> list[tuple]:
@@ -311,8 +372,8 @@ def _shrunk(params, schedule, replacement, evaluate) -> list[tuple]:
         buffers.sync()
         for k in range(schedule.k):
             start = time.perf_counter()
-            totals = step(tf.constant(np.concatenate([buffers.advance(k).ravel(), kept[k]])))
-            out.append((*evaluate.summarize(totals), time.perf_counter() - start))
+            totals = step(tf.constant(np.concatenate([buffers.advance(k).ravel(), kept[k]]))).numpy()
+            out.append(_row(evaluate, totals, time.perf_counter() - start))
     finally:
         order.restore(skip={id(p.variable) for p in params})  # the buffers restore the parameters
         buffers.restore()
@@ -340,7 +401,7 @@ def _batched(params, schedule, replacement, evaluate) -> list[tuple]:
     totals = fn([tf.constant(s) for s in schedule.steps], [tf.constant(p.variable.numpy()) for p in params],
                 [tf.constant(r) for r in replacement]).numpy()
     seconds = (time.perf_counter() - start) / k
-    return [(*evaluate.summarize(row), seconds) for row in totals]
+    return [_row(evaluate, row, seconds) for row in totals]
 
 
 def _evaluated_once(params, schedule, replacement, evaluate, method) -> list[tuple]:
@@ -356,10 +417,10 @@ def _evaluated_once(params, schedule, replacement, evaluate, method) -> list[tup
                                 *(w.numpy() for w in evaluate.model.weights)])
     if key in evaluate.recent:
         seconds = (time.perf_counter() - start) / max(schedule.k, 1)
-        return [(loss, accuracy, seconds) for loss, accuracy in evaluate.recent[key]]
+        return [(loss, accuracy, seconds, classes) for loss, accuracy, classes in evaluate.recent[key]]
     results = {"masked": _masked, "shrunk": _shrunk, "batched": _batched}[method](params, schedule, replacement, evaluate)
     evaluate.evaluations += schedule.k
-    evaluate.recent[key] = [row[:2] for row in results]
+    evaluate.recent[key] = [(loss, accuracy, classes) for loss, accuracy, _, classes in results]
     while len(evaluate.recent) > RECENT:
         evaluate.recent.pop(next(iter(evaluate.recent)))
     return results
@@ -400,7 +461,8 @@ def sweep(params: list[Param], thresholder: Thresholder, replacement: list[np.nd
         One dict per threshold, in the given order: threshold, sparsity,
         n_replaced, params_remaining, flops, val_loss, val_accuracy,
         sweep_seconds (time of this threshold's assignment and evaluation;
-        for ``batched``, an equal share of the pass).
+        for ``batched``, an equal share of the pass); with an evaluator's
+        ``classes``, also ``per_class`` (:meth:`Evaluator.class_metrics`).
 
     Raises:
         ValueError: a threshold outside [0, 1]; an unknown method, or one that cannot run.
@@ -416,8 +478,10 @@ def sweep(params: list[Param], thresholder: Thresholder, replacement: list[np.nd
     rows = [None] * schedule.k
     for j, (position, t) in enumerate(zip(schedule.order, schedule.thresholds)):
         n = int(schedule.n_replaced[j])
-        loss, accuracy, seconds = results[j]
+        loss, accuracy, seconds, classes = results[j]
         rows[position] = dict(threshold=float(t), sparsity=n / schedule.n_params, n_replaced=n,
                               params_remaining=float(costs[0][j]), flops=float(costs[1][j]),
                               val_loss=loss, val_accuracy=accuracy, sweep_seconds=seconds)
+        if classes is not None:
+            rows[position]["per_class"] = classes
     return rows

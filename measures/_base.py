@@ -11,7 +11,7 @@ import tensorflow as tf
 
 CONV_LAYERS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 CONV_TRANSPOSE = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)
-PRUNABLE_CHOICES = ("kernels", "kernels+biases", "all")
+PRUNABLE_CHOICES = ("kernels", "kernels+biases", "all", "hidden-kernels")
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,8 +80,11 @@ def prunable_params(model: keras.Model, prunable: str = "kernels") -> list[Param
     Args:
         model: A built Keras model.
         prunable: ``"kernels"`` (Dense and Conv kernels, the default),
-            ``"kernels+biases"`` (and their biases) or ``"all"`` (every
-            trainable variable, as in the original study, seed 003).
+            ``"kernels+biases"`` (and their biases), ``"all"`` (every
+            trainable variable, as in the original study, seed 003) or
+            ``"hidden-kernels"`` (the kernels but the output layer's, the last
+            with a kernel: removing a class's output unit, a trivial way to
+            forget it, is then impossible; seed 001 kept its outer layers whole).
 
     Returns:
         The selected parameters in layer order.
@@ -92,7 +95,11 @@ def prunable_params(model: keras.Model, prunable: str = "kernels") -> list[Param
     if prunable not in PRUNABLE_CHOICES:
         raise ValueError(f"prunable must be one of {list(PRUNABLE_CHOICES)}. Received: prunable={prunable!r}")
     params: list[Param] = []
-    for layer in _leaf_layers(model):
+    layers = _leaf_layers(model)
+    if prunable == "hidden-kernels":
+        output = [layer for layer in layers if _kind(layer) != "other"][-1:]
+        layers, prunable = [layer for layer in layers if layer not in output], "kernels"
+    for layer in layers:
         kind = _kind(layer)
         chosen = [v for v in layer.trainable_weights if _wanted(kind, _role(layer, v), prunable)]
         index = len({p.layer_index for p in params})

@@ -83,9 +83,36 @@ CASES = [
     ("harness", ["--orders", "sideways"], "Unknown order 'sideways'; available: ['least', 'most']", 2),
     ("harness", ["--orders", "least", "most", "--threshold-rule", "legacy_cutoff"],
      "threshold_rule 'legacy_cutoff' (score < cutoff) removes the least important first only", 2),
+    # classes: importance from a subset, per-class rows, forgetting
+    ("harness", ["--importance-classes", "12"], "importance_classes names classes [12] that task 'digits' does not "
+     "have; valid classes: 0..9. Received: importance_classes=[12]", 2),
+    ("harness", "importance_classes = []\n", "importance_classes must be a non-empty list of class ids. "
+     "Received: importance_classes=[]", 2),
+    ("harness", ["--importance-classes", "3", "3"], "importance_classes has duplicates. Received: importance_classes=[3, 3]",
+     2),
+    ("harness", ["--importance-classes", "x"], "argument --importance-classes: invalid int value: 'x'", 2),
+    ("harness", 'per_class = "yes"\n', "per_class must be true or false. Received: per_class='yes'", 2),
+    ("harness", ["--forget-classes", "-1"], "forget_classes names classes [-1] that task 'digits' does not have; "
+     "valid classes: 0..9", 2),
+    ("harness", "forget_classes = []\n", "forget_classes must be a non-empty list of class ids. Received: "
+     "forget_classes=[]", 2),
+    ("harness", ["--forget-classes", *"0123456789"], "forget_classes must leave at least one other class", 2),
+    ("harness", ["--contrast", "ratio"], "contrast applies to forgetting runs only; set forget_classes too", 2),
+    ("harness", ["--forget-classes", "7", "--contrast", "odds"], "Unknown contrast 'odds'; available: ['ratio', "
+     "'difference']", 2),
+    ("harness", ["--forget-classes", "7", "--measures", "grasp"], "contrast 'ratio' divides importances and needs "
+     "non-negative ones; measures ['grasp']", 2),
+    ("harness", ["--forget-classes", "7", "--importance-classes", "7"], "a forgetting run draws its own samples", 2),
+    ("harness", "forget_classes = [7]\nper_class = false\n", "a forgetting run records per-class rows; per_class "
+     "must be true", 2),
+    ("harness", ["--forget-classes", "7", "--measures", "update_tally:groups=[[1,7],[6,8]]"],
+     "in a forgetting run its target group must be the forget set. Received: forget_classes=[7]", 2),
+    ("harness", ["--forget-classes", "7", "--contrast", "difference", "--scopes", "global", "--normalizations", "lamp"],
+     "contrast 'difference' gives signed scores", 2),
     ("harness", ["--threshold-rule", "floor"], "Unknown threshold_rule 'floor'; available: ['exact', 'legacy_cutoff']", 2),
     ("harness", ["--replacements", "noise"], "Unknown replacement 'noise'; available: ['zero', 'random']", 2),
-    ("harness", ["--prunable", "weights"], "Unknown prunable 'weights'; available: ['kernels', 'kernels+biases', 'all']",
+    ("harness", ["--prunable", "weights"],
+     "Unknown prunable 'weights'; available: ['kernels', 'kernels+biases', 'all', 'hidden-kernels']",
      2),
     ("harness", ["--thresholds", "0", "1.5"], "thresholds must lie in [0, 1]. Received: thresholds=[0.0, 1.5]", 2),
     ("harness", ["--thresholds", "nan"], "thresholds must lie in [0, 1]. Received: thresholds=[nan]", 2),
@@ -152,6 +179,9 @@ CASES = [
     ("analysis", ["{tmp}/text.csv"], "column 'val_loss' holds a non-number on line 2: 'high'", 1),
     ("analysis", ["{tmp}/meta/good.csv"], "good.r0.json is not a run's metadata JSON", 1),
     ("analysis", ["{tmp}/good.csv", "{tmp}/copy.csv"], "result keys appear more than once", 1),
+    ("analysis", ["{tmp}/forget/good.csv"], "holds forgetting runs ['r0'] but their per-class CSV "
+     "{tmp}/forget/good.per_class.csv is missing", 1),
+    ("analysis", ["{tmp}/only.per_class.csv"], "matches only per-class companion CSVs (*.per_class.csv)", 1),
     ("analysis", ["{tmp}/nan.csv"], "Nothing can be ranked at the ranked epochs", 1),
     ("analysis", ["{tmp}/good.csv", "{tmp}/rerun.csv"], "Seed 0 appears in runs ['r0', 'x0']", 1),
     ("analysis", ["{tmp}/good.csv", "--out", "{tmp}/good.csv"], "{tmp}/good.csv is a file", 1),
@@ -217,6 +247,10 @@ def analysis_inputs(tmp: Path) -> None:
     (tmp / "meta").mkdir()
     good.to_csv(tmp / "meta" / "good.csv", index=False)
     (tmp / "meta" / "good.r0.json").write_text('{"num_classes": 10, "config": {"seed"')
+    (tmp / "forget").mkdir()
+    good.to_csv(tmp / "forget" / "good.csv", index=False)
+    (tmp / "forget" / "good.r0.json").write_text('{"num_classes": 10, "config": {"forget_classes": [1]}}')
+    good.to_csv(tmp / "only.per_class.csv", index=False)
 
 
 def prepare(tmp: Path, files: dict) -> None:

@@ -48,7 +48,8 @@ def test_one_parameters_cell_defining_what_the_tests_override():
     source = nb.cells[parameters_index(nb)].source
     names = {t.id for node in ast.parse(source).body if isinstance(node, ast.Assign) for t in node.targets}
     wanted = {"TASK", "MODEL", "MEASURES", "AGGREGATIONS", "THRESHOLDS", "EPOCHS", "SEED", "IMPORTANCE_SAMPLES",
-              "SCOPES", "REPLACEMENTS", "DATA_DIR", "OUTPUT", "FIGURES", "RESUME", "INCLUDE_TOY_MEASURE"}
+              "SCOPES", "REPLACEMENTS", "DATA_DIR", "OUTPUT", "FIGURES", "RESUME", "INCLUDE_TOY_MEASURE",
+              "FORGET_CLASSES", "FORGET_MEASURES", "FORGET_EPOCHS", "FORGET_THRESHOLDS", "FORGET_SAMPLES"}
     assert wanted <= names, f"parameters cell lacks {sorted(wanted - names)}"
     assert nb.metadata["kernelspec"]["name"] == "python3"
 
@@ -84,4 +85,6 @@ def test_notebook_runs_end_to_end_on_digits(tmp_path):
     assert pngs and all(p.stat().st_size > 0 for p in pngs)
     assert {p.name.split("_")[0] for p in pngs} >= {"loss", "accuracy", "rank"}
     inline = [out for out in outputs(nb) if "image/png" in out.get("data", {})]
-    assert len(inline) >= 3, "the loss, accuracy and rank figures should be displayed inline"
+    assert len(inline) >= 5, "the loss, accuracy, rank, forgetting and selectivity figures should be displayed inline"
+    forget = pd.read_csv(tmp_path / "results_forget.csv")  # the forgetting section, beside OUTPUT
+    assert set(forget["order"]) == {"most"} and (tmp_path / "results_forget.per_class.csv").is_file()
