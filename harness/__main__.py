@@ -49,6 +49,8 @@ def _list_options() -> dict[str, str]:
         "replacements": f"{choices['replacements']} (default: {' '.join(_default('replacements'))})",
         "orders": f"removal order, {choices['orders']}: least (LeRF) and/or most (MoRF) important first "
                   "(default: least; most in a forgetting run)",
+        "recoveries": "before each evaluation: none, bn (bn:batches=B; BatchNorm statistics recomputed) and/or "
+                      f"finetune:steps=k (k steps, mask fixed) (default: {' '.join(_default('recoveries'))})",
     }
 
 
@@ -74,6 +76,8 @@ def parser(prog: str = "python -m harness") -> argparse.ArgumentParser:
     p.add_argument("--model", help="model of the task (default: the task's default; see --list)")
     for name, text in _list_options().items():
         p.add_argument(f"--{name}", nargs="+", help=text)
+    p.add_argument("--controls", nargs="*", help=f"matched controls swept beside each measure, rows measure~control: "
+                   f"{' '.join(catalog.grid_choices('controls'))} (default: none)")
     p.add_argument("--thresholds", nargs="+", type=float, help="fractions in [0, 1] (default: 0 0.05 ... 1)")
     for name, kind in [("epochs", int), ("batch-size", int), ("learning-rate", float)]:
         p.add_argument(f"--{name}", type=kind, help="(default: the task's; see --list)")

@@ -24,6 +24,8 @@ GRID_CHOICES = {
     "normalizations": ("harness/threshold.py", "NORMALIZATIONS"),
     "replacements": ("harness/sweep.py", "REPLACEMENTS"),
     "orders": ("harness/threshold.py", "ORDERS"),
+    "controls": ("harness/controls.py", "CONTROLS"),
+    "recoveries": ("harness/recovery.py", "RECOVERIES"),
     "prunable": ("measures/_base.py", "PRUNABLE_CHOICES"),
 }
 PACKAGES = {"task": "tasks", "measure": "measures", "aggregation": "aggregations"}
@@ -190,6 +192,6 @@ def listing() -> str:
     lines += [line for m in plugins("measure") for line in _measure_lines(m)]
     lines += ["aggregations (--aggregations):"]
     lines += [f"  {a.name:<14}{a.summary}" for a in plugins("aggregation")]
-    notes = {"normalizations": ", global scope only"}
+    notes = {"normalizations": ", global scope only", "recoveries": "; bn:batches=B, finetune:steps=k"}
     lines += [f"{name} (--{name}{notes.get(name, '')}): {' '.join(grid_choices(name))}" for name in GRID_CHOICES]
     return "\n".join(lines)

@@ -38,6 +38,13 @@ class RunConfig:
         orders: Removal order: ``least`` (least important first, LeRF) and/or
             ``most`` (most important first, MoRF; the CSV's ``order`` column).
             None: ``["least"]``, or ``["most"]`` in a forgetting run (most forget-specific first).
+        controls: Matched controls swept beside every measure (``random_matched``,
+            ``shuffled``; :mod:`harness.controls`); their rows carry the measure
+            ``<spec>~<control>``. Empty by default.
+        recoveries: What runs between masking and evaluation (:mod:`harness.recovery`):
+            ``none``, ``bn`` (``bn:batches=B``) and/or ``finetune:steps=k``; the CSV's
+            ``recovery`` column. Written in canonical form (``finetune:steps=50``).
+            ``bn`` is skipped, with a note, on a model without BatchNormalization.
         thresholds: Fractions t in [0, 1] of prunable parameters to replace.
         threshold_rule: ``exact`` (default) or ``legacy_cutoff`` (the original
             study's ``score < cutoff``, for comparison only; see harness/threshold.py).
@@ -93,6 +100,8 @@ class RunConfig:
     normalizations: list[str] = field(default_factory=lambda: ["none"])
     replacements: list[str] = field(default_factory=lambda: ["zero"])
     orders: list[str] | None = None
+    controls: list[str] = field(default_factory=list)
+    recoveries: list[str] = field(default_factory=lambda: ["none"])
     thresholds: list[float] = field(default_factory=lambda: list(DEFAULT_THRESHOLDS))
     threshold_rule: str = "exact"
     augmentation: str | None = None
@@ -158,6 +167,7 @@ class RunConfig:
             setattr(self, name + "s", _check_list(name + "s", getattr(self, name + "s")))
             for value in getattr(self, name + "s"):
                 check_choice(name, value, choices)
+        self._validate_protocol()
         if "global" not in self.scopes and self.normalizations != ["none"]:
             raise ValueError("normalizations apply to global scope only; add 'global' to scopes or use ['none']. "
                              f"Received: normalizations={self.normalizations}, scopes={self.scopes}")
@@ -182,6 +192,20 @@ class RunConfig:
         swept_epochs(self.sweep_epochs, self.epochs)
         check_choice("sweep method", self.sweep_method, METHODS)
         self._validate_paths(task)
+
+    def _validate_protocol(self) -> None:
+        """Controls (a possibly empty list of choices) and recoveries (specs, made canonical)."""
+        from harness.controls import CONTROLS
+        from harness.recovery import parse_recovery
+        from harness.threshold import check_choice
+
+        if not isinstance(self.controls, (list, tuple)):
+            raise ValueError(f"controls must be a list of strings (may be empty). Received: controls={self.controls!r}")
+        self.controls = _check_list("controls", self.controls) if self.controls else []
+        for value in self.controls:
+            check_choice("control", value, CONTROLS)
+        self.recoveries = _check_list("recoveries", self.recoveries)
+        self.recoveries = _check_list("recoveries", [parse_recovery(spec).spec for spec in self.recoveries])
 
     def _validate_paths(self, task) -> None:
         if not isinstance(self.output, (str, os.PathLike)) or not os.fspath(self.output):

@@ -36,10 +36,11 @@ import numpy as np
 
 COLUMNS = [
     "run_id", "task", "model", "seed", "epoch", "measure", "aggregation", "pooling", "scope",
-    "normalization", "replacement", "order", "threshold", "sparsity", "n_replaced", "params_remaining", "flops", "val_loss",
-    "val_accuracy", "measure_seconds", "sweep_seconds",
+    "normalization", "replacement", "order", "recovery", "threshold", "sparsity", "n_replaced", "params_remaining", "flops",
+    "val_loss", "val_accuracy", "measure_seconds", "sweep_seconds",
 ]
-SWEEP_KEY = ["run_id", "epoch", "measure", "aggregation", "pooling", "scope", "normalization", "replacement", "order"]
+SWEEP_KEY = ["run_id", "epoch", "measure", "aggregation", "pooling", "scope", "normalization", "replacement", "order",
+             "recovery"]
 PACKAGES = ["tensorflow", "keras", "numpy", "pandas", "scikit-learn", "matplotlib", "tqdm"]
 CSV_LOCK_SECONDS = 300.0
 log = logging.getLogger("harness")

@@ -17,6 +17,8 @@ from tqdm.auto import tqdm
 import aggregations
 from harness import checkpoint, forgetting, results
 from harness.config import RunConfig
+from harness.controls import control_name, control_seed, make_control
+from harness.recovery import BatchNormRecalibration, FineTuning, batch_norm_layers, parse_recovery
 from harness.seed import derived_seed, seed_everything
 from harness.sweep import REPLACEMENTS, Evaluator, replacement_values, sweep
 from harness.threshold import Thresholder
@@ -243,6 +245,27 @@ class Experiment:
                                   classification=self.task.num_classes is not None, jit_compile=config.xla,
                                   classes=self.task.num_classes if config.per_class else None)
         self.state = checkpoint.tracked_state(self.model, optimizer, self.measures)
+        self.recoveries = self._recoveries()
+
+    def _recoveries(self) -> list[str]:
+        """The recoveries applied on this model (``bn`` is skipped without BatchNorm), and what they need."""
+        config, kept = self.config, []
+        self.recalibrations, self.finetuning = {}, None
+        for spec in config.recoveries:
+            recovery = parse_recovery(spec)
+            if recovery.kind == "bn" and not batch_norm_layers(self.model):
+                self.note(f"recovery {spec!r} is skipped: model {config.model!r} has no BatchNormalization layer, so "
+                          "its rows would equal recovery 'none'")
+                continue
+            kept.append(spec)
+            if recovery.kind == "bn":
+                self.recalibrations[spec] = BatchNormRecalibration(self.model, self.data.x_train, config.batch_size,
+                                                                   recovery.options["batches"], config.seed)
+            elif recovery.kind == "finetune" and self.finetuning is None:
+                self.finetuning = FineTuning(self.model, self.loss, self.trainer.optimizer, self.params,
+                                             self.data.x_train, self.data.y_train, config.batch_size, config.seed,
+                                             self.trainer.augment)
+        return kept
 
     def _draw_samples(self) -> None:
         """The importance sample(s): of every class, of ``importance_classes``, or a forgetting run's A and R.
@@ -327,14 +350,15 @@ class Experiment:
         return self.path
 
     def expected_keys(self, epoch: int) -> set[tuple]:
-        """Every sweep key of one epoch: (epoch, measure, aggregation, pooling, scope, normalization, replacement).
+        """Every sweep key of one epoch (:func:`harness.results.sweep_key`): measures and their controls.
 
         Empty for an epoch that ``sweep_epochs`` does not sweep.
         """
         if not self.config.sweeps_after(epoch):
             return set()
-        return {self.key(epoch, spec, c, mode) for spec in self.measures
-                for c in self.grid for mode in self.config.replacements}
+        return {self.key(epoch, control_name(spec, control), c, mode, recovery) for spec in self.measures
+                for control in [None, *self.config.controls] for c in self.grid
+                for mode in self.config.replacements for recovery in self.recoveries}
 
     def _epochs(self) -> None:
         for message in self.notes:
@@ -434,6 +458,8 @@ class Experiment:
         seed = self.config.seed
         replacement = {mode: replacement_values(self.params, mode, derived_seed(seed, epoch, REPLACEMENTS.index(mode)))
                        for mode in self.config.replacements}
+        if self.finetuning is not None:
+            self.finetuning.start_epoch(epoch, max(parse_recovery(r).options.get("steps", 0) for r in self.recoveries))
         for spec in tqdm(self.measures, desc=f"sweeps after epoch {epoch}", disable=not self.config.progress, leave=False):
             try:
                 self.sweep_measure(spec, epoch, replacement)
@@ -442,41 +468,62 @@ class Experiment:
                 self.failures.append(f"epoch {epoch} measure {spec!r}: {error!r}")
 
     def sweep_measure(self, spec: str, epoch: int, replacement: dict) -> None:
-        """Score one measure and append the rows of each of its sweeps still missing from the CSV.
+        """Score one measure and append the rows of each of its sweeps (and its controls') still missing from the CSV.
 
         Raises:
             ValueError: a sweep gave a non-finite validation loss; its rows are not written.
         """
-        todo = [(c, [m for m in replacement if self.key(epoch, spec, c, m) not in self.done]) for c in self.grid]
-        todo = [(condition, modes) for condition, modes in todo if modes]
+        variants = [None, *self.config.controls]
+        todo = [(c, [(v, m, r) for v in variants for m in replacement for r in self.recoveries
+                     if self.key(epoch, control_name(spec, v), c, m, r) not in self.done]) for c in self.grid]
+        todo = [(condition, sweeps) for condition, sweeps in todo if sweeps]
         if not todo:
             return
         scores, seconds = self.score(spec, epoch)
-        for condition, modes in todo:
-            thresholder = self.thresholder(scores, condition, epoch)
-            for mode in modes:
-                rows = sweep(self.params, thresholder, replacement[mode], self.config.thresholds, self.evaluate,
-                             self.config.sweep_method)
+        for condition, sweeps in todo:
+            items = aggregations.get_aggregation(condition["aggregation"])(self.params, scores, condition["pooling"])
+            rankings = {None: self.thresholder(scores, condition, epoch, items)}
+            for variant, mode, recovery in sweeps:
+                if variant not in rankings:
+                    seed = control_seed(self.config.seed, epoch)
+                    rankings[variant] = make_control(variant, rankings[None], items.layers, seed)
+                rows = self.sweep_rows(rankings[variant], replacement[mode], recovery)
                 bad = [r for r in rows if not math.isfinite(r["val_loss"])]
                 if bad:
                     raise ValueError(f"validation loss {bad[0]['val_loss']} at threshold {bad[0]['threshold']} "
-                                     f"({condition}, replacement {mode}); the sweep's rows are not written")
-                key = dict(self.row_key(epoch), measure=spec, **condition, replacement=mode, measure_seconds=seconds)
+                                     f"({condition}, replacement {mode}, recovery {recovery}, control {variant}); "
+                                     "the sweep's rows are not written")
+                key = dict(self.row_key(epoch), measure=control_name(spec, variant), **condition, replacement=mode,
+                           recovery=recovery, measure_seconds=seconds)
                 main = [dict(key, **row) for row in rows]
                 tables = {"results": main, "per_class": results.per_class_rows(main)} if self.config.per_class \
                     else {"results": main}
                 self.rows_written += self.store.append(tables)
 
-    def thresholder(self, scores: list[np.ndarray], condition: dict, epoch: int) -> Thresholder:
-        """Aggregate and pool the scores, then rank the items of one condition."""
-        items = aggregations.get_aggregation(condition["aggregation"])(self.params, scores, condition["pooling"])
+    def sweep_rows(self, ranking, values: list[np.ndarray], recovery: str) -> list[dict]:
+        """One sweep's rows; a recovery runs as the sweep's hook (threshold by threshold, ``masked``)."""
+        parsed = parse_recovery(recovery)
+        if parsed.kind == "none":
+            hook = None
+        elif parsed.kind == "bn":
+            hook = self.recalibrations[recovery]
+        else:
+            hook = self.finetuning.hook(parsed.options["steps"], self.params, ranking, values, self.config.thresholds)
+        method = self.config.sweep_method if hook is None else "masked"
+        return sweep(self.params, ranking, values, self.config.thresholds, self.evaluate, method, hook=hook)
+
+    def thresholder(self, scores: list[np.ndarray], condition: dict, epoch: int, items=None) -> Thresholder:
+        """Aggregate and pool the scores (unless ``items`` are given), then rank the items of one condition."""
+        if items is None:
+            items = aggregations.get_aggregation(condition["aggregation"])(self.params, scores, condition["pooling"])
         return Thresholder(items, condition["scope"], condition["normalization"], derived_seed(self.config.seed, epoch),
                            self.config.threshold_rule, condition["order"])
 
     @staticmethod
-    def key(epoch: int, spec: str, condition: dict, replacement: str) -> tuple:
-        """The sweep key (:func:`harness.results.sweep_key`) of one measure, condition and replacement."""
-        return results.sweep_key(dict(epoch=epoch, measure=spec, **condition, replacement=replacement))
+    def key(epoch: int, spec: str, condition: dict, replacement: str, recovery: str = "none") -> tuple:
+        """The sweep key (:func:`harness.results.sweep_key`) of one measure (or control), condition and replacement."""
+        return results.sweep_key(dict(epoch=epoch, measure=spec, **condition, replacement=replacement,
+                                      recovery=recovery))
 
     def row_key(self, epoch: int) -> dict:
         """The columns shared by every row of an epoch."""

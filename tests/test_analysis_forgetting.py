@@ -13,7 +13,7 @@ from harness import results
 matplotlib.use("Agg")
 T = np.linspace(0, 1, 5)
 KEY = dict(task="digits", model="mlp", aggregation="weight", pooling="none", scope="layer", normalization="none",
-           replacement="zero", order="most")
+           replacement="zero", order="most", recovery="none")
 
 
 def curves(measure: str, forget, retain, seed: int = 0, run_id: str = "r0") -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -14,12 +14,12 @@ THRESHOLDS = [0.0, 0.5, 1.0]
 def rows(run_id: str, epoch: int, measure: str, thresholds=THRESHOLDS) -> list[dict]:
     base = dict.fromkeys(results.COLUMNS, 0)
     base.update(run_id=run_id, task="digits", model="mlp", epoch=epoch, measure=measure, aggregation="unit",
-                pooling="mean", scope="layer", normalization="none", replacement="zero", order="least")
+                pooling="mean", scope="layer", normalization="none", replacement="zero", order="least", recovery="none")
     return [dict(base, threshold=t, val_loss=epoch + t) for t in thresholds]
 
 
 def key(epoch: int, measure: str) -> tuple:
-    return (epoch, measure, "unit", "mean", "layer", "none", "zero", "least")
+    return (epoch, measure, "unit", "mean", "layer", "none", "zero", "least", "none")
 
 
 def store(path, run_id="me", **kwargs) -> RunStore:
