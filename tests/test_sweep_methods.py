@@ -155,6 +155,21 @@ def test_one_sort_ranking_equals_the_three_key_lexsort(n_segments, grouped):
         assert np.array_equal(rank_order(scores, segments, trial), expected)
 
 
+@pytest.mark.parametrize("n_segments,grouped", [(1, True), (3, True), (3, False), (100, True), (40000, False)])
+def test_radix_ranking_of_float32_scores_equals_the_three_key_lexsort(n_segments, grouped):
+    """Float32-valued scores take the radix path: signs, -0.0 == 0.0, infinities, subnormals and heavy ties."""
+    rng = np.random.default_rng(n_segments)
+    special = np.array([-0.0, 0.0, 1.0, -1.0, np.inf, -np.inf, 1e-45, -1e-45, 3.4e38, -3.4e38])
+    for trial in range(12):
+        n = int(rng.integers(1, 600))
+        scores = [rng.standard_normal(n), rng.choice(special, n), rng.integers(-2, 3, n) * 0.5][trial % 3]
+        scores = scores.astype(np.float32).astype(np.float64)
+        segments = rng.integers(0, n_segments, n)
+        segments = np.sort(segments) if grouped else segments
+        expected = np.lexsort((np.random.default_rng(trial).permutation(n), scores, segments))
+        assert np.array_equal(rank_order(scores, segments, trial), expected)
+
+
 def test_item_steps_reproduce_every_mask():
     rng = np.random.default_rng(0)
     items = Items(rng.integers(0, 3, 30).astype(float), rng.integers(1, 4, 30), np.repeat([0, 1, 2], 10),
