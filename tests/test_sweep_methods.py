@@ -6,6 +6,7 @@ import pytest
 
 import harness.sweep
 from aggregations import Items, get_aggregation
+from harness.forward import FirstLayer
 from harness.masks import Schedule
 from harness.structure import Structure
 from harness.sweep import Evaluator, choose_method, replacement_values, sweep
@@ -69,6 +70,30 @@ def test_every_method_equals_the_direct_masked_evaluation(model_fn):
             np.testing.assert_allclose([r["val_loss"] for r in rows], reference, rtol=1e-5, err_msg=method)
             assert [r["n_replaced"] for r in rows] == [thresholder.n_replaced(t) for t in THRESHOLDS]
             assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights())), method
+
+
+@pytest.mark.parametrize("model_fn,cached", [(tiny_dense_model, True), (tiny_conv_model, True), (fallback_model, False)])
+def test_shrunk_sweeps_from_the_first_layers_products_equal_the_direct_masked_evaluation(model_fn, cached, monkeypatch):
+    """Unit items: the first layer's products are computed once per sweep (where its kernel changes only as whole units)."""
+    monkeypatch.setattr(FirstLayer, "MIN_REDUCTION", 1)  # the tiny first layers are worth a buffer here
+    fills = []
+    monkeypatch.setattr(FirstLayer, "fill", lambda self, fill=FirstLayer.fill: fills.append(fill(self)))
+    model = model_fn()
+    x, y = random_data(model, n=24, seed=3)
+    evaluate = Evaluator(model, CE_LOGITS, x, y, batch_size=10)
+    before = [w.copy() for w in model.get_weights()]
+    selections = [prunable_params(model, "kernels"), prunable_params(model, "kernels+biases"),
+                  prunable_params(model)[:1]]  # the first kernel alone: at t = 1 its units all go, the others stay
+    for seed, params in enumerate(selections):
+
+        scores = [np.random.default_rng([seed, i]).random(p.shape) for i, p in enumerate(params)]
+        thresholder = Thresholder(get_aggregation("unit")(params, scores), "layer", seed=seed)
+        replacement = replacement_values(params, "zero", seed)
+        reference = direct_losses(model, params, thresholder, replacement, evaluate)
+        rows = sweep(params, thresholder, replacement, THRESHOLDS, evaluate, "shrunk")
+        np.testing.assert_allclose([r["val_loss"] for r in rows], reference, rtol=1e-5)
+        assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert len(fills) == (3 if cached else 0)
 
 
 def test_auto_shrinks_unit_sweeps_and_masks_weight_sweeps():
