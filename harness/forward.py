@@ -9,6 +9,7 @@ qualify.
 from __future__ import annotations
 
 import copy
+import hashlib
 
 import keras
 import numpy as np
@@ -191,24 +192,25 @@ class UnitOrder:
 
 
 class FirstLayer:
-    """The first Dense or convolution layer's products over the validation set, computed once per sweep.
+    """The first Dense or convolution layer's products over the validation set, computed once per sweep or fewer.
 
     In a sweep whose items are the first layer's whole units (every kernel
     weight of a unit replaced by zero at the step its unit is removed, or
     never), the units a threshold keeps have their original kernels, so
     their products ``x @ W`` (``conv(x, W)``), before bias and activation,
-    are the same at every threshold. They are computed once per sweep, with
-    the units in the sweep's order (:class:`UnitOrder`), into a buffer of
-    shape ``(n, *output shape)``; each threshold's shrunk model takes the
-    first ``kept`` channels, adds the live bias, applies the activation and
-    runs the rest of the chain. Where every unit is removed, the one unit
-    kept has a zero kernel: its products are taken times 0. The products
-    are computed by the same operation as the shrunk model's (on more
-    columns), so the losses agree to float32 rounding.
+    are the same at every threshold. They are computed with the original
+    kernel into a buffer of shape ``(n, *output shape)``, again only when
+    the kernel's bytes change (sweeps of one epoch share them), and copied
+    with the channels in each sweep's unit order (:class:`UnitOrder`); each
+    threshold's shrunk model takes the first ``kept`` channels, adds the
+    live bias, applies the activation and runs the rest of the chain. Where
+    every unit is removed, the one unit kept has a zero kernel: its products
+    are taken times 0. The products come from the same operation as the
+    shrunk model's (on more columns), so the losses agree to float32 rounding.
 
     Used only where the layer is worth it: no layer with weights before it,
-    at least :data:`MIN_REDUCTION` multiply-adds per output value, and a
-    buffer of at most :data:`CACHE_BYTES`.
+    at least :data:`MIN_REDUCTION` multiply-adds per output value, and two
+    buffers of at most :data:`CACHE_BYTES` together.
 
     Args:
         evaluate: The sweep's evaluator (its inputs, targets and batches).
@@ -222,21 +224,26 @@ class FirstLayer:
         self.structure, self.link = structure, structure.links[0]
         self.start = structure.chain.index(self.link.layer)
         shape = (evaluate.n, *self.link.layer.output.shape[1:])
-        self.values = tf.Variable(tf.zeros(shape, self.link.kernel.dtype), trainable=False)
+        self.products = tf.Variable(tf.zeros(shape, self.link.kernel.dtype), trainable=False)  # original unit order
+        self.values = tf.Variable(tf.zeros(shape, self.link.kernel.dtype), trainable=False)  # this sweep's order
         self.evaluate = copy.copy(evaluate)  # the same targets, batches and columns, over the products
         self.evaluate.x = self.values
-        self._source, self._fill = evaluate, None
+        self._source, self._digest = evaluate, None
+        self._compute = tf.function(self._products, autograph=False).get_concrete_function
+        self._reorder = tf.function(lambda order: self.values.assign(tf.gather(self.products, order, axis=-1)),
+                                    input_signature=[tf.TensorSpec([self.link.units], tf.int32)],
+                                    autograph=False).get_concrete_function
 
     @staticmethod
     def usable(evaluate, structure: Structure) -> bool:
-        """Whether a buffer of the first link's products pays and fits (see the class)."""
+        """Whether the buffers of the first link's products pay and fit (see the class)."""
         if structure.chain is None or not structure.links:
             return False
         link = structure.links[0]
         shape = link.layer.output.shape[1:]
         if any(layer.weights for layer in structure.chain[: structure.chain.index(link.layer)]) or None in shape:
             return False
-        size = evaluate.n * int(np.prod(shape)) * np.dtype(link.kernel.dtype).itemsize
+        size = 2 * evaluate.n * int(np.prod(shape)) * np.dtype(link.kernel.dtype).itemsize
         return int(np.prod(link.kernel.shape[:-1])) >= FirstLayer.MIN_REDUCTION and size <= FirstLayer.CACHE_BYTES
 
     @staticmethod
@@ -255,11 +262,18 @@ class FirstLayer:
         removed = units.get(0, np.full(structure.links[0].units, k))
         return bool(np.all(kernel_steps.reshape(-1, structure.links[0].units) == removed))
 
-    def fill(self) -> None:
-        """Compute the products with the live kernel (traced on first use)."""
-        if self._fill is None:
-            self._fill = tf.function(self._products, autograph=False).get_concrete_function()
-        self._fill()
+    def fill(self, order: np.ndarray | None) -> None:
+        """Bring the products up to date with the live (original) kernel and put the channels in ``order``.
+
+        Args:
+            order: The old index of each unit in the sweep's order
+                (:attr:`UnitOrder.perms` of link 0); None: unchanged.
+        """
+        digest = hashlib.sha256(np.ascontiguousarray(self.link.kernel.numpy()).data).digest()
+        if digest != self._digest:
+            self._compute()()
+            self._digest = digest
+        self._reorder()(tf.constant(np.arange(self.link.units) if order is None else order, tf.int32))
 
     def _products(self):
         source, size = self._source, self._source.batch_size
@@ -267,7 +281,7 @@ class FirstLayer:
             x = source.x[i : i + size]
             for layer in self.structure.chain[: self.start]:
                 x = layer(x, training=False)
-            self.values[i : i + size].assign(layer_product(self.link.layer, x, self.link.kernel.value))
+            self.products[i : i + size].assign(layer_product(self.link.layer, x, self.link.kernel.value))
 
     def forward(self, products, weights: dict, kept, scale):
         """The shrunk model's outputs from a batch of products: their first ``kept`` channels times ``scale``, and on."""

@@ -305,12 +305,12 @@ def _shrunk(params, schedule, replacement, evaluate) -> list[tuple]:
     if first is not None:
         kept = np.concatenate([kept, order.alive(schedule.k)[:, :1] > 0], axis=1, dtype=np.int32)
     buffers.load(schedule, replacement, [order.new_positions(p.variable) for p in params])
+    if first is not None:
+        first.fill(order.perms.get(0))
     out = []
     try:
         order.apply({id(p.variable): original for p, original in zip(params, buffers.originals)})
         buffers.sync()
-        if first is not None:
-            first.fill()
         for k in range(schedule.k):
             start = time.perf_counter()
             totals = step(tf.constant(np.concatenate([buffers.advance(k).ravel(), kept[k]])))
@@ -378,13 +378,13 @@ def _evaluated_once(params, schedule, replacement, evaluate, method) -> list[tup
 
 
 def sweep_digest(method: str, arrays) -> bytes:
-    """A 128-bit BLAKE2b digest of the method and the arrays (their dtypes, shapes and bytes)."""
-    digest = hashlib.blake2b(method.encode(), digest_size=16)
+    """A 128-bit digest (SHA-256, truncated) of the method and the arrays (their dtypes, shapes and bytes)."""
+    digest = hashlib.sha256(method.encode())
     for array in arrays:
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype}{array.shape}".encode())
         digest.update(array.data)
-    return digest.digest()
+    return digest.digest()[:16]
 
 
 def sweep(params: list[Param], thresholder: Thresholder, replacement: list[np.ndarray],
