@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -40,7 +41,10 @@ class Aggregation:
 
     Subclasses implement :meth:`local_items`. Items shared between the
     parameters of one layer (a unit's kernel column and its bias) use a shared
-    numbering; other items are private to their parameter.
+    numbering; other items are private to their parameter. The numbering
+    depends only on the parameters, so it is computed once per (aggregation
+    class, parameter list) and reused (:data:`RECENT_NUMBERINGS` are kept):
+    :meth:`local_items` must not depend on anything else.
     """
 
     name: ClassVar[str]
@@ -63,21 +67,80 @@ class Aggregation:
             pooling: One of :data:`POOLINGS`; ignored (and may be ``"none"``)
                 when the aggregation does not pool.
 
+        Returns:
+            The items; their ``sizes``, ``layers``, ``element_items`` and
+            ``units`` are read-only arrays shared by every call on the same parameters.
+
         Raises:
             ValueError: unknown ``pooling``; the message lists the choices.
         """
         if self.pools and pooling not in POOLINGS:
             raise ValueError(f"Unknown pooling {pooling!r}; available: {list(POOLINGS)}")
-        element_items, layers = _number_items(self, params)
-        flat_ids = np.concatenate([ids.ravel() for ids in element_items])
+        numbering = Numbering.of(self, params)
         flat_scores = np.concatenate([np.asarray(s, np.float64).ravel() for s in scores])
-        units = item_units(flat_ids, np.concatenate([output_units(p).ravel() for p in params]), len(layers))
         if not self.pools:  # every item is one element: place the scores, nothing to pool
-            pooled = np.empty(len(layers))
-            pooled[flat_ids] = flat_scores
-            return Items(pooled, np.ones(len(layers), np.int64), np.asarray(layers, np.int64), element_items, units)
-        pooled, sizes = pool(flat_scores, flat_ids, len(layers), pooling)
-        return Items(pooled, sizes, np.asarray(layers, np.int64), element_items, units)
+            pooled = flat_scores if numbering.identity else np.empty(numbering.n_items)
+            if not numbering.identity:
+                pooled[numbering.flat_ids] = flat_scores
+            sizes = numbering.ones
+        else:
+            pooled, sizes = numbering.pool(flat_scores, pooling), numbering.sizes
+        return Items(pooled, sizes, numbering.layers, list(numbering.element_items), numbering.units)
+
+
+RECENT_NUMBERINGS = 8
+_NUMBERINGS: dict[tuple, tuple] = {}  # (class, ids and shapes of the params) -> (weak refs, numbering)
+
+
+class Numbering:
+    """The items an aggregation forms on a parameter list: everything but the scores.
+
+    Attributes:
+        element_items: Per parameter, the item of every element (read-only).
+        layers: Layer of each item, shape ``(n_items,)``.
+        flat_ids: The element items concatenated, shape ``(n_elements,)``.
+        identity: Whether ``flat_ids`` is ``0, 1, ..., n - 1``.
+        sizes: Elements per item; ``ones``: all ones, shape ``(n_items,)``.
+        units: Output unit of each item (:func:`item_units`).
+    """
+
+    def __init__(self, aggregation: Aggregation, params: list[Param]):
+        element_items, layers = _number_items(aggregation, params)
+        self.element_items = [_frozen(ids) for ids in element_items]
+        self.layers, self.n_items = _frozen(np.asarray(layers, np.int64)), len(layers)
+        self.flat_ids = np.concatenate([ids.ravel() for ids in element_items]) if element_items \
+            else np.zeros(0, np.int64)
+        self.identity = bool(np.array_equal(self.flat_ids, np.arange(len(self.flat_ids))))
+        units = np.concatenate([output_units(p).ravel() for p in params]) if params else np.zeros(0, np.int64)
+        self.units = _frozen(item_units(self.flat_ids, units, self.n_items))
+        self.sizes = _frozen(np.bincount(self.flat_ids, minlength=self.n_items))
+        self.ones = _frozen(np.ones(self.n_items, np.int64))
+        self._grouped = None  # element order grouped by item, and where each item starts (max and min pooling)
+
+    @classmethod
+    def of(cls, aggregation: Aggregation, params: list[Param]) -> Numbering:
+        """The numbering of ``params`` by ``aggregation``'s class, made on first use and kept."""
+        key = (type(aggregation), tuple(id(p) for p in params), tuple(p.shape for p in params))
+        held = _NUMBERINGS.get(key)
+        if held is None or any(ref() is not p for ref, p in zip(held[0], params)):  # an id reused by a new Param
+            held = _NUMBERINGS[key] = ([weakref.ref(p) for p in params], cls(aggregation, params))
+            while len(_NUMBERINGS) > RECENT_NUMBERINGS:
+                _NUMBERINGS.pop(next(iter(_NUMBERINGS)))
+        return held[1]
+
+    def pool(self, values: np.ndarray, pooling: str) -> np.ndarray:
+        """:func:`pool` of flat ``values`` by item, with the grouping of the elements computed once."""
+        if pooling not in ("max", "min"):
+            return pool(values, self.flat_ids, self.n_items, pooling, self.sizes)[0]
+        if self._grouped is None:
+            self._grouped = (np.argsort(self.flat_ids, kind="stable"), np.r_[0, np.cumsum(self.sizes)[:-1]])
+        order, starts = self._grouped
+        return (np.maximum if pooling == "max" else np.minimum).reduceat(values[order], starts)
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
 
 
 def _number_items(aggregation: Aggregation, params: list[Param]) -> tuple[list[np.ndarray], np.ndarray]:
@@ -97,7 +160,8 @@ def _number_items(aggregation: Aggregation, params: list[Param]) -> tuple[list[n
     return element_items, np.concatenate(layers) if layers else np.zeros(0, np.int64)
 
 
-def pool(values: np.ndarray, ids: np.ndarray, n_items: int, pooling: str) -> tuple[np.ndarray, np.ndarray]:
+def pool(values: np.ndarray, ids: np.ndarray, n_items: int, pooling: str,
+         sizes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Pool ``values`` by item id.
 
     Args:
@@ -105,11 +169,12 @@ def pool(values: np.ndarray, ids: np.ndarray, n_items: int, pooling: str) -> tup
         ids: Item of each score, shape ``(n,)``, in ``[0, n_items)``.
         n_items: Number of items; each must own at least one value.
         pooling: ``mean``, ``sum``, ``max``, ``min`` or ``l2`` (sqrt of the sum of squares).
+        sizes: ``np.bincount(ids, minlength=n_items)`` when known.
 
     Returns:
         ``(pooled, sizes)``, each of shape ``(n_items,)``.
     """
-    sizes = np.bincount(ids, minlength=n_items)
+    sizes = np.bincount(ids, minlength=n_items) if sizes is None else sizes
     if pooling in ("max", "min"):
         order = np.argsort(ids, kind="stable")
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])

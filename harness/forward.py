@@ -8,6 +8,9 @@ qualify.
 
 from __future__ import annotations
 
+import copy
+import hashlib
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -24,19 +27,30 @@ def apply_layer(layer, x, kernel, bias):
         kernel: ``(*taps, in', out')``; ``in'`` must match ``x``.
         bias: ``(out',)`` or None.
     """
+    return finish_layer(layer, layer_product(layer, x, kernel), bias)
+
+
+def layer_product(layer, x, kernel):
+    """``x @ kernel`` for a Dense layer, the layer's convolution of ``x`` with ``kernel`` otherwise."""
     if isinstance(layer, keras.layers.Dense):
-        y = keras.ops.matmul(x, kernel)
-    else:
-        y = layer.convolution_op(x, kernel)
+        return keras.ops.matmul(x, kernel)
+    return layer.convolution_op(x, kernel)
+
+
+def finish_layer(layer, y, bias):
+    """``act(y + bias)`` with the layer's activation (no bias: ``act(y)``)."""
     if bias is not None:
         y = y + bias
     return layer.activation(y) if layer.activation is not None else y
 
 
-def chain_forward(structure: Structure, x, weights: dict):
-    """Run the chain on ``x`` with ``weights[i] = (kernel, bias)`` for link ``i``; other layers run as they are."""
+def chain_forward(structure: Structure, x, weights: dict, start: int = 0):
+    """Run the chain on ``x`` with ``weights[i] = (kernel, bias)`` for link ``i``; other layers run as they are.
+
+    ``start``: the position in the chain of the first layer to run (``x`` is the input of that layer).
+    """
     index = {id(link.layer): i for i, link in enumerate(structure.links)}
-    for layer in structure.chain:
+    for layer in structure.chain[start:]:
         if id(layer) in index:
             x = apply_layer(layer, x, *weights[index[id(layer)]])
         else:
@@ -167,10 +181,136 @@ class UnitOrder:
         A link whose units are all removed keeps one (its zero column stays
         and its constant output is not folded), so no layer has width zero.
         """
+        return np.maximum(1, self.alive(k))
+
+    def alive(self, k: int) -> np.ndarray:
+        """Units not removed from every link at each of ``k`` steps, shape ``(k, links)`` (0 where all are removed)."""
         table = np.array([[link.units for link in self.structure.links]] * k, np.int32).reshape(k, -1)
         for i, steps in self.units.items():
-            table[:, i] = np.maximum(1, len(steps) - np.cumsum(np.bincount(steps, minlength=k + 1))[:k])
+            table[:, i] = len(steps) - np.cumsum(np.bincount(steps, minlength=k + 1))[:k]
         return table
+
+
+class FirstLayer:
+    """The first Dense or convolution layer's products over the validation set, computed once per sweep or fewer.
+
+    In a sweep whose items are the first layer's whole units (every kernel
+    weight of a unit replaced by zero at the step its unit is removed, or
+    never), the units a threshold keeps have their original kernels, so
+    their products ``x @ W`` (``conv(x, W)``), before bias and activation,
+    are the same at every threshold. They are computed with the original
+    kernel into a buffer of shape ``(n, *output shape)``, again only when
+    the kernel's bytes change (sweeps of one epoch share them), and copied
+    with the channels in each sweep's unit order (:class:`UnitOrder`); each
+    threshold's shrunk model takes the first ``kept`` channels, adds the
+    live bias, applies the activation and runs the rest of the chain. Where
+    every unit is removed, the one unit kept has a zero kernel: its products
+    are taken times 0. The products come from the same operation as the
+    shrunk model's (on more columns), so the losses agree to float32 rounding.
+
+    Used only where the layer is worth it: no layer with weights before it,
+    at least :data:`MIN_REDUCTION` multiply-adds per output value, and two
+    buffers of at most :data:`CACHE_BYTES` together.
+
+    Args:
+        evaluate: The sweep's evaluator (its inputs, targets and batches).
+        structure: Its model's chain structure.
+    """
+
+    MIN_REDUCTION = 32
+    CACHE_BYTES = 64 * 2**20
+
+    def __init__(self, evaluate, structure: Structure):
+        self.structure, self.link = structure, structure.links[0]
+        self.start = structure.chain.index(self.link.layer)
+        shape = (evaluate.n, *self.link.layer.output.shape[1:])
+        self.products = tf.Variable(tf.zeros(shape, self.link.kernel.dtype), trainable=False)  # original unit order
+        self.values = tf.Variable(tf.zeros(shape, self.link.kernel.dtype), trainable=False)  # this sweep's order
+        self.evaluate = copy.copy(evaluate)  # the same targets, batches and columns, over the products
+        self.evaluate.x = self.values
+        self._source, self._digest = evaluate, None
+        self._compute = tf.function(self._products, autograph=False).get_concrete_function
+        self._reorder = tf.function(lambda order: self.values.assign(tf.gather(self.products, order, axis=-1)),
+                                    input_signature=[tf.TensorSpec([self.link.units], tf.int32)],
+                                    autograph=False).get_concrete_function
+
+    @staticmethod
+    def usable(evaluate, structure: Structure) -> bool:
+        """Whether the buffers of the first link's products pay and fit (see the class)."""
+        if structure.chain is None or not structure.links:
+            return False
+        link = structure.links[0]
+        shape = link.layer.output.shape[1:]
+        if any(layer.weights for layer in structure.chain[: structure.chain.index(link.layer)]) or None in shape:
+            return False
+        size = 2 * evaluate.n * int(np.prod(shape)) * np.dtype(link.kernel.dtype).itemsize
+        return int(np.prod(link.kernel.shape[:-1])) >= FirstLayer.MIN_REDUCTION and size <= FirstLayer.CACHE_BYTES
+
+    @staticmethod
+    def fixed(structure: Structure, kernel_steps: np.ndarray | None, units: dict, k: int) -> bool:
+        """Whether every kernel weight of the first link is replaced exactly when its unit is removed, or never.
+
+        Args:
+            structure: The chain structure.
+            kernel_steps: Step of every element of the first link's kernel
+                (None when it is not prunable).
+            units: Removal step of every unit per link (:func:`harness.structure.unit_steps`).
+            k: Number of steps ("never").
+        """
+        if kernel_steps is None:
+            return True
+        removed = units.get(0, np.full(structure.links[0].units, k))
+        return bool(np.all(kernel_steps.reshape(-1, structure.links[0].units) == removed))
+
+    def fill(self, order: np.ndarray | None) -> None:
+        """Bring the products up to date with the live (original) kernel and put the channels in ``order``.
+
+        Args:
+            order: The old index of each unit in the sweep's order
+                (:attr:`UnitOrder.perms` of link 0); None: unchanged.
+        """
+        digest = hashlib.sha256(np.ascontiguousarray(self.link.kernel.numpy()).data).digest()
+        if digest != self._digest:
+            self._compute()()
+            self._digest = digest
+        self._reorder()(tf.constant(np.arange(self.link.units) if order is None else order, tf.int32))
+
+    def _products(self):
+        source, size = self._source, self._source.batch_size
+        for i in range(0, source.n, size):
+            x = source.x[i : i + size]
+            for layer in self.structure.chain[: self.start]:
+                x = layer(x, training=False)
+            self.products[i : i + size].assign(layer_product(self.link.layer, x, self.link.kernel.value))
+
+    def forward(self, products, weights: dict, kept, scale):
+        """The shrunk model's outputs from a batch of products: their first ``kept`` channels times ``scale``, and on."""
+        y = products[..., :kept] * tf.cast(scale, products.dtype)
+        y = finish_layer(self.link.layer, y, weights[0][1])
+        return chain_forward(self.structure, y, weights, self.start + 1)
+
+
+def shrunk_step(evaluate, structure: Structure, buffers, n_params: int, first: FirstLayer | None):
+    """The compiled step of a shrunk sweep: ``f(control)`` returns the evaluator's column sums.
+
+    ``control`` (int32) holds the span to scatter (``2 * n_params``,
+    :meth:`harness.masks.MaskBuffers.advance`), the units kept per link
+    (:meth:`UnitOrder.kept`) and, with ``first``, whether any unit of the
+    first link is alive (the products' scale, 0 or 1).
+    """
+    n, links = n_params, len(structure.links)
+
+    def scatter(control):
+        buffers.scatter(tf.reshape(control[: 2 * n], [2, n]))
+
+    def weights(control):
+        return shrunk_weights(structure, control[2 * n : 2 * n + links])
+
+    if first is None:
+        return evaluate.compile(lambda x, w: chain_forward(structure, x, w), [tf.TensorSpec([2 * n + links], tf.int32)],
+                                scatter, weights, static_shapes=False)
+    return first.evaluate.compile(lambda z, extra: first.forward(z, *extra), [tf.TensorSpec([2 * n + links + 1], tf.int32)],
+                                  scatter, lambda c: (weights(c), c[2 * n], c[-1]), static_shapes=False)
 
 
 def batched_forward(structure: Structure, x, weights: dict, k: int):

@@ -71,6 +71,7 @@ class MaskBuffers:
         self.values = [tf.Variable(tf.zeros([n], v.dtype), trainable=False) for n, v in zip(sizes, self.variables)]
         self.span_spec = tf.TensorSpec([2, len(params)], tf.int32)
         self.originals, self.bounds, self.applied = [], None, 0
+        self._zero = [True] * len(params)  # whether each values buffer holds zeros only
 
     def load(self, schedule: Schedule, replacement: list[np.ndarray], moved: list | None = None) -> None:
         """Take a new sweep's schedule; the variables must hold their original values. Call :meth:`sync` next.
@@ -83,16 +84,26 @@ class MaskBuffers:
                 :meth:`sync` once they are; None: not moved).
         """
         moved = moved or [None] * len(self.indices)
-        for index, values, order, r, new in zip(self.indices, self.values, schedule.flat_order, replacement, moved):
+        for j, (index, values, order, r, new) in enumerate(zip(self.indices, self.values, schedule.flat_order,
+                                                                 replacement, moved)):
             index.assign(order if new is None else new[order])
-            values.assign(np.asarray(r).ravel()[order] if np.any(r) else tf.zeros_like(values))
+            zero = not np.any(r)
+            if not (zero and self._zero[j]):  # zero replacement values stay in place from one sweep to the next
+                values.assign(tf.zeros_like(values) if zero else np.asarray(r).ravel()[order])
+            self._zero[j] = zero
         self.originals = [np.array(v.numpy(), copy=True) for v in self.variables]
         self.bounds, self.applied = schedule.bounds.astype(np.int32), 0
 
     def sync(self) -> None:
-        """Copy the variables' current values into the flat copies."""
-        for flat, v in zip(self.flat, self.resources):
-            flat.assign(tf.reshape(v, [-1]))
+        """Copy the variables' current values into the flat copies (one compiled call, traced on first use)."""
+        self._sync()
+
+    @functools.cached_property
+    def _sync(self):
+        def copy():
+            for flat, v in zip(self.flat, self.resources):
+                flat.assign(tf.reshape(v, [-1]))
+        return tf.function(copy, autograph=False).get_concrete_function()
 
     @functools.cached_property
     def apply(self):

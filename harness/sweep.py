@@ -34,7 +34,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from harness.forward import UnitOrder, batched_forward, chain_forward, shrunk_weights
+from harness.forward import FirstLayer, UnitOrder, batched_forward, shrunk_step
 from harness.masks import MaskBuffers, Schedule
 from harness.structure import Structure, removal_counts, unit_steps
 from harness.threshold import Thresholder, check_choice
@@ -358,14 +358,16 @@ def _evaluate_now(evaluate, start: float) -> tuple:
 def _shrunk(params, schedule, replacement, evaluate) -> list[tuple]:
     structure = evaluate.structure
     buffers = mask_buffers(params, evaluate)
-    links, n = len(structure.links), len(params)
-    step = evaluate.compiled(("shrunk", *(p.name for p in params)), lambda: evaluate.compile(
-        lambda x, weights: chain_forward(structure, x, weights), [tf.TensorSpec([2 * n + links], tf.int32)],
-        lambda control: buffers.scatter(tf.reshape(control[: 2 * n], [2, n])),
-        lambda control: shrunk_weights(structure, control[2 * n :]), static_shapes=False))
-    order = UnitOrder(structure, unit_steps(structure, schedule.zero_steps, schedule.k))
+    units = unit_steps(structure, schedule.zero_steps, schedule.k)
+    order, first = UnitOrder(structure, units), _first_layer(params, schedule, evaluate, units)
+    step = evaluate.compiled(("shrunk", first is not None, *(p.name for p in params)),
+                             lambda: shrunk_step(evaluate, structure, buffers, len(params), first))
     kept = order.kept(schedule.k)
+    if first is not None:
+        kept = np.concatenate([kept, order.alive(schedule.k)[:, :1] > 0], axis=1, dtype=np.int32)
     buffers.load(schedule, replacement, [order.new_positions(p.variable) for p in params])
+    if first is not None:
+        first.fill(order.perms.get(0))
     out = []
     try:
         order.apply({id(p.variable): original for p, original in zip(params, buffers.originals)})
@@ -378,6 +380,16 @@ def _shrunk(params, schedule, replacement, evaluate) -> list[tuple]:
         order.restore(skip={id(p.variable) for p in params})  # the buffers restore the parameters
         buffers.restore()
     return out
+
+
+def _first_layer(params, schedule, evaluate, units: dict) -> FirstLayer | None:
+    """The evaluator's buffer of first-layer products when this sweep can use it (see :class:`FirstLayer`)."""
+    structure = evaluate.structure
+    kernel = structure.links[0].kernel if structure.links else None
+    steps = next((s for p, s in zip(params, schedule.steps) if p.variable is kernel), None)
+    if not FirstLayer.usable(evaluate, structure) or not FirstLayer.fixed(structure, steps, units, schedule.k):
+        return None
+    return evaluate.compiled("first layer", lambda: FirstLayer(evaluate, structure))
 
 
 def _batched(params, schedule, replacement, evaluate) -> list[tuple]:
@@ -427,13 +439,13 @@ def _evaluated_once(params, schedule, replacement, evaluate, method) -> list[tup
 
 
 def sweep_digest(method: str, arrays) -> bytes:
-    """A 128-bit BLAKE2b digest of the method and the arrays (their dtypes, shapes and bytes)."""
-    digest = hashlib.blake2b(method.encode(), digest_size=16)
+    """A 128-bit digest (SHA-256, truncated) of the method and the arrays (their dtypes, shapes and bytes)."""
+    digest = hashlib.sha256(method.encode())
     for array in arrays:
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype}{array.shape}".encode())
         digest.update(array.data)
-    return digest.digest()
+    return digest.digest()[:16]
 
 
 def sweep(params: list[Param], thresholder: Thresholder, replacement: list[np.ndarray],

@@ -140,11 +140,15 @@ def rank_order(scores: np.ndarray, segments: np.ndarray, seed: int) -> np.ndarra
     """Item indices sorted by segment, then increasing score, ties by a seeded permutation.
 
     Equal to ``np.lexsort((permutation, scores, segments))`` with
-    ``permutation = default_rng(seed).permutation(n)``, computed with one
-    sort of the scores per segment (segments are first grouped by a stable
-    radix sort of small integers, a no-op when items come layer by layer);
-    items in runs of equal scores are then re-sorted by one integer key
-    (run, permutation). Many segments are sorted together, then regrouped.
+    ``permutation = default_rng(seed).permutation(n)``. When every score is
+    a float32 value (measures' scores are), a least-significant-digit radix
+    sort: the items in permutation order, stably sorted by the low then the
+    high 16 bits of an order-preserving code of the score
+    (:func:`score_codes`), one segment at a time (or by segment last). Other
+    scores take one comparison sort of the scores per segment, runs of equal
+    scores then re-sorted by one integer key (run, permutation). Segments
+    are first grouped by a stable radix sort of small integers, a no-op when
+    items come layer by layer.
 
     Args:
         scores: Item scores, shape ``(n,)``.
@@ -154,11 +158,18 @@ def rank_order(scores: np.ndarray, segments: np.ndarray, seed: int) -> np.ndarra
     Returns:
         Permutation of ``range(n)``, shape ``(n,)``.
     """
+    return _rank_order(scores, segments, seed, score_codes(scores))
+
+
+def _rank_order(scores: np.ndarray, segments: np.ndarray, seed: int, codes: np.ndarray | None) -> np.ndarray:
+    """:func:`rank_order`, given :func:`score_codes` of the scores."""
     n = len(scores)
     small = segments.astype(np.int16) if n and segments.min() >= 0 and segments.max() < 2**15 else segments
     grouped = n == 0 or not np.any(small[1:] < small[:-1])
     edges = np.flatnonzero(small[1:] != small[:-1]) + 1 if grouped else np.zeros(0, np.int64)
     tiebreak = functools.cache(lambda: np.random.default_rng(seed).permutation(n))
+    if codes is not None and small.dtype == np.int16:
+        return _radix_order(codes, small, tiebreak(), np.r_[0, edges, n] if grouped and len(edges) <= 64 else None)
     if not grouped or len(edges) > 64:
         order = _by_score(np.arange(n), scores, tiebreak)
         return order if len(edges) == 0 and grouped else order[np.argsort(small[order], kind="stable")]
@@ -166,20 +177,64 @@ def rank_order(scores: np.ndarray, segments: np.ndarray, seed: int) -> np.ndarra
     return np.concatenate([_by_score(np.arange(a, b), scores, tiebreak) for a, b in zip(bounds[:-1], bounds[1:])])
 
 
+def score_codes(scores: np.ndarray) -> np.ndarray | None:
+    """uint32 codes ordered as the scores (equal scores, -0.0 and 0.0 included, equal codes); None unless float32 values.
+
+    The IEEE-754 bits of a float32 ``x + 0``, the sign bit flipped for
+    ``x >= 0`` and every bit flipped for ``x < 0``. None when a score is not
+    exactly a float32 value (NaN included).
+    """
+    single = np.asarray(scores).astype(np.float32)
+    if not np.array_equal(single, scores):
+        return None
+    bits = (single + np.float32(0)).view(np.uint32)
+    return bits ^ ((bits >> np.uint32(31)) * np.uint32(0x7FFFFFFF) | np.uint32(0x80000000))
+
+
+def _radix_order(codes: np.ndarray, segments: np.ndarray, permutation: np.ndarray, bounds) -> np.ndarray:
+    """Items by segment, then code, then ``permutation``: two stable 16-bit radix passes over the permuted items.
+
+    ``bounds``: where each segment starts (and the end), the segments being
+    grouped; None to sort by ``segments`` at the end instead.
+    """
+    by_tiebreak = np.empty(len(codes), np.intp)
+    by_tiebreak[permutation] = np.arange(len(codes))
+    if bounds is None:
+        order = _by_code(by_tiebreak, codes)
+        return order[np.argsort(segments[order], kind="stable")]
+    if len(bounds) == 2:
+        return _by_code(by_tiebreak, codes)
+    members = [by_tiebreak[(by_tiebreak >= a) & (by_tiebreak < b)] for a, b in zip(bounds[:-1], bounds[1:])]
+    return np.concatenate([_by_code(items, codes) for items in members])
+
+
+def _by_code(items: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """``items`` stably sorted by their uint32 ``codes`` (low 16 bits, then high 16 bits)."""
+    mine = codes[items]
+    order = np.argsort(mine.astype(np.uint16), kind="stable")
+    order = order[np.argsort((mine[order] >> np.uint32(16)).astype(np.uint16), kind="stable")]
+    return items[order]
+
+
 def recent_rank_order(scores: np.ndarray, segments: np.ndarray, seed: int) -> np.ndarray:
     """:func:`rank_order`, reusing one of the last :data:`RECENT_RANKINGS` results for the same inputs.
 
-    Inputs are compared by a 128-bit BLAKE2b digest of their bytes. On a
-    model without convolutions, ``filter`` items are ``weight`` items, so
-    their rankings are computed once. The result is shared: do not modify it.
+    Inputs are compared by a 128-bit digest (SHA-256, truncated) of their bytes (the
+    scores' :func:`score_codes` when they are float32 values, the segments
+    as int16 when they fit). With orders ``least`` and ``most`` both swept,
+    each ranking is computed once. The result is shared: do not modify it.
     """
-    digest = hashlib.blake2b(str(seed).encode(), digest_size=16)
-    for array in (np.ascontiguousarray(scores, np.float64), np.ascontiguousarray(segments, np.int64)):
+    codes = score_codes(scores)
+    values = codes if codes is not None else np.ascontiguousarray(scores, np.float64)
+    small = segments.astype(np.int16) if len(segments) and 0 <= segments.min() and segments.max() < 2**15 \
+        else np.ascontiguousarray(segments, np.int64)
+    digest = hashlib.sha256(f"{seed}:{len(values)}:{values.dtype}:{small.dtype}".encode())
+    for array in (values, small):
         digest.update(array.data)
-    key = digest.digest()
+    key = digest.digest()[:16]
     if key in _RANKINGS:
         return _RANKINGS[key]
-    order = _RANKINGS[key] = rank_order(scores, segments, seed)
+    order = _RANKINGS[key] = _rank_order(scores, segments, seed, codes)
     while len(_RANKINGS) > RECENT_RANKINGS:
         _RANKINGS.pop(next(iter(_RANKINGS)))
     return order

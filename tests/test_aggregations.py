@@ -110,3 +110,17 @@ def test_all_trainable_variables_include_batchnorm_per_element():
         ("dense", "kernel"), ("dense", "bias")]
     items = get_aggregation("unit")(params, [np.ones(p.shape) for p in params], "mean")
     assert len(items.scores) == 2 + 2 + 2 + 2  # conv units, gamma, beta per element, dense units
+
+
+def test_numbering_is_computed_once_per_parameter_list_and_shared_read_only():
+    params = dense_params()
+    scores = [np.random.default_rng(i).random(p.shape) for i, p in enumerate(params)]
+    first, again = get_aggregation("unit")(params, scores), get_aggregation("unit")(params, scores, "max")
+    assert all(a is b for a, b in zip(first.element_items, again.element_items)) and first.layers is again.layers
+    with pytest.raises(ValueError, match="read-only"):
+        first.element_items[0][0, 0] = 1
+    np.testing.assert_array_equal(again.scores[:5], [max(scores[0][:, j].max(), scores[1][j]) for j in range(5)])
+    other = dense_params()  # new Param objects: numbered afresh, equal to the first
+    fresh = get_aggregation("unit")(other, scores)
+    assert fresh.element_items[0] is not first.element_items[0]
+    assert all(np.array_equal(a, b) for a, b in zip(fresh.element_items, first.element_items))

@@ -6,6 +6,7 @@ import pytest
 
 import harness.sweep
 from aggregations import Items, get_aggregation
+from harness.forward import FirstLayer
 from harness.masks import Schedule
 from harness.structure import Structure
 from harness.sweep import Evaluator, choose_method, replacement_values, sweep
@@ -58,7 +59,7 @@ def test_every_method_equals_the_direct_masked_evaluation(model_fn):
     params = prunable_params(model, "kernels+biases")
     evaluate = Evaluator(model, CE_LOGITS, x, y, batch_size=10)
     before = [w.copy() for w in model.get_weights()]
-    for seed, (aggregation, mode) in enumerate([("unit", "zero"), ("filter", "zero"), ("weight", "random")]):
+    for seed, (aggregation, mode) in enumerate([("weight", "random"), ("unit", "zero"), ("filter", "zero")]):
         scores = [np.random.default_rng([seed, i]).random(p.shape) for i, p in enumerate(params)]
         thresholder = Thresholder(get_aggregation(aggregation)(params, scores), "layer", seed=seed)
         replacement = replacement_values(params, mode, seed)
@@ -69,6 +70,36 @@ def test_every_method_equals_the_direct_masked_evaluation(model_fn):
             np.testing.assert_allclose([r["val_loss"] for r in rows], reference, rtol=1e-5, err_msg=method)
             assert [r["n_replaced"] for r in rows] == [thresholder.n_replaced(t) for t in THRESHOLDS]
             assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights())), method
+
+
+@pytest.mark.parametrize("model_fn,cached", [(tiny_dense_model, True), (tiny_conv_model, True), (fallback_model, False)])
+def test_shrunk_sweeps_from_the_first_layers_products_equal_the_direct_masked_evaluation(model_fn, cached, monkeypatch):
+    """Unit items: the first layer's products are reused (where its kernel changes only as whole units).
+
+    Between the second and third sweep the first kernel changes (as after a
+    training epoch): the products must be computed again, not reused.
+    """
+    monkeypatch.setattr(FirstLayer, "MIN_REDUCTION", 1)  # the tiny first layers are worth a buffer here
+    fills = []
+    monkeypatch.setattr(FirstLayer, "fill", lambda self, order, fill=FirstLayer.fill: fills.append(fill(self, order)))
+    model = model_fn()
+    x, y = random_data(model, n=24, seed=3)
+    evaluate = Evaluator(model, CE_LOGITS, x, y, batch_size=10)
+    selections = [prunable_params(model, "kernels"), prunable_params(model, "kernels+biases"),
+                  prunable_params(model)[:1]]  # the first kernel alone: at t = 1 its units all go, the others stay
+    for seed, params in enumerate(selections):
+        if seed == 2:
+            kernel = selections[0][0].variable
+            kernel.assign(kernel.numpy() + np.random.default_rng(seed).normal(0, 0.5, kernel.shape))
+        before = [w.copy() for w in model.get_weights()]
+        scores = [np.random.default_rng([seed, i]).random(p.shape) for i, p in enumerate(params)]
+        thresholder = Thresholder(get_aggregation("unit")(params, scores), "layer", seed=seed)
+        replacement = replacement_values(params, "zero", seed)
+        reference = direct_losses(model, params, thresholder, replacement, evaluate)
+        rows = sweep(params, thresholder, replacement, THRESHOLDS, evaluate, "shrunk")
+        np.testing.assert_allclose([r["val_loss"] for r in rows], reference, rtol=1e-5)
+        assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert len(fills) == (3 if cached else 0)
 
 
 def test_auto_shrinks_unit_sweeps_and_masks_weight_sweeps():
@@ -149,6 +180,21 @@ def test_one_sort_ranking_equals_the_three_key_lexsort(n_segments, grouped):
     for trial in range(20):
         n = int(rng.integers(1, 400))
         scores = rng.integers(0, 4, n).astype(float) if trial % 2 else rng.random(n)  # tie-heavy or not
+        segments = rng.integers(0, n_segments, n)
+        segments = np.sort(segments) if grouped else segments
+        expected = np.lexsort((np.random.default_rng(trial).permutation(n), scores, segments))
+        assert np.array_equal(rank_order(scores, segments, trial), expected)
+
+
+@pytest.mark.parametrize("n_segments,grouped", [(1, True), (3, True), (3, False), (100, True), (40000, False)])
+def test_radix_ranking_of_float32_scores_equals_the_three_key_lexsort(n_segments, grouped):
+    """Float32-valued scores take the radix path: signs, -0.0 == 0.0, infinities, subnormals and heavy ties."""
+    rng = np.random.default_rng(n_segments)
+    special = np.array([-0.0, 0.0, 1.0, -1.0, np.inf, -np.inf, 1e-45, -1e-45, 3.4e38, -3.4e38])
+    for trial in range(12):
+        n = int(rng.integers(1, 600))
+        scores = [rng.standard_normal(n), rng.choice(special, n), rng.integers(-2, 3, n) * 0.5][trial % 3]
+        scores = scores.astype(np.float32).astype(np.float64)
         segments = rng.integers(0, n_segments, n)
         segments = np.sort(segments) if grouped else segments
         expected = np.lexsort((np.random.default_rng(trial).permutation(n), scores, segments))
