@@ -33,7 +33,7 @@ The CSV's ``recovery`` column records it:
   training steps); training-time measures do not observe them. Afterwards
   the optimizer's variables and the model's other variables (dropout seed
   states) are restored bit for bit here, the weights by the sweep. One
-  compiled step is reused for every threshold.
+  compiled loop of k steps is reused for every threshold and sweep.
 
 Cost: ``finetune`` multiplies a sweep's cost by about ``1 + k * step / evaluation``
 (printed by ``benchmarks/recovery.py``).
@@ -199,7 +199,15 @@ class FineTuning:
         weights = {id(v) for v in model.weights}
         self.others = [v for v in model.variables if id(v) not in weights]  # seed states of dropout layers
         self.data: tuple[tf.Tensor, tf.Tensor] | None = None
-        self._step = tf.function(self._train_step)
+        signature = [tf.TensorSpec([None, self.batch_size, *x.shape[1:]], tf.as_dtype(x.dtype)),
+                     tf.TensorSpec([None, self.batch_size, *y.shape[1:]], tf.as_dtype(y.dtype))]
+        self._steps = tf.function(self._train_steps, input_signature=signature)
+
+    def _train_steps(self, xs, ys):
+        """One step per batch of ``xs`` (``(k, batch, ...)``), in order, in one graph loop."""
+        for b in tf.range(tf.shape(xs)[0]):
+            self._train_step(xs[b], ys[b])
+        return tf.constant(0)
 
     def _train_step(self, x, y):
         with tf.GradientTape() as tape:
@@ -247,8 +255,7 @@ class FineTuning:
             for mask, s in zip(self.masks, schedule.steps):
                 mask.assign(s <= k)
             try:
-                for b in range(steps):
-                    self._step(self.data[0][b], self.data[1][b])
+                self._steps(self.data[0][:steps], self.data[1][:steps])
             finally:
                 for v, value in zip([*self.optimizer.variables, *self.others], saved):
                     v.assign(value)

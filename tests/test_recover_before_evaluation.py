@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from aggregations import get_aggregation
 from harness.masks import Schedule
@@ -112,7 +113,7 @@ def test_a_finetune_sweep_restores_weights_and_optimizer_bit_for_bit_with_one_co
     assert len(before) == len(after) and all(np.array_equal(a, b) for a, b in zip(before, after))
     assert [r["n_replaced"] for r in rows] == [r["n_replaced"] for r in plain]
     assert rows[2]["val_loss"] < plain[2]["val_loss"]  # three steps on these examples lower their loss
-    assert tuning._step.experimental_get_tracing_count() == 1
+    assert tuning._steps.experimental_get_tracing_count() == 1
     schedule = Schedule(params, thresholder, replacement, THRESHOLDS)  # the hook's masks are the sweep's
     assert [int(sum(np.sum(s <= k) for s in schedule.steps)) for k in range(4)] == [r["n_replaced"] for r in rows]
 
@@ -131,3 +132,21 @@ def test_finetune_batches_are_seeded_per_seed_and_epoch():
                                              ("bn:batches=8", "bn:batches=8"), ("finetune:steps=050", "finetune:steps=50")])
 def test_recovery_specs_have_one_canonical_text(spec, canonical):
     assert parse_recovery(spec).spec == canonical
+
+
+def test_the_compiled_loop_of_k_steps_equals_k_single_steps():
+    model, optimizer, params, thresholder, replacement, tuning, _ = trained_setup(seed=2)
+    tuning.hook(3, params, thresholder, replacement, THRESHOLDS)  # sets the replacement values
+    for mask, m in zip(tuning.masks, thresholder.masks(0.6)):
+        mask.assign(m)
+    start = all_state(model, optimizer)
+    tuning._steps(*tuning.data)
+    looped = all_state(model, optimizer)
+    for v, s in zip([*model.variables, *optimizer.variables], start):
+        v.assign(s)
+    step = tf.function(tuning._train_step)
+    for b in range(3):
+        step(tuning.data[0][b], tuning.data[1][b])
+    assert not np.allclose(looped[0], start[0])
+    for a, b in zip(looped, all_state(model, optimizer)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
