@@ -13,8 +13,7 @@ seconds (CPU seconds in brackets):
 
 The factor ``finetune / none`` is printed beside its prediction
 ``1 + k * step / evaluation`` from the measured time of one fine-tuning step
-and one evaluation (issue text: "finetune multiplies the sweep cost by roughly
-(1 + k * train step / evaluation)"). ``--bn`` adds the same for ``bn`` (20
+and one evaluation. ``--bn`` adds the same for ``bn`` (20
 batches of 32) on the seed003_cnn model, which has BatchNorm layers.
 
 Usage: ``python benchmarks/recovery.py [--data-dir ../shared/data/mnist] [--steps 50] [--repeats 3] [--bn]``.
