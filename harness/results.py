@@ -34,13 +34,8 @@ from pathlib import Path
 import filelock
 import numpy as np
 
-COLUMNS = [
-    "run_id", "task", "model", "seed", "epoch", "measure", "aggregation", "pooling", "scope",
-    "normalization", "replacement", "order", "recovery", "threshold", "sparsity", "n_replaced", "params_remaining", "flops",
-    "val_loss", "val_accuracy", "measure_seconds", "sweep_seconds",
-]
-SWEEP_KEY = ["run_id", "epoch", "measure", "aggregation", "pooling", "scope", "normalization", "replacement", "order",
-             "recovery"]
+from harness.columns import COLUMNS, PER_CLASS_COLUMNS, PER_CLASS_SUFFIX, SWEEP_KEY
+
 PACKAGES = ["tensorflow", "keras", "numpy", "pandas", "scikit-learn", "matplotlib", "tqdm"]
 CSV_LOCK_SECONDS = 300.0
 log = logging.getLogger("harness")
@@ -175,12 +170,9 @@ def results_table(path: Path, rows_per_sweep: int | None = None) -> Table:
     return Table("results", Path(path), tuple(COLUMNS), (*SWEEP_KEY, "threshold"), rows_per_sweep)
 
 
-PER_CLASS_COLUMNS = ["threshold", "class", "val_loss", "val_accuracy", "n_examples"]  # after the sweep key
-
-
 def per_class_path(path: Path) -> Path:
     """The per-class companion of a result CSV: ``data/results.csv`` -> ``data/results.per_class.csv``."""
-    return Path(path).with_name(f"{Path(path).stem}.per_class.csv")
+    return Path(path).with_name(f"{Path(path).stem}{PER_CLASS_SUFFIX}")
 
 
 def per_class_table(path: Path, rows_per_sweep: int | None = None) -> Table:

@@ -1,0 +1,46 @@
+"""The command line of analysis.py."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import matplotlib
+
+from reports.keys import COMPARABLE, FORMATS, INTERVALS
+from reports.markdown import format_report
+from reports.report import report
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Figures, rankings and tests (seeds as blocks) from harness result CSVs or study folders.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("paths", nargs="+", help="result CSVs, globs, or study folders (their trials/*.csv)")
+    parser.add_argument("--out", default="figures", help="output folder")
+    parser.add_argument("--format", default="png", choices=FORMATS, help="figure format")
+    parser.add_argument("--epoch", nargs="+", default=["last"], help="epochs ranked and tested: 'last' or numbers")
+    parser.add_argument("--epochs", type=int, nargs="+", help="epochs drawn in the curve figures (first, middle, last)")
+    parser.add_argument("--compare", default="measure", help=f"treatment columns, comma-separated, among {COMPARABLE}")
+    parser.add_argument("--interval", default="bootstrap", choices=INTERVALS, help="95%% interval over seeds")
+    parser.add_argument("--alpha", type=float, default=0.05, help="significance level")
+    parser.add_argument("--loss-tol", type=float, default=0.10, help="relative loss increase tolerated")
+    parser.add_argument("--acc-tol", type=float, default=0.01, help="accuracy drop tolerated, fraction")
+    parser.add_argument("--classes", type=int, help="class count for the chance line (default: run metadata)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the command line; returns the exit status (1 on bad input or nothing to rank)."""
+    args = _parser().parse_args(argv)
+    matplotlib.use("Agg")
+    try:
+        result = report(args.paths, args.out, args.format, args.epochs, args.loss_tol, args.acc_tol, args.classes,
+                        epoch=args.epoch, compare=args.compare, interval=args.interval, alpha=args.alpha)  # fmt: skip
+    except (ValueError, FileNotFoundError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(format_report(result))
+    return 0
+

@@ -1,0 +1,164 @@
+"""Writing a report: every table and figure into one output folder."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from reports._utils import _slug, _title
+from reports.analyze import _check_options, analyze
+from reports.colors import measure_colors, treatment_colors
+from reports.figures import plot_cd, plot_curves, plot_mean_ranks, plot_rank_heatmap, select_epochs
+from reports.forgetting import forgetting_rows, forgetting_table, plot_forgetting, plot_selectivity
+from reports.keys import FORMATS, PROTOCOL_TABLES, panel_columns
+from reports.loading import load
+from reports.markdown import _markdown, _pvalue_rows
+from reports.metrics import _check_tolerances
+from reports.protocol import base_measure, control_of, plot_controls, plot_order
+
+
+def report(
+    paths_or_df, out_dir, fmt="png", epochs=None, loss_tol=0.10, acc_tol=0.01, num_classes=None, *, epoch="last",
+    compare=("measure",), interval="bootstrap", alpha=0.05,
+) -> dict:  # fmt: skip
+    """Writes every table and figure, and returns them.
+
+    Args:
+        paths_or_df: CSV paths, globs or study folders (see ``load``), or an already loaded DataFrame.
+        out_dir: folder for the outputs; created when absent.
+        fmt: figure format, "png", "svg" or "pdf".
+        epochs: epochs shown in the curve figures; default first, middle, last.
+        loss_tol: relative loss increase tolerated (0.10 = 10%).
+        acc_tol: accuracy drop tolerated, as a fraction (0.01 = 1 percentage point).
+        num_classes: class count for the chance lines; default from the runs' JSON metadata.
+        epoch: epochs ranked and tested: "last" (default) or a list.
+        compare: treatment columns, e.g. "measure,scope".
+        interval: "bootstrap" (default) or "t", for every interval and band.
+        alpha: significance level of the tests.
+
+    Returns:
+        ``analyze``'s tables plus ``files`` (written paths) and ``forgetting`` (``forgetting_table``; empty without
+        forgetting runs, which otherwise add ``forgetting.csv`` and per figure combination ``forgetting_*`` and
+        ``selectivity_*`` figures at the last epoch).
+
+    Raises:
+        ValueError: a bad option, an unwritable ``out_dir`` (both before reading any data), bad input files (see
+            ``load``), or nothing to rank (see ``analyze``). Nothing is written then.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt must be one of {list(FORMATS)}. Received: fmt={fmt!r}")
+    _check_tolerances(loss_tol, acc_tol)
+    _check_options(compare, epoch, interval, alpha)
+    out = check_out_dir(out_dir)
+    df = paths_or_df if isinstance(paths_or_df, pd.DataFrame) else load(paths_or_df)
+    if epochs is not None:
+        select_epochs(df, epochs)
+    result = analyze(df, loss_tol, acc_tol, epoch, compare, interval, alpha)
+    out.mkdir(parents=True, exist_ok=True)
+    colors = measure_colors(df["measure"])
+    files = _write_tables(out, result) + _write_figures(out, df, result, fmt, epochs, num_classes, colors)
+    forget = forgetting_table(df)
+    return result | {"files": files + _write_forgetting(out, df, forget, fmt, colors), "forgetting": forget}
+
+
+def _write_forgetting(out: Path, df: pd.DataFrame, table: pd.DataFrame, fmt: str, colors: dict) -> list[Path]:
+    """``forgetting.csv``, and the A/R accuracy and selectivity figures per figure combination of forgetting rows."""
+    if table.empty:
+        return []
+    table.to_csv(out / "forgetting.csv", index=False)
+    files = [out / "forgetting.csv"]
+    rows = forgetting_rows(df)
+    for key, part in rows.groupby(panel_columns(rows), dropna=False):
+        files.append(_save(plot_forgetting(part, colors=colors), out / f"forgetting_{_slug(key)}.{fmt}"))
+        files.append(_save(plot_selectivity(part, colors=colors), out / f"selectivity_{_slug(key)}.{fmt}"))
+    return files
+
+
+def check_out_dir(out_dir) -> Path:
+    """Checks that ``out_dir`` is a folder that can be written (or created), writing nothing.
+
+    Raises:
+        ValueError: it is a file, or its nearest existing folder cannot be written (names the folder).
+    """
+    out = Path(out_dir)
+    existing = next(p for p in [out, *out.absolute().parents] if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"Output folder {out} cannot be created: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise ValueError(f"Cannot write to folder {existing} (output folder {out}): {err.strerror}") from None
+    return out
+
+
+def _write_tables(out: Path, result: dict) -> list[Path]:
+    """Writes ranking, tests, pvalues, mean_ranks (.csv), ranking.md, and excluded, order, controls, recovery if any."""
+    tables = {"ranking": result["ranking"], "tests": result["tests"], "pvalues": _pvalue_rows(result),
+              "mean_ranks": result["mean_ranks"].reset_index()}  # fmt: skip
+    if not result["excluded"].empty:
+        tables["excluded"] = result["excluded"]
+    tables |= {name: result[name] for name in PROTOCOL_TABLES if not result.get(name, pd.DataFrame()).empty}
+    for name, table in tables.items():
+        table.to_csv(out / f"{name}.csv", index=False)
+    (out / "ranking.md").write_text(_markdown(result), encoding="utf-8")
+    return [out / f"{name}.csv" for name in tables] + [out / "ranking.md"]
+
+
+def _write_figures(out: Path, df, result: dict, fmt: str, epochs, num_classes, colors: dict) -> list[Path]:
+    """Writes curves and rank heatmaps per figure combination, a CD diagram per tested condition, mean ranks."""
+    interval, table, compare = result["options"]["interval"], result["ranking"], result["options"]["compare"]
+    labels = treatment_colors(table, compare, colors)
+    files = []
+    for key, part in df.groupby(panel_columns(df), dropna=False):
+        figures = {"loss": plot_curves(part, "val_loss", epochs, num_classes, colors, interval)}
+        if part["val_accuracy"].notna().any():
+            figures["accuracy"] = plot_curves(part, "val_accuracy", epochs, num_classes, colors, interval)
+        files += [_save(fig, out / f"{kind}_{_slug(key)}.{fmt}") for kind, fig in figures.items()]
+    for key, part in table.groupby([c for c in panel_columns(df) if c not in compare], dropna=False):
+        files.append(_save(plot_rank_heatmap(part, labels, compare), out / f"rank_heatmap_{_slug(key)}.{fmt}"))
+    files += _write_cd(out, result, fmt, labels) + _write_protocol_figures(out, df, result, fmt, colors)
+    return files + [_save(plot_mean_ranks(result["mean_ranks"], labels), out / f"mean_ranks.{fmt}")]
+
+
+def _write_protocol_figures(out: Path, df, result: dict, fmt: str, colors: dict) -> list[Path]:
+    """The removal-order scatter per combination (without order), measures with their controls per combination."""
+    files, order, base_colors = [], result.get("order", pd.DataFrame()), measure_colors(df["measure"].map(base_measure))
+    if not order.empty:
+        for key, part in order.groupby(panel_columns(order), dropna=False):
+            files.append(_save(plot_order(part, base_colors), out / f"order_{_slug(key)}.{fmt}"))
+    if not result.get("controls", pd.DataFrame()).empty:
+        interval = result["options"]["interval"]
+        for key, part in df.groupby(panel_columns(df), dropna=False):
+            if (part["measure"].map(control_of) != "").any():
+                fig = plot_controls(part, colors=base_colors, interval=interval)
+                files.append(_save(fig, out / f"controls_{_slug(key)}.{fmt}"))
+    return files
+
+
+def _write_cd(out: Path, result: dict, fmt: str, colors: dict) -> list[Path]:
+    tests, table, alpha = result["tests"], result["ranking"], result["options"]["alpha"]
+    conditions = list(tests.columns[: tests.columns.get_loc("n_seeds")])
+    files = []
+    for key, pvalues in result["pvalues"].items():
+        rows = table[(table[conditions] == pd.Series(key, index=conditions)).all(axis=1)]
+        test = tests[(tests[conditions] == pd.Series(key, index=conditions)).all(axis=1)].iloc[0]
+        title = f"{_title(tuple(zip(conditions, key, strict=True)), per_line=4)}\n{_test_line(test)}"
+        fig = plot_cd(rows.set_index("treatment")["mean_rank"], pvalues, title, colors, alpha)
+        files.append(_save(fig, out / f"cd_{_slug(key)}.{fmt}"))
+    return files
+
+
+def _test_line(test) -> str:
+    friedman = f"Friedman p = {test['friedman_p']:.3g}" if np.isfinite(test["friedman_p"]) else "no Friedman test"
+    return f"{int(test['n_seeds'])} seeds, {int(test['n_treatments'])} treatments; {friedman}"
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return path
