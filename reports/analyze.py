@@ -5,51 +5,77 @@ from __future__ import annotations
 import pandas as pd
 
 from reports._utils import _label
+from reports.disagreement import at_table, disagreements
 from reports.keys import COMPARABLE, INTERVALS, condition_columns, key_columns
-from reports.metrics import run_scores
+from reports.metrics import parse_metrics, run_scores
+from reports.pairs import Family, parse_pairs
 from reports.protocol import control_table, order_table, recovery_agreement
-from reports.ranking import mean_rank_matrix, ranked_epochs, replicates, summary, table_from_blocks
+from reports.ranking import mean_rank_matrix, ranked_epochs, replicates, summary, table_from_blocks, with_treatment
 from reports.statistics import rank_tests
 
 
-def analyze(df, loss_tol=0.10, acc_tol=0.01, epoch="last", compare=("measure",), interval="bootstrap", alpha=0.05):
-    """Every table of a report, without writing files (see the module docstring for the definitions).
+def analyze(df, loss_tol=0.10, acc_tol=0.01, epoch="last", compare=("measure",), interval="bootstrap", alpha=0.05, *,
+            metric="loss_auc", where=None, control=None, pairs=None, at=None):  # fmt: skip
+    """Every table of a report, without writing files (see the package docstring for the definitions).
 
     Args:
         df: rows from ``load``.
         loss_tol: relative loss increase tolerated (0.10 = 10%).
         acc_tol: accuracy drop tolerated, as a fraction (0.01 = 1 percentage point).
         epoch: "last" (each condition's last epoch) or a list of epochs to rank and test.
-        compare: columns whose combinations are the treatments, e.g. ("measure", "scope").
+        compare: key columns whose combinations are the treatments, e.g. ("measure", "scope") or "model".
         interval: "bootstrap" or "t".
         alpha: significance level.
+        metric: one or more metric names (``reports.metrics``): every ranking, test and interval is computed per
+            metric; the first is the headline one.
+        where: ``["column=value[,value]", ...]``: keep only those rows.
+        control: a treatment label: test each other treatment against it only (k - 1 tests, Holm over those).
+        pairs: ``["a:b", ...]``: test only these pairs of treatments (Holm over them).
+        at: sparsities for the table of accuracy and loss at those sparsities (``at``).
 
     Returns:
-        Keys ``scores`` (per run), ``ranking`` (``rank_table``, every epoch), ``summary``, ``tests`` and
-        ``pvalues`` (``rank_tests`` at the ranked epochs), ``mean_ranks`` (``mean_rank_matrix``), ``excluded``
-        (seeds excluded at the ranked epochs, with the reason), ``options``, and at the ranked epochs ``order``
-        (``order_table``), ``controls`` (``control_table``) and ``recovery`` (``recovery_agreement``), each empty
-        when the results hold no such rows.
+        For the first metric, keys ``ranking`` (``rank_table``, every epoch), ``summary``, ``tests`` and ``pvalues``
+        (``rank_tests`` at the ranked epochs), ``pairs`` (per tested pair), ``mean_ranks`` (``mean_rank_matrix``),
+        ``excluded`` (seeds excluded at the ranked epochs, with the reason); ``metrics``: the same per metric name;
+        ``disagreements`` (``reports.disagreement``); ``at``; ``scores`` (per run); ``options``; and at the ranked
+        epochs ``order``, ``controls`` and ``recovery`` (``reports.protocol``), each empty without such rows.
 
     Raises:
-        ValueError: nothing can be ranked at the ranked epochs (every seed of every condition excluded), or a bad
-            option (named with the valid choices).
+        ValueError: nothing can be ranked by a metric at the ranked epochs, or a bad option (named with the valid
+            choices), or a metric at a sparsity outside a run's measured sparsities.
     """
-    compare, epoch = _check_options(compare, epoch, interval, alpha)
-    _refuse_uncompared(df, compare)
-    scores = run_scores(df, loss_tol, acc_tol)
-    used, excluded = replicates(scores, compare)
-    ranked = scores.loc[ranked_epochs(scores, epoch, compare), condition_columns(scores, compare)].drop_duplicates()
+    options = check_options(compare, epoch, interval, alpha, metric, where, control, pairs, at)
+    df = apply_where(df, options["where"])
+    _refuse_uncompared(df, options["compare"])
+    family = _check_family(df, options)
+    extra = [f"{kind}_at:{s:g}" for s in options["at"] for kind in ("accuracy", "loss")]
+    scores = run_scores(df, loss_tol, acc_tol, [*options["metrics"], *extra])
+    per_metric = {m.name: _rank_metric(scores, m, options, family) for m in options["metrics"]}
+    first = per_metric[options["metrics"][0].name]
+    protocol = {"order": order_table(scores, options["epoch"]), "controls": control_table(scores, options["epoch"]),
+                "recovery": recovery_agreement(scores, options["epoch"])}  # fmt: skip
+    return first | protocol | {
+        "scores": scores, "metrics": per_metric, "options": options | {"metric": [m.name for m in options["metrics"]]},
+        "disagreements": disagreements(per_metric, options["metrics"], options["compare"], alpha),
+        "at": at_table(scores, options["at"], options["compare"], options["epoch"], interval),
+    }  # fmt: skip
+
+
+def _rank_metric(scores: pd.DataFrame, metric, options: dict, family) -> dict:
+    """The tables of one metric: ranking, summary, tests, pvalues, pairs, mean_ranks, excluded."""
+    compare = options["compare"]
+    used, excluded = replicates(scores, compare, metric)
+    ranked = scores.loc[ranked_epochs(scores, options["epoch"], compare), condition_columns(scores, compare)]
+    ranked = ranked.drop_duplicates()
     ranked_used, ranked_excluded = used.merge(ranked), excluded.merge(ranked)
     if ranked_used.empty:
-        raise ValueError(f"Nothing can be ranked at the ranked epochs: {_excluded_line(ranked_excluded)}")
-    table = table_from_blocks(used, compare, interval)
-    tests, pvalues = rank_tests(ranked_used, compare, alpha)
-    options = {"epoch": epoch, "compare": compare, "interval": interval, "alpha": alpha}
-    protocol = {"order": order_table(scores, epoch), "controls": control_table(scores, epoch),
-                "recovery": recovery_agreement(scores, epoch)}  # fmt: skip
-    return {"scores": scores, "ranking": table, "summary": summary(table, compare), "tests": tests, "pvalues": pvalues,
-            "mean_ranks": mean_rank_matrix(table, tests), "excluded": ranked_excluded, "options": options} | protocol
+        raise ValueError(f"Nothing can be ranked at the ranked epochs: {_excluded_line(ranked_excluded)} "
+                         f"(metric {metric.name})")  # fmt: skip
+    table = table_from_blocks(used, compare, options["interval"], metric)
+    tests, pvalues, pairs = rank_tests(ranked_used, compare, options["alpha"], metric, family)
+    return {"ranking": table, "summary": summary(table, compare), "tests": tests.assign(metric=metric.name),
+            "pvalues": pvalues, "pairs": pairs.assign(metric=metric.name), "mean_ranks": mean_rank_matrix(table, tests),
+            "excluded": ranked_excluded, "used": ranked_used}  # fmt: skip
 
 
 def _excluded_line(excluded: pd.DataFrame) -> str:
@@ -63,18 +89,83 @@ def _excluded_line(excluded: pd.DataFrame) -> str:
     )
 
 
-def _check_options(compare, epoch, interval, alpha) -> tuple[list[str], object]:
-    """Normalises ``compare`` and ``epoch`` and checks every option; raises ValueError naming the choices."""
+def check_options(compare, epoch, interval, alpha, metric="loss_auc", where=None, control=None, pairs=None,
+                  at=None) -> dict:  # fmt: skip
+    """Normalises and checks every option before any data is read; raises ValueError naming the choices.
+
+    Returns:
+        ``compare`` (list), ``epoch``, ``interval``, ``alpha``, ``metrics`` (``Metric`` list), ``where`` (column ->
+        values), ``control``, ``pairs`` (tuple of pairs), ``at`` (sorted sparsities).
+    """
     compare = [c.strip() for c in compare.split(",")] if isinstance(compare, str) else list(compare)
     unknown = [c for c in compare if c not in COMPARABLE]
     if not compare or unknown or len(set(compare)) != len(compare):
         raise ValueError(f"compare takes distinct columns among {COMPARABLE}. Received: compare={compare}")
-    epoch = _parse_epoch(epoch)
     if interval not in INTERVALS:
         raise ValueError(f"interval must be one of {list(INTERVALS)}. Received: interval={interval!r}")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1). Received: alpha={alpha}")
-    return compare, epoch
+    if control is not None and pairs:
+        raise ValueError(f"Give control or pairs, not both. Received: control={control!r}, pairs={list(pairs)}")
+    return {"compare": compare, "epoch": _parse_epoch(epoch), "interval": interval, "alpha": alpha,
+            "metrics": parse_metrics([metric] if isinstance(metric, str) else metric), "where": parse_where(where),
+            "control": control, "pairs": parse_pairs(pairs), "at": _parse_at(at)}  # fmt: skip
+
+
+def _parse_at(at) -> list[float]:
+    values = [] if at is None else [at] if isinstance(at, int | float | str) else list(at)
+    try:
+        parsed = sorted({float(v) for v in values})
+    except (TypeError, ValueError):
+        parsed = [float("nan")]
+    if not all(0.0 <= v <= 1.0 for v in parsed):
+        raise ValueError(f"at takes sparsities in [0, 1]. Received: at={values}")
+    return parsed
+
+
+def parse_where(where) -> dict:
+    """``["scope=layer", "measure=obd,magnitude"]`` -> ``{"scope": ["layer"], "measure": ["obd", "magnitude"]}``.
+
+    Raises:
+        ValueError: an entry is not ``column=value[,value]``, or a column is named twice.
+    """
+    parsed = {}
+    for text in [where] if isinstance(where, str) else list(where or ()):
+        column, sep, values = str(text).partition("=")
+        names = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or not column.strip() or not names or column.strip() in parsed:
+            raise ValueError(f"where takes column=value[,value], each column once. Received: where={list(where)}")
+        parsed[column.strip()] = names
+    return parsed
+
+
+def apply_where(df: pd.DataFrame, where: dict) -> pd.DataFrame:
+    """The rows whose ``column`` holds one of the listed values, for every column of ``where``.
+
+    Raises:
+        ValueError: a column is not a key column of the results, or a value is absent (names the choices).
+    """
+    for column, values in where.items():
+        if column not in key_columns(df):
+            raise ValueError(f"where column {column!r} is not in the results; available: {key_columns(df)}")
+        present = sorted(set(df[column].astype(str)))
+        absent = [v for v in values if v not in present]
+        if absent:
+            raise ValueError(f"where {column}={','.join(values)}: {absent} not in the results; {column} takes {present}")
+        df = df[df[column].astype(str).isin(values)]
+    return df
+
+
+def _check_family(df: pd.DataFrame, options: dict) -> Family:
+    """The family of tested pairs; refuses a control or a pair naming a treatment absent from the results."""
+    named = ([options["control"]] if options["control"] is not None else []) + [t for p in options["pairs"] for t in p]
+    if named:
+        treatments = sorted(set(with_treatment(df[options["compare"]].drop_duplicates(), options["compare"])["treatment"]))
+        absent = [t for t in dict.fromkeys(named) if t not in treatments]
+        if absent:
+            raise ValueError(f"Treatments {absent} are not in the results (compare={','.join(options['compare'])}); "
+                             f"available: {treatments}")  # fmt: skip
+    return Family(options["control"], options["pairs"])
 
 
 def _parse_epoch(epoch):
@@ -93,5 +184,4 @@ def _parse_epoch(epoch):
 def _refuse_uncompared(df: pd.DataFrame, compare: list[str]) -> None:
     absent = [c for c in compare if c not in key_columns(df)]
     if absent:
-        available = [c for c in key_columns(df) if c in COMPARABLE]
-        raise ValueError(f"compare columns {absent} are not in the results; available: {available}")
+        raise ValueError(f"compare columns {absent} are not in the results; available: {key_columns(df)}")

@@ -9,6 +9,7 @@ import matplotlib
 
 from reports.keys import COMPARABLE, FORMATS, INTERVALS
 from reports.markdown import format_report
+from reports.metrics import METRIC_NAMES
 from reports.report import report
 
 
@@ -28,6 +29,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--loss-tol", type=float, default=0.10, help="relative loss increase tolerated")
     parser.add_argument("--acc-tol", type=float, default=0.01, help="accuracy drop tolerated, fraction")
     parser.add_argument("--classes", type=int, help="class count for the chance line (default: run metadata)")
+    parser.add_argument("--metric", nargs="+", default=["loss_auc"],
+                        help=f"metrics ranked and tested, the first the headline one, among {METRIC_NAMES}")
+    parser.add_argument("--at", nargs="+", help="sparsities of the accuracy and loss table (at.csv, at.md)")
+    parser.add_argument("--where", nargs="+", help="keep only rows with column=value[,value] (several allowed)")
+    parser.add_argument("--control", help="test each treatment against this one only (k-1 tests, Holm over those)")
+    parser.add_argument("--pairs", nargs="+", help="test only these pairs of treatments, a:b (Holm over them)")
     return parser
 
 
@@ -36,8 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     matplotlib.use("Agg")
     try:
+        planned = {"metric": args.metric, "where": args.where, "control": args.control, "pairs": args.pairs, "at": args.at}
         result = report(args.paths, args.out, args.format, args.epochs, args.loss_tol, args.acc_tol, args.classes,
-                        epoch=args.epoch, compare=args.compare, interval=args.interval, alpha=args.alpha)  # fmt: skip
+                        epoch=args.epoch, compare=args.compare, interval=args.interval, alpha=args.alpha, **planned)
     except (ValueError, FileNotFoundError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

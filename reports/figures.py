@@ -177,7 +177,7 @@ def plot_cd(mean_ranks: pd.Series, pvalues: pd.DataFrame, title: str = "", color
 
 def plot_mean_ranks(matrix: pd.DataFrame, colors: dict | None = None):
     """Heatmap of ``mean_rank_matrix``: treatments (rows) x ranked conditions (columns)."""
-    grid = matrix.drop(columns="mean")
+    grid = matrix.drop(columns=[c for c in matrix.columns if str(c).startswith("mean")])
     fig, ax = plt.subplots(figsize=(1.1 * grid.shape[1] + 4, 0.45 * len(grid) + 2), layout="constrained")
     sns.heatmap(grid, ax=ax, annot=grid.size <= 400, fmt=".3g", cmap="viridis_r", vmin=1, vmax=len(grid),
                 cbar_kws={"label": "mean rank by AUC over seeds (1 = best)"})  # fmt: skip

@@ -19,11 +19,12 @@ VALUES = [
     "sweep_seconds", "params_remaining", "flops", "num_classes",
 ]  # fmt: skip
 FORGETTING = ["forget_accuracy", "forget_loss", "retain_accuracy", "retain_loss"]
-NOT_KEYS = {*VALUES, *FORGETTING, "treatment", "reason"}
+NOT_KEYS = {*VALUES, *FORGETTING, "treatment", "reason", "metric"}
 NUMERIC = ["seed", "epoch", "threshold", "sparsity", "n_replaced", "val_loss", "val_accuracy", "measure_seconds"]
 SETTINGS = ["epochs", "batch_size", "learning_rate", "importance_samples", "prunable", "deterministic"]
 NOT_SETTINGS = {"seed", "output", "data_dir", "progress", "resume"}
-COMPARABLE = [k for k in KEYS if k not in ("task", "model")] + SETTINGS
+COMPARABLE = ["measure", "model", "task", *(k for k in KEYS if k not in ("measure", "model", "task")), *SETTINGS,
+              "forget_classes"]  # fmt: skip
 FORMATS, INTERVALS = ("png", "svg", "pdf"), ("bootstrap", "t")
 N_RESAMPLES = 9999
 BOUNDS = {"auc": (0.0, np.inf), "val_loss": (0.0, np.inf), "val_accuracy": (0.0, 1.0), "tolerated_sparsity": (0.0, 1.0)}

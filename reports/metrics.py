@@ -1,6 +1,18 @@
-"""Per-run scores of a sparsity curve: area under the loss curve and tolerated sparsity."""
+"""Per-run scores of a sparsity curve, and the metrics a ranking is about.
+
+Metrics (``--metric``), each computed per run (one curve of one seed) and condition:
+
+- ``loss_auc``: trapezoid area under val_loss over achieved sparsity (lower is better; column ``auc``);
+- ``accuracy_auc``: the same area under val_accuracy (higher is better);
+- ``accuracy_at:S`` / ``loss_at:S``: val_accuracy / val_loss at sparsity S, linear interpolation between the two
+  measured points around S; refused when S lies outside the run's measured sparsities;
+- ``tolerated_sparsity``: the largest sparsity within the loss and accuracy tolerances (higher is better).
+"""
 
 from __future__ import annotations
+
+import re
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -36,15 +48,107 @@ def tolerated_sparsity(run: pd.DataFrame, loss_tol: float = 0.10, acc_tol: float
     return float(run["sparsity"][prefix].max())
 
 
-def run_scores(df: pd.DataFrame, loss_tol: float = 0.10, acc_tol: float = 0.01) -> pd.DataFrame:
-    """AUC, tolerated sparsity and measure time of every (key columns, epoch, run)."""
+def run_scores(df: pd.DataFrame, loss_tol: float = 0.10, acc_tol: float = 0.01, metrics=()) -> pd.DataFrame:
+    """AUC, tolerated sparsity, measure time and each extra metric's value of every (key columns, epoch, run).
+
+    Args:
+        df: rows from ``load``.
+        loss_tol: relative loss increase tolerated.
+        acc_tol: accuracy drop tolerated, fraction.
+        metrics: ``Metric`` objects (or their names) whose columns are added (``auc`` and ``tolerated_sparsity``
+            are always present).
+
+    Raises:
+        ValueError: a metric at a sparsity S outside a run's measured sparsities (names the run and the range).
+    """
     _check_tolerances(loss_tol, acc_tol)
     keys = [*key_columns(df), "epoch", *RUN]
+    extra = [m for m in dict.fromkeys(map(parse_metric, metrics)) if m.column not in ("auc", "tolerated_sparsity")]
     rows = [
-        (*key, auc(g["sparsity"], g["val_loss"]), tolerated_sparsity(g, loss_tol, acc_tol), g["measure_seconds"].mean())
+        (*key, auc(g["sparsity"], g["val_loss"]), tolerated_sparsity(g, loss_tol, acc_tol), g["measure_seconds"].mean(),
+         *(metric_value(g, m, key, keys) for m in extra))
         for key, g in df.groupby(keys, dropna=False, sort=False)
-    ]
-    return pd.DataFrame(rows, columns=[*keys, "auc", "tolerated_sparsity", "measure_seconds"])
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=[*keys, "auc", "tolerated_sparsity", "measure_seconds", *(m.column for m in extra)])
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric a ranking is about: its name, its score column, its direction, its range and its label."""
+
+    name: str
+    column: str
+    lower_is_better: bool
+    bounds: tuple
+    label: str
+    at: float | None = None
+
+
+METRIC_NAMES = ["loss_auc", "accuracy_auc", "accuracy_at:S", "loss_at:S", "tolerated_sparsity"]
+_FIXED = {
+    "loss_auc": Metric("loss_auc", "auc", True, (0.0, np.inf), "loss AUC"),
+    "accuracy_auc": Metric("accuracy_auc", "accuracy_auc", False, (0.0, 1.0), "accuracy AUC"),
+    "tolerated_sparsity": Metric("tolerated_sparsity", "tolerated_sparsity", False, (0.0, 1.0), "tolerated sparsity"),
+}
+
+
+def parse_metric(text) -> Metric:
+    """The ``Metric`` named by ``text`` (``loss_auc``, ``accuracy_at:0.9``, ...); a ``Metric`` is returned as is.
+
+    Raises:
+        ValueError: an unknown name, or S not a number in [0, 1]; names the value and the choices.
+    """
+    if isinstance(text, Metric):
+        return text
+    name = str(text).strip()
+    if name in _FIXED:
+        return _FIXED[name]
+    match = re.fullmatch(r"(accuracy|loss)_at:(.*)", name)
+    if not match:
+        raise ValueError(f"Unknown metric {name!r}; available: {METRIC_NAMES}. Received: metric={name!r}")
+    try:
+        at = float(match.group(2))
+    except ValueError:
+        at = float("nan")
+    if not 0.0 <= at <= 1.0:
+        raise ValueError(f"The sparsity S of {match.group(1)}_at:S must be a number in [0, 1]. Received: metric={name!r}")
+    accuracy = match.group(1) == "accuracy"
+    return Metric(f"{match.group(1)}_at:{at:g}", f"{match.group(1)}_at:{at:g}", not accuracy,
+                  (0.0, 1.0) if accuracy else (0.0, np.inf), f"{match.group(1)} at {at:g}", at)  # fmt: skip
+
+
+def parse_metrics(names) -> list[Metric]:
+    """Distinct metrics, in the order given; a comma-separated string or a list (see ``parse_metric``)."""
+    names = [n for n in names.split(",")] if isinstance(names, str) else list(names)
+    if not names:
+        raise ValueError(f"metric takes one or more of {METRIC_NAMES}. Received: metric=[]")
+    return list(dict.fromkeys(parse_metric(n) for n in names))
+
+
+def value_at(sparsity, values, at: float) -> float:
+    """``values`` at sparsity ``at``: linear interpolation between the measured points, sorted by sparsity.
+
+    Raises:
+        ValueError: ``at`` lies outside [min, max] of the measured sparsities.
+    """
+    sparsity, values = np.asarray(sparsity, float), np.asarray(values, float)
+    order = np.argsort(sparsity, kind="stable")
+    low, high = sparsity[order[0]], sparsity[order[-1]]
+    if not low - 1e-9 <= at <= high + 1e-9:
+        raise ValueError(f"sparsity {at:g} lies outside the measured sparsities [{low:.4g}, {high:.4g}]")
+    return float(np.interp(at, sparsity[order], values[order]))
+
+
+def metric_value(run: pd.DataFrame, metric: Metric, key=(), keys=()) -> float:
+    """One run's value of ``metric`` (see the module docstring); ``key``/``keys`` name the run in errors."""
+    column = "val_accuracy" if metric.name.startswith("accuracy") else "val_loss"
+    if metric.at is None:
+        return auc(run["sparsity"], run[column])
+    try:
+        return value_at(run["sparsity"], run[column], metric.at)
+    except ValueError as err:
+        where = ", ".join(f"{c}={v}" for c, v in zip(keys, key, strict=False) if c in ("run_id", "measure", "epoch"))
+        raise ValueError(f"metric {metric.name}: {err} of run ({where}); choose S inside it") from None
 
 
 def _check_tolerances(loss_tol: float, acc_tol: float) -> None:

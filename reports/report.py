@@ -9,21 +9,22 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from reports._utils import _slug, _title
-from reports.analyze import _check_options, analyze
+from reports._utils import _slug, _title, to_markdown
+from reports.analyze import analyze, apply_where, check_options
 from reports.colors import measure_colors, treatment_colors
 from reports.figures import plot_cd, plot_curves, plot_mean_ranks, plot_rank_heatmap, select_epochs
 from reports.forgetting import forgetting_rows, forgetting_table, plot_forgetting, plot_selectivity
 from reports.keys import FORMATS, PROTOCOL_TABLES, panel_columns
 from reports.loading import load
-from reports.markdown import _markdown, _pvalue_rows
+from reports.markdown import _markdown, mean_rank_rows, metric_tables
 from reports.metrics import _check_tolerances
 from reports.protocol import base_measure, control_of, plot_controls, plot_order
 
 
 def report(
     paths_or_df, out_dir, fmt="png", epochs=None, loss_tol=0.10, acc_tol=0.01, num_classes=None, *, epoch="last",
-    compare=("measure",), interval="bootstrap", alpha=0.05,
+    compare=("measure",), interval="bootstrap", alpha=0.05, metric="loss_auc", where=None, control=None, pairs=None,
+    at=None,
 ) -> dict:  # fmt: skip
     """Writes every table and figure, and returns them.
 
@@ -39,6 +40,11 @@ def report(
         compare: treatment columns, e.g. "measure,scope".
         interval: "bootstrap" (default) or "t", for every interval and band.
         alpha: significance level of the tests.
+        metric: one or more metric names (see ``analyze``).
+        where: ``["column=value[,value]", ...]`` (see ``analyze``).
+        control: a control treatment (see ``analyze``).
+        pairs: ``["a:b", ...]`` (see ``analyze``).
+        at: sparsities of the accuracy and loss table (see ``analyze``).
 
     Returns:
         ``analyze``'s tables plus ``files`` (written paths) and ``forgetting`` (``forgetting_table``; empty without
@@ -52,12 +58,14 @@ def report(
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {list(FORMATS)}. Received: fmt={fmt!r}")
     _check_tolerances(loss_tol, acc_tol)
-    _check_options(compare, epoch, interval, alpha)
+    planned = {"metric": metric, "where": where, "control": control, "pairs": pairs, "at": at}
+    check_options(compare, epoch, interval, alpha, **planned)
     out = check_out_dir(out_dir)
     df = paths_or_df if isinstance(paths_or_df, pd.DataFrame) else load(paths_or_df)
     if epochs is not None:
         select_epochs(df, epochs)
-    result = analyze(df, loss_tol, acc_tol, epoch, compare, interval, alpha)
+    result = analyze(df, loss_tol, acc_tol, epoch, compare, interval, alpha, **planned)
+    df = apply_where(df, result["options"]["where"])
     out.mkdir(parents=True, exist_ok=True)
     colors = measure_colors(df["measure"])
     files = _write_tables(out, result) + _write_figures(out, df, result, fmt, epochs, num_classes, colors)
@@ -97,32 +105,41 @@ def check_out_dir(out_dir) -> Path:
 
 
 def _write_tables(out: Path, result: dict) -> list[Path]:
-    """Writes ranking, tests, pvalues, mean_ranks (.csv), ranking.md, and excluded, order, controls, recovery if any."""
-    tables = {"ranking": result["ranking"], "tests": result["tests"], "pvalues": _pvalue_rows(result),
-              "mean_ranks": result["mean_ranks"].reset_index()}  # fmt: skip
-    if not result["excluded"].empty:
-        tables["excluded"] = result["excluded"]
-    tables |= {name: result[name] for name in PROTOCOL_TABLES if not result.get(name, pd.DataFrame()).empty}
+    """Writes every table: CSVs (ranking, conditions, tests, mean_ranks, and those not empty), ranking.md, at.md."""
+    tables = {"ranking": metric_tables(result, "ranking"), "conditions": metric_tables(result, "tests"),
+              "tests": metric_tables(result, "pairs"), "mean_ranks": mean_rank_rows(result),
+              "excluded": metric_tables(result, "excluded"), "disagreements": result.get("disagreements"),
+              "at": result.get("at")}  # fmt: skip
+    tables |= {name: result.get(name) for name in PROTOCOL_TABLES}
+    tables = {name: table for name, table in tables.items() if table is not None and not table.empty}
     for name, table in tables.items():
         table.to_csv(out / f"{name}.csv", index=False)
     (out / "ranking.md").write_text(_markdown(result), encoding="utf-8")
-    return [out / f"{name}.csv" for name in tables] + [out / "ranking.md"]
+    files = [out / f"{name}.csv" for name in tables] + [out / "ranking.md"]
+    if "at" in tables:
+        (out / "at.md").write_text(f"# Accuracy and loss at chosen sparsities\n\n{to_markdown(tables['at'])}", "utf-8")
+        files.append(out / "at.md")
+    return files
 
 
 def _write_figures(out: Path, df, result: dict, fmt: str, epochs, num_classes, colors: dict) -> list[Path]:
-    """Writes curves and rank heatmaps per figure combination, a CD diagram per tested condition, mean ranks."""
-    interval, table, compare = result["options"]["interval"], result["ranking"], result["options"]["compare"]
-    labels = treatment_colors(table, compare, colors)
+    """Writes curves per figure combination, and per metric the rank heatmaps, CD diagrams and mean ranks."""
+    interval, compare = result["options"]["interval"], result["options"]["compare"]
     files = []
     for key, part in df.groupby(panel_columns(df), dropna=False):
         figures = {"loss": plot_curves(part, "val_loss", epochs, num_classes, colors, interval)}
         if part["val_accuracy"].notna().any():
             figures["accuracy"] = plot_curves(part, "val_accuracy", epochs, num_classes, colors, interval)
         files += [_save(fig, out / f"{kind}_{_slug(key)}.{fmt}") for kind, fig in figures.items()]
-    for key, part in table.groupby([c for c in panel_columns(df) if c not in compare], dropna=False):
-        files.append(_save(plot_rank_heatmap(part, labels, compare), out / f"rank_heatmap_{_slug(key)}.{fmt}"))
-    files += _write_cd(out, result, fmt, labels) + _write_protocol_figures(out, df, result, fmt, colors)
-    return files + [_save(plot_mean_ranks(result["mean_ranks"], labels), out / f"mean_ranks.{fmt}")]
+    for metric, tables in result.get("metrics", {"loss_auc": result}).items():
+        prefix = "" if metric == "loss_auc" else f"{_slug([metric])}_"
+        labels = treatment_colors(tables["ranking"], compare, colors)
+        for key, part in tables["ranking"].groupby([c for c in panel_columns(df) if c not in compare], dropna=False):
+            fig = plot_rank_heatmap(part, labels, compare)
+            files.append(_save(fig, out / f"{prefix}rank_heatmap_{_slug(key)}.{fmt}"))
+        files += _write_cd(out, tables, result["options"]["alpha"], fmt, labels, prefix)
+        files.append(_save(plot_mean_ranks(tables["mean_ranks"], labels), out / f"{prefix}mean_ranks.{fmt}"))
+    return files + _write_protocol_figures(out, df, result, fmt, colors)
 
 
 def _write_protocol_figures(out: Path, df, result: dict, fmt: str, colors: dict) -> list[Path]:
@@ -140,16 +157,19 @@ def _write_protocol_figures(out: Path, df, result: dict, fmt: str, colors: dict)
     return files
 
 
-def _write_cd(out: Path, result: dict, fmt: str, colors: dict) -> list[Path]:
-    tests, table, alpha = result["tests"], result["ranking"], result["options"]["alpha"]
+def _write_cd(out: Path, tables: dict, alpha: float, fmt: str, colors: dict, prefix: str = "") -> list[Path]:
+    """A CD diagram per condition whose every pair was tested (none for a planned family of fewer pairs)."""
+    tests, table = tables["tests"], tables["ranking"]
     conditions = list(tests.columns[: tests.columns.get_loc("n_seeds")])
     files = []
-    for key, pvalues in result["pvalues"].items():
+    for key, pvalues in tables["pvalues"].items():
+        if pvalues.isna().any().any():
+            continue
         rows = table[(table[conditions] == pd.Series(key, index=conditions)).all(axis=1)]
         test = tests[(tests[conditions] == pd.Series(key, index=conditions)).all(axis=1)].iloc[0]
         title = f"{_title(tuple(zip(conditions, key, strict=True)), per_line=4)}\n{_test_line(test)}"
         fig = plot_cd(rows.set_index("treatment")["mean_rank"], pvalues, title, colors, alpha)
-        files.append(_save(fig, out / f"cd_{_slug(key)}.{fmt}"))
+        files.append(_save(fig, out / f"{prefix}cd_{_slug(key)}.{fmt}"))
     return files
 
 

@@ -12,6 +12,8 @@ import scikit_posthocs as sp
 from scipy import stats
 
 from reports.keys import N_RESAMPLES, condition_columns
+from reports.metrics import parse_metric
+from reports.pairs import PAIR_FIELDS, Family, pair_tests
 
 
 def mean_intervals(samples: Sequence, method: str = "bootstrap", bounds=(-np.inf, np.inf), confidence: float = 0.95):
@@ -88,31 +90,60 @@ def seeds_needed(k: int, alpha: float = 0.05) -> int:
     return next(n for n in itertools.count(1) if pairs * 2.0 / 2**n < alpha)
 
 
-def condition_test(matrix: pd.DataFrame, alpha: float = 0.05) -> tuple[dict, pd.DataFrame | None]:
+def seeds_needed_tests(m: int, alpha: float = 0.05) -> int:
+    """Fewest seeds with which Holm over ``m`` tests can reach ``alpha`` (m * 2 / 2**n < alpha)."""
+    return next(n for n in itertools.count(1) if max(m, 1) * 2.0 / 2**n < alpha)
+
+
+def condition_test(matrix: pd.DataFrame, alpha: float = 0.05, metric="loss_auc", family=None):
     """Ranks the treatments of one condition and tests them, with seeds as blocks.
 
     Args:
-        matrix: seeds x treatments of AUCs, complete and finite.
+        matrix: seeds x treatments of the metric's values, complete and finite.
         alpha: significance level.
+        metric: the ``Metric`` (or its name) the values are of; its direction orders the treatments.
+        family: the ``Family`` of pairs tested (default every pair).
 
     Returns:
-        A dict (``n_seeds``, ``n_treatments``, ``best``, ``second``, their mean ranks and mean AUCs,
-        ``friedman_statistic``, ``friedman_p``, ``p_best_second`` (Holm-adjusted Wilcoxon), ``significant``,
-        ``note``) and the Holm-adjusted p-values (None with one seed or one treatment).
+        ``(row, pvalues, pairs)``: a dict (``n_seeds``, ``n_treatments``, ``best``, ``second`` by mean rank over
+        seeds, their mean ranks and means ``best_mean``/``second_mean``, ``friedman_statistic``, ``friedman_p``,
+        ``p_best_second`` (Holm-adjusted Wilcoxon, NaN when the pair is not in the family), ``significant``,
+        ``note``, ``family``); the Holm-adjusted p-values as a treatments x treatments matrix (NaN for untested
+        pairs; None with one seed or one treatment); and ``pair_tests``'s rows.
     """
-    order = pd.DataFrame({"rank": matrix.rank(axis=1).mean(), "auc": matrix.mean()}).sort_values(["rank", "auc"])
+    metric, family = parse_metric(metric), family or Family()
+    signed = matrix if metric.lower_is_better else -matrix
+    order = pd.DataFrame({"rank": signed.rank(axis=1).mean(), "key": signed.mean(), "mean": matrix.mean()})
+    order = order.sort_values(["rank", "key"])
     n, k = matrix.shape
     row = {"n_seeds": n, "n_treatments": k, "best": order.index[0], "best_mean_rank": order["rank"].iloc[0],
-           "best_auc": order["auc"].iloc[0], "second": None, "second_mean_rank": np.nan, "second_auc": np.nan,
-           "friedman_statistic": np.nan, "friedman_p": np.nan, "p_best_second": np.nan, "significant": False}  # fmt: skip
+           "best_mean": order["mean"].iloc[0], "second": None, "second_mean_rank": np.nan, "second_mean": np.nan,
+           "friedman_statistic": np.nan, "friedman_p": np.nan, "p_best_second": np.nan, "significant": False,
+           "family": ""}  # fmt: skip
     if k > 1:
-        row |= {"second": order.index[1], "second_mean_rank": order["rank"].iloc[1], "second_auc": order["auc"].iloc[1]}
+        row |= {"second": order.index[1], "second_mean_rank": order["rank"].iloc[1], "second_mean": order["mean"].iloc[1]}
     if n < 2 or k < 2:
         why = "one seed: no test is possible; the ranking is descriptive" if n < 2 else "one treatment: nothing to rank"
-        return row | {"note": why}, None
-    pvalues = wilcoxon_holm(matrix)
-    row |= _friedman(matrix) | {"p_best_second": pvalues.loc[order.index[0], order.index[1]]}
-    return row | {"significant": bool(row["p_best_second"] < alpha), "note": _power_note(n, k, alpha)}, pvalues
+        return row | {"note": why}, None, pair_tests(matrix.iloc[:0], family, metric, alpha)
+    pairs = pair_tests(matrix, family, metric, alpha)
+    pvalues = _pvalue_matrix(pairs, matrix.columns)
+    row |= _friedman(matrix) | {"p_best_second": pvalues.loc[order.index[0], order.index[1]], "family": _family(pairs)}
+    note = _power_note(n, len(pairs), alpha, row["family"]) if len(pairs) else f"no pair of {family.describe(0)}"
+    return row | {"significant": bool(row["p_best_second"] < alpha), "note": note}, pvalues, pairs
+
+
+def _family(pairs: pd.DataFrame) -> str:
+    return str(pairs["family"].iloc[0]) if len(pairs) else ""
+
+
+def _pvalue_matrix(pairs: pd.DataFrame, treatments) -> pd.DataFrame:
+    """Symmetric treatments x treatments of adjusted p, 1 on the diagonal, NaN for pairs not tested."""
+    index = {t: i for i, t in enumerate(treatments)}
+    values = np.full((len(index), len(index)), np.nan)
+    np.fill_diagonal(values, 1.0)
+    for a, b, p in pairs[["a", "b", "p_adjusted"]].itertuples(index=False):
+        values[index[a], index[b]] = values[index[b], index[a]] = p
+    return pd.DataFrame(values, index=treatments, columns=treatments)
 
 
 def _friedman(matrix: pd.DataFrame) -> dict:
@@ -124,34 +155,43 @@ def _friedman(matrix: pd.DataFrame) -> dict:
     return {"friedman_statistic": statistic, "friedman_p": pvalue}
 
 
-def _power_note(n: int, k: int, alpha: float) -> str:
-    needed = seeds_needed(k, alpha)
+def _power_note(n: int, m: int, alpha: float, family: str) -> str:
+    """Says when Holm over the family's ``m`` tests cannot reach ``alpha`` with ``n`` seeds, naming the family."""
+    needed = seeds_needed_tests(m, alpha)
     if n >= needed:
         return ""
     return (
-        f"with {n} seeds the smallest two-sided Wilcoxon p is {2 / 2**n:.3g}; under Holm over {k * (k - 1) // 2} "
-        f"pairs no pair can reach alpha {alpha:g}; that needs >= {needed} seeds"
+        f"with {n} seeds the smallest two-sided Wilcoxon p is {2 / 2**n:.3g}; under Holm over {family} no pair can "
+        f"reach alpha {alpha:g}; that needs >= {needed} seeds"
     )
 
 
-def rank_tests(used: pd.DataFrame, compare: Sequence[str] = ("measure",), alpha: float = 0.05):
+def rank_tests(used: pd.DataFrame, compare: Sequence[str] = ("measure",), alpha: float = 0.05, metric="loss_auc",
+               family=None):  # fmt: skip
     """``condition_test`` for every condition of ``used`` (complete blocks, ranked epochs only).
 
     Returns:
-        ``(tests, pvalues)``: one row per condition (condition columns, then the ``condition_test`` fields), and a
-        dict condition key (tuple) -> Holm-adjusted p-value DataFrame (absent with one seed or one treatment).
+        ``(tests, pvalues, pairs)``: one row per condition (condition columns, then the ``condition_test``
+        fields), a dict condition key (tuple) -> Holm-adjusted p-value DataFrame (absent with one seed or one
+        treatment), and the per-pair rows (condition columns, then ``PAIR_FIELDS``).
     """
+    metric = parse_metric(metric)
     conditions = condition_columns(used, compare)
-    rows, pvalues = [], {}
+    rows, pvalues, pairs = [], {}, []
     for key, part in used.groupby(conditions, dropna=False):
-        row, p = condition_test(part.pivot(index="seed", columns="treatment", values="auc"), alpha)
-        rows.append(dict(zip(conditions, key, strict=True)) | row)
+        matrix = part.pivot(index="seed", columns="treatment", values=metric.column).astype(float)
+        row, p, tested = condition_test(matrix, alpha, metric, family)
+        labels = dict(zip(conditions, key, strict=True))
+        rows.append(labels | row)
+        pairs.append(tested.assign(**labels)[[*conditions, *PAIR_FIELDS]] if len(tested) else None)
         if p is not None:
             pvalues[key] = p
-    return pd.DataFrame(rows, columns=[*conditions, *_TEST_FIELDS]), pvalues
+    kept = [p for p in pairs if p is not None]
+    pair_table = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame(columns=[*conditions, *PAIR_FIELDS])
+    return pd.DataFrame(rows, columns=[*conditions, *_TEST_FIELDS]), pvalues, pair_table
 
 
 _TEST_FIELDS = [
-    "n_seeds", "n_treatments", "best", "best_mean_rank", "best_auc", "second", "second_mean_rank", "second_auc",
-    "friedman_statistic", "friedman_p", "p_best_second", "significant", "note",
+    "n_seeds", "n_treatments", "best", "best_mean_rank", "best_mean", "second", "second_mean_rank", "second_mean",
+    "friedman_statistic", "friedman_p", "p_best_second", "significant", "family", "note",
 ]  # fmt: skip

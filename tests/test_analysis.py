@@ -293,7 +293,7 @@ def test_scattered_nan_never_names_a_nan_measure_best(csv):
     except ValueError as err:
         assert "Nothing can be ranked" in str(err)
         return
-    assert np.isfinite(result["tests"]["best_auc"]).all() and np.isfinite(result["ranking"]["mean_rank"]).all()
+    assert np.isfinite(result["tests"]["best_mean"]).all() and np.isfinite(result["ranking"]["mean_rank"]).all()
 
 
 # Loading --------------------------------------------------------------------------------------------------------
@@ -442,7 +442,7 @@ def test_report_writes_tables_and_one_figure_set_per_combination(csv, tmp_path):
     cnn = df[(df.epoch == 2) & (df.aggregation == "unit")].assign(model="cnn")
     result = analysis.report(pd.concat([df, cnn]), tmp_path / "fig", fmt="svg")
     names = {p.name for p in result["files"]}
-    expected = {"ranking.csv", "ranking.md", "tests.csv", "pvalues.csv", "mean_ranks.csv", "mean_ranks.svg"}
+    expected = {"ranking.csv", "ranking.md", "conditions.csv", "tests.csv", "mean_ranks.csv", "mean_ranks.svg"}
     for model in ("mlp", "cnn"):
         expected |= {f"{kind}_digits_{model}_mean_global_none_zero.svg" for kind in ("loss", "accuracy", "rank_heatmap")}
     expected |= {f"cd_digits_{m}_2_{a}_mean_global_none_zero.svg" for m, a in [("mlp", "unit"), ("mlp", "weight"),
