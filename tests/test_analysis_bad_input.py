@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pandas as pd
+import pytest
 
 import analysis
 
@@ -49,3 +50,47 @@ def test_same_file_twice_is_not_an_error(tmp_path, capsys):
     assert analysis.main(argv) == 0
     assert "no test is possible" in capsys.readouterr().out
     assert pd.read_csv(tmp_path / "fig" / "ranking.csv")["n_seeds"].eq(1).all()
+
+
+# The analysis options' bad-input table: argv, the message (a substring of the one stderr line), the exit status.
+# "{tmp}/no.csv" does not exist: options are refused before any file is read.
+BAD_OPTIONS = [
+    (["{tmp}/no.csv", "--metric", "loss"], "Unknown metric 'loss'; available: ['loss_auc', 'accuracy_auc'", 1),
+    (["{tmp}/no.csv", "--metric", "accuracy_at:1.5"], "must be a number in [0, 1]. Received: metric='accuracy_at:1.5'", 1),
+    (["{tmp}/no.csv", "--metric", "loss_at:-0.1"], "Received: metric='loss_at:-0.1'", 1),
+    (["{tmp}/no.csv", "--metric", "accuracy_at:x"], "Received: metric='accuracy_at:x'", 1),
+    (["{tmp}/no.csv", "--at", "0.5", "1.2"], "at takes sparsities in [0, 1]. Received: at=['0.5', '1.2']", 1),
+    (["{tmp}/no.csv", "--at", "half"], "at takes sparsities in [0, 1]. Received: at=['half']", 1),
+    (["{tmp}/no.csv", "--where", "scope"], "where takes column=value[,value], each column once. Received: where=['sc", 1),
+    (["{tmp}/no.csv", "--compare", "colour"], "compare takes distinct columns among ['measure', 'model', 'task'", 1),
+    (["{tmp}/no.csv", "--pairs", "obd"], "pairs take 'a:b' with two different treatments. Received: pairs=['obd']", 1),
+    (["{tmp}/no.csv", "--pairs", "obd:obd"], "Received: pairs=['obd:obd']", 1),
+    (["{tmp}/no.csv", "--control", "obd", "--pairs", "obd:random"], "Give control or pairs, not both", 1),
+    (["{tmp}/good.csv", "--where", "colour=red"], "where column 'colour' is not in the results; available: ['task'", 1),
+    (["{tmp}/good.csv", "--where", "scope=nowhere"], "where scope=nowhere: ['nowhere'] not in the results; scope takes "
+                                                     "['layer']", 1),
+    (["{tmp}/good.csv", "--compare", "recovery"], "compare columns ['recovery'] are not in the results", 1),
+    (["{tmp}/good.csv", "--control", "nobody"], "Treatments ['nobody'] are not in the results (compare=measure); "
+                                                "available: ['magnitude', 'obd', 'random']", 1),
+    (["{tmp}/good.csv", "--pairs", "obd:nobody"], "Treatments ['nobody'] are not in the results", 1),
+    (["{tmp}/good.csv", "--compare", "model", "--control", "obd"], "Treatments ['obd'] are not in the results "
+                                                                   "(compare=model); available: ['mlp']", 1),
+    (["{tmp}/short.csv", "--metric", "accuracy_at:0.9"], "sparsity 0.9 lies outside the measured sparsities [0, 0.5]", 1),
+    (["{tmp}/short.csv", "--at", "0.9"], "accuracy_at:0.9: sparsity 0.9 lies outside", 1),
+    (["{tmp}/good.csv", "--metric"], "expected at least one argument", 2),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("argv, message, status", BAD_OPTIONS, ids=[" ".join(c[0][1:]) for c in BAD_OPTIONS])
+def test_bad_analysis_options_one_line_and_nothing_written(tmp_path, capsys, argv, message, status):
+    _frame().to_csv(tmp_path / "good.csv", index=False)
+    _frame().query("sparsity <= 0.5").to_csv(tmp_path / "short.csv", index=False)
+    out = tmp_path / "figures"
+    try:
+        code = analysis.main([a.format(tmp=tmp_path) for a in argv] + ["--out", str(out)])
+    except SystemExit as exit_:  # argparse
+        code = exit_.code
+    err = capsys.readouterr().err.strip()
+    assert code == status and message in err, err
+    assert len(err.splitlines()) == 1 or status == 2
+    assert not out.exists()
