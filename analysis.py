@@ -28,14 +28,8 @@ import tempfile  # noqa: F401  (tests replace tempfile.TemporaryFile through thi
 from reports.analyze import analyze
 from reports.cli import main
 from reports.colors import measure_colors, treatment_colors
-from reports.figures import (
-    curve_stats,
-    plot_cd,
-    plot_curves,
-    plot_mean_ranks,
-    plot_rank_heatmap,
-    select_epochs,
-)
+from reports.curves import curve_stats, plot_curves
+from reports.figures import plot_cd, plot_mean_ranks, plot_rank_heatmap, select_epochs
 from reports.forgetting import (
     forgetting_metrics,
     forgetting_rows,
@@ -60,7 +54,7 @@ from reports.keys import (
     key_columns,
     panel_columns,
 )
-from reports.loading import load
+from reports.loading import load, share_unpooled
 from reports.markdown import format_report
 from reports.metrics import auc, run_scores, tolerated_sparsity
 from reports.protocol import (
@@ -84,7 +78,8 @@ __all__ = [
     "mean_rank_matrix", "measure_colors", "order_table", "panel_columns", "plot_cd", "plot_controls", "plot_curves",
     "plot_forgetting", "plot_mean_ranks", "plot_order", "plot_rank_heatmap", "plot_selectivity", "rank_table",
     "rank_tests", "ranked_epochs", "recovery_agreement", "replicates", "report", "run_scores", "seeds_needed",
-    "select_epochs", "summary", "table_from_blocks", "tolerated_sparsity", "treatment_colors", "wilcoxon_holm",
+    "select_epochs", "share_unpooled", "summary", "table_from_blocks", "tolerated_sparsity", "treatment_colors",
+    "wilcoxon_holm",
 ]  # fmt: skip
 
 if __name__ == "__main__":

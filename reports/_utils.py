@@ -17,6 +17,22 @@ def _title(pairs: tuple, per_line: int = 6) -> str:
     return "\n".join(", ".join(texts[i : i + per_line]) for i in range(0, len(texts), per_line))
 
 
+DEFAULTS = {"pooling": ("mean", "none"), "scope": ("layer",), "normalization": ("none",), "replacement": ("zero",),
+            "order": ("least",), "recovery": ("none",)}  # fmt: skip
+
+
+def short_title(pairs) -> str:
+    """One line: task and model, then only the settings that differ from the harness defaults (``DEFAULTS``)."""
+    shown = [f"{c}={v}" for c, v in pairs
+             if c in ("task", "model") or (str(v) != "-" and str(v) not in DEFAULTS.get(c, ()))]  # fmt: skip
+    return ", ".join(shown)
+
+
+def full_title(pairs) -> str:
+    """Every (column, value) pair on one line, for a figure's metadata."""
+    return ", ".join(f"{c}={v}" for c, v in pairs)
+
+
 def _slug(values: Iterable) -> str:
     return "_".join(re.sub(r"[^A-Za-z0-9.-]+", "-", str(v)) for v in values)
 

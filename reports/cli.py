@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--where", nargs="+", help="keep only rows with column=value[,value] (several allowed)")
     parser.add_argument("--control", help="test each treatment against this one only (k-1 tests, Holm over those)")
     parser.add_argument("--pairs", nargs="+", help="test only these pairs of treatments, a:b (Holm over them)")
+    parser.add_argument("--sparsity-range", nargs=2, metavar=("LO", "HI"), help="sparsities shown in the curves")
     return parser
 
 
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         planned = {"metric": args.metric, "where": args.where, "control": args.control, "pairs": args.pairs, "at": args.at}
         result = report(args.paths, args.out, args.format, args.epochs, args.loss_tol, args.acc_tol, args.classes,
-                        epoch=args.epoch, compare=args.compare, interval=args.interval, alpha=args.alpha, **planned)
+                        epoch=args.epoch, compare=args.compare, interval=args.interval, alpha=args.alpha, **planned,
+                        sparsity_range=args.sparsity_range)
     except (ValueError, FileNotFoundError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 
-from reports._utils import _label, _title
+from reports._utils import _label, full_title, short_title
 from reports.colors import measure_colors
 from reports.figures import _single_panel
 from reports.keys import FORGETTING, RUN, condition_columns, key_columns
@@ -124,10 +125,13 @@ def plot_forgetting(df: pd.DataFrame, epoch: int | None = None, colors: dict | N
         ax.plot(g["sparsity"], g["forget_accuracy"], color=colors[name], lw=1.5, ls="--", label="forget set (A)")
         ax.set_title(f"{name}, {agg}", fontsize="medium")
         ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize="small")
+    handles = [Line2D([], [], color="0.3", lw=1.5, label="other classes (R)"),
+               Line2D([], [], color="0.3", lw=1.5, ls="--", label="forget set (A)")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize="small")
     fig.supxlabel("sparsity (fraction of prunable weights replaced, most A-specific first)")
     fig.supylabel("validation accuracy (fraction correct)")
-    fig.suptitle(f"{_title(key, per_line=3)}\n{_forget_caption(df, epoch)}", fontsize="medium")
+    fig.suptitle(f"{short_title(key)}\n{_forget_caption(df, epoch)}", fontsize="medium")
+    fig.report_metadata = {"Title": f"selective forgetting; {full_title(key)}"}
     return fig
 
 
@@ -158,10 +162,12 @@ def plot_selectivity(df: pd.DataFrame, epoch: int | None = None, colors: dict | 
             ax.plot(g["forget_accuracy"].iloc[:1], g["retain_accuracy"].iloc[:1], "o", color=colors[name], mfc="none")
         ax.set(title=agg if by == "aggregation" else f"{by}={agg}", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
-    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right upper", title="measure")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 5), fontsize="small")
     fig.supxlabel("accuracy on the forget set A")
     fig.supylabel("accuracy on the other classes R")
-    fig.suptitle(f"{_title(key, per_line=3)}\n{_forget_caption(df, epoch)}", fontsize="medium")
+    fig.suptitle(f"{short_title(key)}\n{_forget_caption(df, epoch)}", fontsize="medium")
+    fig.report_metadata = {"Title": f"selective forgetting; {full_title(key)}"}
     return fig
 
 

@@ -27,7 +27,7 @@ def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
         All rows, with a ``num_classes`` column from each run's ``<csv stem>.<run_id>.json`` (NaN when absent or
         null), and one text column per run setting that differs between the runs (``learning_rate``, ...; "-" when
         unknown). Rows whose pooling is ``"none"`` (aggregations where pooling has no effect, such as ``weight``)
-        are repeated once per pooling the data hold, so they share figures and rankings with ``unit`` and ``filter``.
+        stay ``pooling=none`` (``share_unpooled`` draws them beside ``unit`` and ``filter``).
 
     Raises:
         FileNotFoundError: a path, glob or folder matches no CSV.
@@ -41,17 +41,21 @@ def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     df[keys] = df[keys].fillna("-").astype(str)
     _refuse_duplicate_keys(df)
     df = _attach_settings(df.drop(columns="_file"), {k: v for s in settings for k, v in s.items()})
-    return _share_unpooled(df)
+    return df
 
 
-def _share_unpooled(df: pd.DataFrame) -> pd.DataFrame:
-    """Repeats ``pooling == "none"`` rows under every real pooling present (unchanged if there is none)."""
+def share_unpooled(df: pd.DataFrame) -> pd.DataFrame:
+    """For figures: repeats ``pooling == "none"`` rows under every real pooling present, marked ``_unpooled``.
+
+    Aggregations where pooling has no effect (``weight``) then share the curve figures of ``unit`` and ``filter``,
+    and their panels read ``pooling=none``. Tables and tests keep the rows once, as ``pooling=none``.
+    """
     unpooled = df["pooling"] == "none"
     poolings = sorted(set(df.loc[~unpooled, "pooling"]) - {"-"})
     if not poolings or not unpooled.any():
         return df
-    copies = [df[unpooled].assign(pooling=p) for p in poolings]
-    return pd.concat([df[~unpooled], *copies], ignore_index=True)
+    copies = [df[unpooled].assign(pooling=p, _unpooled=True) for p in poolings]
+    return pd.concat([df[~unpooled].assign(_unpooled=False), *copies], ignore_index=True)
 
 
 def _expand(patterns: list) -> list[str]:

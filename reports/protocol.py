@@ -10,9 +10,10 @@ import pandas as pd
 from matplotlib.lines import Line2D
 from scipy import stats
 
-from reports._utils import _title
+from reports._utils import full_title, short_title
 from reports.colors import measure_colors
-from reports.figures import _single_panel, curve_stats
+from reports.curves import curve_stats
+from reports.figures import _single_panel
 from reports.keys import CONTROL_MARKERS, CONTROL_SEPARATOR, CONTROL_STYLES, METRIC_LABELS, SPARSITY_LABEL, condition_columns
 from reports.ranking import ranked_epochs
 from reports.statistics import interval_caption
@@ -156,8 +157,9 @@ def plot_order(table: pd.DataFrame, colors: dict | None = None):
     handles = [Line2D([], [], color=colors[m], marker="o", ls="", label=m) for m in sorted(colors)]
     handles += [Line2D([], [], color="0.3", marker=CONTROL_MARKERS[c], ls="", mfc="none", label=f"~{c}")
                 for c in sorted({control_of(m) for m in table["measure"]} - {""})]  # fmt: skip
-    fig.legend(handles=handles, loc="outside right upper", title="measure")
-    fig.suptitle(f"{_title(key, per_line=3)}\nremoval order: area under validation loss over sparsity, mean over seeds",
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5), fontsize="small")
+    fig.report_metadata = {"Title": f"removal order; {full_title(key)}"}
+    fig.suptitle(f"{short_title(key)}\nremoval order: area under validation loss over sparsity, mean over seeds",
                  fontsize="medium")  # fmt: skip
     return fig
 
@@ -191,10 +193,11 @@ def plot_controls(df: pd.DataFrame, epoch: int | None = None, colors: dict | Non
         axes[i, j].grid(alpha=0.3)
     handles = [Line2D([], [], color="0.3", ls=CONTROL_STYLES.get(c, "-"), label=f"~{c}" if c else "the measure")
                for c in sorted(set(data["_control"]))]  # fmt: skip
-    fig.legend(handles=handles, loc="outside right upper")
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5), fontsize="small")
     fig.supxlabel(SPARSITY_LABEL)
     fig.supylabel(METRIC_LABELS["val_loss"])
     caption = interval_caption(interval, int(data["n"].max()) if len(data) else 0)
-    fig.suptitle(f"{_title(key, per_line=3)}, epoch {epoch}\nmeasures and their matched controls; {caption}",
+    fig.report_metadata = {"Title": f"matched controls; {full_title(key)}"}
+    fig.suptitle(f"{short_title(key)}, epoch {epoch}\nmeasures and their matched controls; {caption}",
                  fontsize="medium")  # fmt: skip
     return fig

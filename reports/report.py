@@ -9,13 +9,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from reports._utils import _slug, _title, to_markdown
+from reports._utils import _slug, short_title, to_markdown
 from reports.analyze import analyze, apply_where, check_options
 from reports.colors import measure_colors, treatment_colors
-from reports.figures import plot_cd, plot_curves, plot_mean_ranks, plot_rank_heatmap, select_epochs
+from reports.curves import plot_curves
+from reports.figures import plot_cd, plot_mean_ranks, plot_rank_heatmap, select_epochs
 from reports.forgetting import forgetting_rows, forgetting_table, plot_forgetting, plot_selectivity
 from reports.keys import FORMATS, PROTOCOL_TABLES, panel_columns
-from reports.loading import load
+from reports.loading import load, share_unpooled
 from reports.markdown import _markdown, mean_rank_rows, metric_tables
 from reports.metrics import _check_tolerances
 from reports.protocol import base_measure, control_of, plot_controls, plot_order
@@ -24,7 +25,7 @@ from reports.protocol import base_measure, control_of, plot_controls, plot_order
 def report(
     paths_or_df, out_dir, fmt="png", epochs=None, loss_tol=0.10, acc_tol=0.01, num_classes=None, *, epoch="last",
     compare=("measure",), interval="bootstrap", alpha=0.05, metric="loss_auc", where=None, control=None, pairs=None,
-    at=None,
+    at=None, sparsity_range=None,
 ) -> dict:  # fmt: skip
     """Writes every table and figure, and returns them.
 
@@ -45,6 +46,7 @@ def report(
         control: a control treatment (see ``analyze``).
         pairs: ``["a:b", ...]`` (see ``analyze``).
         at: sparsities of the accuracy and loss table (see ``analyze``).
+        sparsity_range: ``(low, high)``: the sparsities the curve figures show; default all.
 
     Returns:
         ``analyze``'s tables plus ``files`` (written paths) and ``forgetting`` (``forgetting_table``; empty without
@@ -60,6 +62,7 @@ def report(
     _check_tolerances(loss_tol, acc_tol)
     planned = {"metric": metric, "where": where, "control": control, "pairs": pairs, "at": at}
     check_options(compare, epoch, interval, alpha, **planned)
+    sparsity_range = check_sparsity_range(sparsity_range)
     out = check_out_dir(out_dir)
     df = paths_or_df if isinstance(paths_or_df, pd.DataFrame) else load(paths_or_df)
     if epochs is not None:
@@ -68,7 +71,8 @@ def report(
     df = apply_where(df, result["options"]["where"])
     out.mkdir(parents=True, exist_ok=True)
     colors = measure_colors(df["measure"])
-    files = _write_tables(out, result) + _write_figures(out, df, result, fmt, epochs, num_classes, colors)
+    files = _write_tables(out, result) + _write_figures(out, df, result, fmt, epochs, num_classes, colors,
+                                                                    sparsity_range)
     forget = forgetting_table(df)
     return result | {"files": files + _write_forgetting(out, df, forget, fmt, colors), "forgetting": forget}
 
@@ -84,6 +88,23 @@ def _write_forgetting(out: Path, df: pd.DataFrame, table: pd.DataFrame, fmt: str
         files.append(_save(plot_forgetting(part, colors=colors), out / f"forgetting_{_slug(key)}.{fmt}"))
         files.append(_save(plot_selectivity(part, colors=colors), out / f"selectivity_{_slug(key)}.{fmt}"))
     return files
+
+
+def check_sparsity_range(sparsity_range) -> tuple[float, float] | None:
+    """``(low, high)`` as floats with 0 <= low < high <= 1, or None.
+
+    Raises:
+        ValueError: not two numbers in that order; names the value received.
+    """
+    if sparsity_range is None:
+        return None
+    try:
+        low, high = (float(v) for v in sparsity_range)
+    except (TypeError, ValueError):
+        low = high = float("nan")
+    if not 0.0 <= low < high <= 1.0:
+        raise ValueError(f"sparsity_range takes LO HI with 0 <= LO < HI <= 1. Received: sparsity_range={sparsity_range}")
+    return low, high
 
 
 def check_out_dir(out_dir) -> Path:
@@ -122,14 +143,17 @@ def _write_tables(out: Path, result: dict) -> list[Path]:
     return files
 
 
-def _write_figures(out: Path, df, result: dict, fmt: str, epochs, num_classes, colors: dict) -> list[Path]:
+def _write_figures(out: Path, df, result: dict, fmt: str, epochs, num_classes, colors: dict,
+                   sparsity_range=None) -> list[Path]:  # fmt: skip
     """Writes curves per figure combination, and per metric the rank heatmaps, CD diagrams and mean ranks."""
     interval, compare = result["options"]["interval"], result["options"]["compare"]
-    files = []
-    for key, part in df.groupby(panel_columns(df), dropna=False):
-        figures = {"loss": plot_curves(part, "val_loss", epochs, num_classes, colors, interval)}
+    shared = [c for c in compare if c in panel_columns(df)]  # compared settings drawn on shared axes
+    curves = share_unpooled(df)
+    files, drawn = [], {"styles_by": shared, "sparsity_range": sparsity_range}
+    for key, part in curves.groupby([c for c in panel_columns(curves) if c not in shared], dropna=False):
+        figures = {"loss": plot_curves(part, "val_loss", epochs, num_classes, colors, interval, **drawn)}
         if part["val_accuracy"].notna().any():
-            figures["accuracy"] = plot_curves(part, "val_accuracy", epochs, num_classes, colors, interval)
+            figures["accuracy"] = plot_curves(part, "val_accuracy", epochs, num_classes, colors, interval, **drawn)
         files += [_save(fig, out / f"{kind}_{_slug(key)}.{fmt}") for kind, fig in figures.items()]
     for metric, tables in result.get("metrics", {"loss_auc": result}).items():
         prefix = "" if metric == "loss_auc" else f"{_slug([metric])}_"
@@ -167,7 +191,7 @@ def _write_cd(out: Path, tables: dict, alpha: float, fmt: str, colors: dict, pre
             continue
         rows = table[(table[conditions] == pd.Series(key, index=conditions)).all(axis=1)]
         test = tests[(tests[conditions] == pd.Series(key, index=conditions)).all(axis=1)].iloc[0]
-        title = f"{_title(tuple(zip(conditions, key, strict=True)), per_line=4)}\n{_test_line(test)}"
+        title = f"{short_title(tuple(zip(conditions, key, strict=True)))}; {_test_line(test)}"
         fig = plot_cd(rows.set_index("treatment")["mean_rank"], pvalues, title, colors, alpha)
         files.append(_save(fig, out / f"{prefix}cd_{_slug(key)}.{fmt}"))
     return files
@@ -179,6 +203,7 @@ def _test_line(test) -> str:
 
 
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=150, bbox_inches="tight")
+    """Saves and closes ``fig``; its ``report_metadata`` (every setting) goes into the file's metadata."""
+    fig.savefig(path, dpi=150, bbox_inches="tight", metadata=getattr(fig, "report_metadata", None))
     plt.close(fig)
     return path

@@ -396,7 +396,8 @@ def test_unpooled_weight_rows_join_every_pooling(tmp_path):
                              val_accuracy=0.9, measure_seconds=0.1, sweep_seconds=0.1))  # fmt: skip
     path = tmp_path / "r.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
-    frame = analysis.load(path)
+    assert set(analysis.load(path).query("aggregation == 'weight'")["pooling"]) == {"none"}  # tables: pooling=none
+    frame = analysis.share_unpooled(analysis.load(path))  # figures: beside every pooling
     combos = frame.groupby(["aggregation", "pooling"]).size().to_dict()
     assert combos == {("unit", "max"): 2, ("unit", "mean"): 2, ("weight", "max"): 2, ("weight", "mean"): 2}
 
