@@ -57,6 +57,7 @@ from reports.keys import (
 from reports.loading import load, share_unpooled
 from reports.markdown import format_report
 from reports.metrics import auc, run_scores, tolerated_sparsity
+from reports.outputs import check_out_dir
 from reports.protocol import (
     base_measure,
     control_of,
@@ -67,7 +68,7 @@ from reports.protocol import (
     recovery_agreement,
 )
 from reports.ranking import mean_rank_matrix, rank_table, ranked_epochs, replicates, summary, table_from_blocks
-from reports.report import check_out_dir, report
+from reports.report import report
 from reports.statistics import condition_test, interval_caption, mean_intervals, rank_tests, seeds_needed, wilcoxon_holm
 
 __all__ = [

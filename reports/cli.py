@@ -19,7 +19,8 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("paths", nargs="+", help="result CSVs, globs, or study folders (their trials/*.csv)")
-    parser.add_argument("--out", default="figures", help="output folder")
+    parser.add_argument("--out", help="output folder (default: figures/<CSV stem or study name>; never another "
+                        "input's analysis folder)")
     parser.add_argument("--format", default="png", choices=FORMATS, help="figure format")
     parser.add_argument("--epoch", nargs="+", default=["last"], help="epochs ranked and tested: 'last' or numbers")
     parser.add_argument("--epochs", type=int, nargs="+", help="epochs drawn in the curve figures (first, middle, last)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -19,6 +18,7 @@ from reports.keys import FORMATS, PROTOCOL_TABLES, panel_columns
 from reports.loading import load, share_unpooled
 from reports.markdown import _markdown, mean_rank_rows, metric_tables
 from reports.metrics import _check_tolerances
+from reports.outputs import check_out_dir, input_record, output_folder, write_record
 from reports.protocol import base_measure, control_of, plot_controls, plot_order
 
 
@@ -31,7 +31,8 @@ def report(
 
     Args:
         paths_or_df: CSV paths, globs or study folders (see ``load``), or an already loaded DataFrame.
-        out_dir: folder for the outputs; created when absent.
+        out_dir: folder for the outputs; created when absent. None: ``figures/<CSV stem or study name>``.
+            Never one that holds another input's analysis (``reports.outputs``).
         fmt: figure format, "png", "svg" or "pdf".
         epochs: epochs shown in the curve figures; default first, middle, last.
         loss_tol: relative loss increase tolerated (0.10 = 10%).
@@ -63,7 +64,10 @@ def report(
     planned = {"metric": metric, "where": where, "control": control, "pairs": pairs, "at": at}
     check_options(compare, epoch, interval, alpha, **planned)
     sparsity_range = check_sparsity_range(sparsity_range)
-    out = check_out_dir(out_dir)
+    if out_dir is not None:
+        check_out_dir(out_dir)  # before any input is read
+    record = input_record(paths_or_df)
+    out = output_folder(out_dir, paths_or_df, record)
     df = paths_or_df if isinstance(paths_or_df, pd.DataFrame) else load(paths_or_df)
     if epochs is not None:
         select_epochs(df, epochs)
@@ -74,7 +78,9 @@ def report(
     files = _write_tables(out, result) + _write_figures(out, df, result, fmt, epochs, num_classes, colors,
                                                                     sparsity_range)
     forget = forgetting_table(df)
-    return result | {"files": files + _write_forgetting(out, df, forget, fmt, colors), "forgetting": forget}
+    files += _write_forgetting(out, df, forget, fmt, colors)
+    files.append(write_record(out, record, result["options"] | {"fmt": fmt, "loss_tol": loss_tol, "acc_tol": acc_tol}))
+    return result | {"files": files, "forgetting": forget}
 
 
 def _write_forgetting(out: Path, df: pd.DataFrame, table: pd.DataFrame, fmt: str, colors: dict) -> list[Path]:
@@ -105,24 +111,6 @@ def check_sparsity_range(sparsity_range) -> tuple[float, float] | None:
     if not 0.0 <= low < high <= 1.0:
         raise ValueError(f"sparsity_range takes LO HI with 0 <= LO < HI <= 1. Received: sparsity_range={sparsity_range}")
     return low, high
-
-
-def check_out_dir(out_dir) -> Path:
-    """Checks that ``out_dir`` is a folder that can be written (or created), writing nothing.
-
-    Raises:
-        ValueError: it is a file, or its nearest existing folder cannot be written (names the folder).
-    """
-    out = Path(out_dir)
-    existing = next(p for p in [out, *out.absolute().parents] if p.exists())
-    if not existing.is_dir():
-        raise ValueError(f"Output folder {out} cannot be created: {existing} is a file, not a folder")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as err:
-        raise ValueError(f"Cannot write to folder {existing} (output folder {out}): {err.strerror}") from None
-    return out
 
 
 def _write_tables(out: Path, result: dict) -> list[Path]:

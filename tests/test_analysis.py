@@ -443,7 +443,8 @@ def test_report_writes_tables_and_one_figure_set_per_combination(csv, tmp_path):
     cnn = df[(df.epoch == 2) & (df.aggregation == "unit")].assign(model="cnn")
     result = analysis.report(pd.concat([df, cnn]), tmp_path / "fig", fmt="svg")
     names = {p.name for p in result["files"]}
-    expected = {"ranking.csv", "ranking.md", "conditions.csv", "tests.csv", "mean_ranks.csv", "mean_ranks.svg"}
+    expected = {"ranking.csv", "ranking.md", "conditions.csv", "tests.csv", "mean_ranks.csv", "mean_ranks.svg",
+                "inputs.json"}
     for model in ("mlp", "cnn"):
         expected |= {f"{kind}_digits_{model}_mean_global_none_zero.svg" for kind in ("loss", "accuracy", "rank_heatmap")}
     expected |= {f"cd_digits_{m}_2_{a}_mean_global_none_zero.svg" for m, a in [("mlp", "unit"), ("mlp", "weight"),

@@ -94,3 +94,37 @@ def test_bad_analysis_options_one_line_and_nothing_written(tmp_path, capsys, arg
     assert code == status and message in err, err
     assert len(err.splitlines()) == 1 or status == 2
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_default_out_is_named_by_the_input_and_never_replaces_another_inputs_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "other").mkdir()
+    _frame().to_csv(tmp_path / "good.csv", index=False)
+    _frame().assign(val_loss=lambda d: d.val_loss + 1).to_csv(tmp_path / "other" / "good.csv", index=False)
+    assert analysis.main(["good.csv", "--format", "svg"]) == 0
+    first = json.loads((tmp_path / "figures" / "good" / "inputs.json").read_text())
+    assert first["inputs"] == [str((tmp_path / "good.csv").resolve())]
+    before = (tmp_path / "figures" / "good" / "ranking.csv").read_bytes()
+    assert analysis.main(["other/good.csv", "--format", "svg"]) == 0  # same stem, other input: a new folder
+    assert (tmp_path / "figures" / "good" / "ranking.csv").read_bytes() == before
+    assert json.loads((tmp_path / "figures" / "good-2" / "inputs.json").read_text())["inputs"] == [
+        str((tmp_path / "other" / "good.csv").resolve())]
+    assert analysis.main(["good.csv", "--format", "svg"]) == 0  # the same input again: its own folder
+    assert not (tmp_path / "figures" / "good-3").exists()
+
+
+def test_explicit_out_holding_another_inputs_analysis_is_refused(tmp_path, capsys):
+    _frame().to_csv(tmp_path / "a.csv", index=False)
+    _frame().to_csv(tmp_path / "b.csv", index=False)
+    out = tmp_path / "fig"
+    assert analysis.main([str(tmp_path / "a.csv"), "--out", str(out), "--format", "svg"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert analysis.main([str(tmp_path / "b.csv"), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"Output folder {out} holds the analysis of ['{tmp_path / 'a.csv'}']" in err and "Give another --out" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    (tmp_path / "loose").mkdir()
+    (tmp_path / "loose" / "notes.txt").write_text("mine")
+    assert analysis.main([str(tmp_path / "a.csv"), "--out", str(tmp_path / "loose")]) == 1
+    assert "holds files of no recorded analysis" in capsys.readouterr().err
