@@ -1,7 +1,8 @@
 """Output folders: the default name from the inputs, and no analysis silently replacing another input's files.
 
-Each report records its inputs in ``inputs.json`` in its folder (the resolved result CSVs, or ``null`` for a
-DataFrame). A folder that holds another input's record, or files without a record, is not written into: an explicit
+Each report records its inputs in ``inputs.json`` in its folder (the paths given, or ``null`` for a DataFrame). A
+folder that holds another input's record, or files without a record, is not written into: an explicit
+
 ``--out`` is refused, the default folder gives way to ``<name>-2``, ``<name>-3``, ...
 """
 
@@ -31,7 +32,9 @@ def default_name(paths) -> str:
 
 
 def input_record(paths_or_df) -> list[str] | None:
-    """The inputs as recorded: the sorted real paths of the result CSVs, or None for a DataFrame.
+    """The inputs as recorded: the real paths given, sorted; None for a DataFrame.
+
+    Files and folders by their real path (a study that grows stays the same input), globs as absolute patterns.
 
     Raises:
         FileNotFoundError: a path, glob or folder matches no CSV (see ``load``).
@@ -39,7 +42,8 @@ def input_record(paths_or_df) -> list[str] | None:
     if isinstance(paths_or_df, pd.DataFrame):
         return None
     paths = [paths_or_df] if isinstance(paths_or_df, str | Path) else list(paths_or_df)
-    return sorted(os.path.realpath(f) for f in _expand(paths))
+    _expand(paths)
+    return sorted({os.path.realpath(p) if Path(p).exists() else os.path.abspath(p) for p in map(str, paths)})
 
 
 def output_folder(out_dir, paths_or_df, record) -> Path:
