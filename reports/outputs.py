@@ -2,7 +2,6 @@
 
 Each report records its inputs in ``inputs.json`` in its folder (the paths given, or ``null`` for a DataFrame). A
 folder that holds another input's record, or files without a record, is not written into: an explicit
-
 ``--out`` is refused, the default folder gives way to ``<name>-2``, ``<name>-3``, ...
 """
 
