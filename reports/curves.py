@@ -75,7 +75,8 @@ def plot_curves(df, metric="val_loss", epochs=None, num_classes=None, colors=Non
         axes[0, 0].set_xlim(*sparsity_range)
     handles += _clip(panels, data, styles) if metric != "val_accuracy" else []
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5), fontsize="small")
-    fig.supxlabel(SPARSITY_LABEL)
+    for ax in axes[-1]:  # on the axes, not fig.supxlabel: the legend below would cover a figure-level label
+        ax.set_xlabel(SPARSITY_LABEL if len(aggs) == 1 else "sparsity (fraction replaced)")
     fig.supylabel(_metric_label(metric, _classes(df, num_classes)))
     caption = interval_caption(interval, int(data["n"].max()) if len(data) else 0, BOUNDS.get(metric))
     fig.suptitle(f"{short_title(key)}\n{caption}", fontsize="medium")
@@ -143,8 +144,9 @@ def _clip(panels: list, data: pd.DataFrame, styles: dict) -> list:
     peaks = data.groupby("measure")["mean"].max()
     clipped = sorted(peaks[peaks > limit].index)
     colors = {m: s["color"] for (m, _), s in styles.items()}
+    low = float(np.nanmin(data[["mean", "lo"]].to_numpy(float)))
     for ax, part in panels:
-        ax.set_ylim(top=limit)
+        ax.set_ylim(low - 0.05 * (limit - low), limit)
         for measure in clipped:
             above = part[(part["measure"] == measure) & (part["mean"] > limit)].sort_values("sparsity")
             if len(above):

@@ -43,6 +43,9 @@ def test_legend_box_intersects_neither_the_title_nor_any_axis(metric):
     legend, title, axes = _boxes(fig)
     assert not legend.overlaps(title)
     assert not any(legend.overlaps(ax) for ax in axes)
+    labels = [fig._supylabel] + [ax.xaxis.label for ax in fig.axes]
+    renderer = fig.canvas.get_renderer()
+    assert not any(legend.overlaps(label.get_window_extent(renderer)) for label in labels if label.get_text())
     width, height = fig.canvas.get_width_height()
     assert legend.x0 >= 0 and legend.y0 >= 0 and legend.x1 <= width and legend.y1 <= height  # inside the figure
 
