@@ -68,8 +68,8 @@ _EMPTY = "empty"
 
 
 def _holder(out: Path) -> str:
-    """``_EMPTY`` for a missing or empty folder, the record's JSON text, or "unrecorded"."""
-    if not out.is_dir() or not any(out.iterdir()):
+    """``_EMPTY`` for a missing folder or one without files (subfolders aside), the record's JSON, or "unrecorded"."""
+    if not out.is_dir() or not any(p.is_file() for p in out.iterdir()):
         return _EMPTY
     record = out / RECORD
     if not record.is_file():
