@@ -37,7 +37,8 @@ def analyze(df, loss_tol=0.10, acc_tol=0.01, epoch="last", compare=("measure",),
         For the first metric, keys ``ranking`` (``rank_table``, every epoch), ``summary``, ``tests`` and ``pvalues``
         (``rank_tests`` at the ranked epochs), ``pairs`` (per tested pair), ``mean_ranks`` (``mean_rank_matrix``),
         ``excluded`` (seeds excluded at the ranked epochs, with the reason); ``metrics``: the same per metric name;
-        ``disagreements`` (``reports.disagreement``); ``at``; ``scores`` (per run); ``options``; and at the ranked
+        ``disagreements`` (``reports.disagreement``); ``at``; ``scores`` (per run); ``options``; ``notices`` (rows
+        ``load`` dropped: ``reports.validate``); and at the ranked
         epochs ``order``, ``controls`` and ``recovery`` (``reports.protocol``), each empty without such rows.
 
     Raises:
@@ -45,6 +46,7 @@ def analyze(df, loss_tol=0.10, acc_tol=0.01, epoch="last", compare=("measure",),
             choices), or a metric at a sparsity outside a run's measured sparsities.
     """
     options = check_options(compare, epoch, interval, alpha, metric, where, control, pairs, at)
+    notices = list(df.attrs.get("notices", []))
     df = apply_where(df, options["where"])
     _refuse_uncompared(df, options["compare"])
     family = _check_family(df, options)
@@ -55,7 +57,8 @@ def analyze(df, loss_tol=0.10, acc_tol=0.01, epoch="last", compare=("measure",),
     protocol = {"order": order_table(scores, options["epoch"]), "controls": control_table(scores, options["epoch"]),
                 "recovery": recovery_agreement(scores, options["epoch"])}  # fmt: skip
     return first | protocol | {
-        "scores": scores, "metrics": per_metric, "options": options | {"metric": [m.name for m in options["metrics"]]},
+        "scores": scores, "metrics": per_metric, "notices": notices,
+        "options": options | {"metric": [m.name for m in options["metrics"]]},
         "disagreements": disagreements(per_metric, options["metrics"], options["compare"], alpha),
         "at": at_table(scores, options["at"], options["compare"], options["epoch"], interval),
     }  # fmt: skip

@@ -14,6 +14,7 @@ import pandas as pd
 
 from reports.forgetting import forgetting_metrics
 from reports.keys import COLUMNS, NOT_SETTINGS, NUMERIC, PER_CLASS_SUFFIX, key_columns
+from reports.validate import check_ranges, disagreeing_runs, incomplete_sweeps, read_whole_lines
 
 
 def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
@@ -29,18 +30,24 @@ def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
         unknown). Rows whose pooling is ``"none"`` (aggregations where pooling has no effect, such as ``weight``)
         stay ``pooling=none`` (``share_unpooled`` draws them beside ``unit`` and ``filter``).
 
+        ``df.attrs["notices"]`` lists what was dropped (``reports.validate``): a cut-off last line, runs whose
+        rows disagree with their metadata, incomplete sweeps.
+
     Raises:
         FileNotFoundError: a path, glob or folder matches no CSV.
-        ValueError: a file is not a UTF-8 CSV, has no rows, lacks required columns, holds non-numeric values, or
-            a result key (run, epoch, key columns, threshold) appears twice; the message names the file.
+        ValueError: a file is not a UTF-8 CSV, has no rows, lacks required columns, holds non-numeric values or
+            a sparsity or threshold that is not finite in [0, 1], or a result key (run, epoch, key columns,
+            threshold) appears twice; the message names the file.
     """
     files = _expand([paths] if isinstance(paths, str | Path) else list(paths))
-    parts, settings = zip(*(_read_one(f) for f in files), strict=True)
+    parts, settings, notices = zip(*(_read_one(f) for f in files), strict=True)
     df = pd.concat(parts, ignore_index=True)
     keys = key_columns(df)
     df[keys] = df[keys].fillna("-").astype(str)
     _refuse_duplicate_keys(df)
-    df = _attach_settings(df.drop(columns="_file"), {k: v for s in settings for k, v in s.items()})
+    df, incomplete = incomplete_sweeps(df, keys)
+    df = _attach_settings(df.drop(columns="_file").reset_index(drop=True), {k: v for s in settings for k, v in s.items()})
+    df.attrs["notices"] = [n for part in notices for n in part] + incomplete
     return df
 
 
@@ -88,24 +95,32 @@ def _matches(pattern: str) -> list[str]:
     return matches
 
 
-def _read_one(path: str) -> tuple[pd.DataFrame, dict]:
-    """Reads one CSV, checks it, and attaches its runs' class counts; returns it and its runs' settings."""
-    df = _read_csv(path)
+def _read_one(path: str) -> tuple[pd.DataFrame, dict, list[str]]:
+    """Reads one CSV, checks it, and attaches its runs' class counts; returns it, its runs' settings, notices."""
+    df, notices = _read_csv(path, whole_lines=True)
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{path} is missing columns {missing}. Received columns: {list(df.columns)}")
     if df.empty:
         raise ValueError(f"{path} has no rows")
     _check_numeric(path, df)
+    check_ranges(path, df)
     meta = {r: _metadata(path, r) for r in df["run_id"].unique()}
+    df, refused = disagreeing_runs(path, df, meta)
+    if df.empty:
+        raise ValueError(f"{path} has no rows left: {refused[0]}")
     classes = {r: m.get("num_classes") for r, m in meta.items()}
     df = df.assign(num_classes=df["run_id"].map(classes).astype(float), _file=path)
-    return _attach_forgetting(path, df, meta), {r: m.get("config") or {} for r, m in meta.items()}
+    settings = {r: m.get("config") or {} for r, m in meta.items() if r in set(df["run_id"])}
+    return _attach_forgetting(path, df, meta), settings, notices + refused
 
 
-def _read_csv(path: str) -> pd.DataFrame:
+def _read_csv(path: str, whole_lines: bool = False):
+    """The CSV as a DataFrame; with ``whole_lines``, a cut-off last line dropped and ``(df, notices)`` returned."""
     try:
-        return pd.read_csv(path, low_memory=False, dtype={"run_id": str})
+        source, notices = read_whole_lines(path) if whole_lines else (path, [])
+        df = pd.read_csv(source, low_memory=False, dtype={"run_id": str})
+        return (df, notices) if whole_lines else df
     except pd.errors.EmptyDataError:
         raise ValueError(f"{path} has no rows") from None
     except UnicodeDecodeError as err:

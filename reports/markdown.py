@@ -43,6 +43,8 @@ def _markdown(result: dict) -> str:
     if not result.get("at", pd.DataFrame()).empty:
         heading = "\n## Accuracy and loss at chosen sparsities (means over seeds, 95% intervals)\n"
         text += [heading, to_markdown(result["at"])]
+    if result.get("notices"):
+        text += ["\n## Rows dropped on loading\n", *(f"- {n}" for n in result["notices"])]
     excluded = metric_tables(result, "excluded")
     if not excluded.empty:
         text += ["\n## Excluded from the ranking (non-finite scores or missing rows)\n", to_markdown(excluded)]
@@ -73,6 +75,7 @@ def format_report(result: dict) -> str:
         lines += _metric_lines(metric, tables, options)
     if not result.get("disagreements", pd.DataFrame()).empty:
         lines += ["The choice of metric decides these comparisons:"] + [f"  {x}" for x in result["disagreements"]["line"]]
+    lines += [f"Notice: {n}" for n in result.get("notices", [])]
     lines += _excluded_lines(result["excluded"]) + _protocol_lines(result)
     if not result.get("at", pd.DataFrame()).empty:
         lines += [f"Accuracy and loss at sparsities {', '.join(f'{s:g}' for s in options['at'])}: at.csv, at.md"]

@@ -61,6 +61,8 @@ def report(
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {list(FORMATS)}. Received: fmt={fmt!r}")
     _check_tolerances(loss_tol, acc_tol)
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2):
+        raise ValueError(f"classes must be an integer >= 2 (the chance line). Received: classes={num_classes!r}")
     planned = {"metric": metric, "where": where, "control": control, "pairs": pairs, "at": at}
     check_options(compare, epoch, interval, alpha, **planned)
     sparsity_range = check_sparsity_range(sparsity_range)

@@ -78,6 +78,10 @@ BAD_OPTIONS = [
     (["{tmp}/short.csv", "--metric", "accuracy_at:0.9"], "sparsity 0.9 lies outside the measured sparsities [0, 0.5]", 1),
     (["{tmp}/short.csv", "--at", "0.9"], "accuracy_at:0.9: sparsity 0.9 lies outside", 1),
     (["{tmp}/good.csv", "--metric"], "expected at least one argument", 2),
+    (["{tmp}/no.csv", "--classes", "0"], "classes must be an integer >= 2 (the chance line). Received: classes=0", 1),
+    (["{tmp}/no.csv", "--sparsity-range", "0.9", "0.8"], "sparsity_range takes LO HI with 0 <= LO < HI <= 1", 1),
+    (["{tmp}/negative.csv"], "negative.csv: column 'sparsity' must be finite and in [0, 1]; line 3 holds -5", 1),
+    (["{tmp}/nan.csv"], "nan.csv: column 'threshold' must be finite and in [0, 1]; line 2 holds nan", 1),
 ]  # fmt: skip
 
 
@@ -85,6 +89,10 @@ BAD_OPTIONS = [
 def test_bad_analysis_options_one_line_and_nothing_written(tmp_path, capsys, argv, message, status):
     _frame().to_csv(tmp_path / "good.csv", index=False)
     _frame().query("sparsity <= 0.5").to_csv(tmp_path / "short.csv", index=False)
+    _frame().assign(sparsity=lambda d: np.where(np.arange(len(d)) == 1, -5.0, d.sparsity)).to_csv(
+        tmp_path / "negative.csv", index=False)
+    _frame().assign(threshold=lambda d: np.where(np.arange(len(d)) == 0, np.nan, d.threshold)).to_csv(
+        tmp_path / "nan.csv", index=False)
     out = tmp_path / "figures"
     try:
         code = analysis.main([a.format(tmp=tmp_path) for a in argv] + ["--out", str(out)])
@@ -128,3 +136,32 @@ def test_explicit_out_holding_another_inputs_analysis_is_refused(tmp_path, capsy
     (tmp_path / "loose" / "notes.txt").write_text("mine")
     assert analysis.main([str(tmp_path / "a.csv"), "--out", str(tmp_path / "loose")]) == 1
     assert "holds files of no recorded analysis" in capsys.readouterr().err
+
+
+def test_a_cut_off_last_line_is_dropped_and_its_sweep_excluded_visibly(tmp_path, capsys):
+    path = tmp_path / "cut.csv"
+    _frame().to_csv(path, index=False)
+    text = path.read_text()
+    path.write_text(text[: text.rstrip("\n").rfind(",", 0, len(text) - 60)])  # cut inside the last row
+    df = analysis.load(path)
+    notices = df.attrs["notices"]
+    assert notices[0].startswith(f"{path}: the last line is cut off") and "dropped" in notices[0]
+    assert notices[1].startswith("1 incomplete sweeps (missing thresholds) excluded: run_id=r0, epoch=2, "
+                                 "measure=random")
+    assert len(df) == len(_frame()) - 5  # the cut sweep's 5 rows
+    result = analysis.analyze(df)
+    assert set(result["ranking"].query("epoch == 2")["treatment"]) == {"magnitude", "obd"}
+    assert "Notice: " + notices[0] in analysis.format_report(result)
+
+
+def test_rows_that_disagree_with_their_runs_metadata_refuse_the_run(tmp_path):
+    frame = pd.concat([_frame("r0", 0), _frame("r1", 1)])
+    frame.loc[(frame.run_id == "r1") & (frame.measure == "obd"), "task"] = "mnist"  # relabelled rows
+    frame.to_csv(tmp_path / "mixed.csv", index=False)
+    for run, seed in (("r0", 0), ("r1", 1)):
+        meta = {"num_classes": 10, "config": {"task": "digits", "model": "mlp", "seed": seed}}
+        (tmp_path / f"mixed.{run}.json").write_text(json.dumps(meta))
+    df = analysis.load(tmp_path / "mixed.csv")
+    assert set(df["run_id"]) == {"r0"}
+    (notice,) = df.attrs["notices"]
+    assert "run r1 refused: line" in notice and "has task=mnist but the run's metadata says task=digits" in notice
