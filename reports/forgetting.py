@@ -128,7 +128,8 @@ def plot_forgetting(df: pd.DataFrame, epoch: int | None = None, colors: dict | N
     handles = [Line2D([], [], color="0.3", lw=1.5, label="other classes (R)"),
                Line2D([], [], color="0.3", lw=1.5, ls="--", label="forget set (A)")]
     fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize="small")
-    fig.supxlabel("sparsity (fraction of prunable weights replaced, most A-specific first)")
+    for ax in axes[-1]:  # the legend below would cover a figure-level label
+        ax.set_xlabel("sparsity (most A-specific first)")
     fig.supylabel("validation accuracy (fraction correct)")
     fig.suptitle(f"{short_title(key)}\n{_forget_caption(df, epoch)}", fontsize="medium")
     fig.report_metadata = {"Title": f"selective forgetting; {full_title(key)}"}
@@ -164,7 +165,8 @@ def plot_selectivity(df: pd.DataFrame, epoch: int | None = None, colors: dict | 
         ax.grid(alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 5), fontsize="small")
-    fig.supxlabel("accuracy on the forget set A")
+    for ax in axes[-1]:
+        ax.set_xlabel("accuracy on the forget set A")
     fig.supylabel("accuracy on the other classes R")
     fig.suptitle(f"{short_title(key)}\n{_forget_caption(df, epoch)}", fontsize="medium")
     fig.report_metadata = {"Title": f"selective forgetting; {full_title(key)}"}

@@ -14,7 +14,7 @@ from reports._utils import full_title, short_title
 from reports.colors import measure_colors
 from reports.curves import curve_stats
 from reports.figures import _single_panel
-from reports.keys import CONTROL_MARKERS, CONTROL_SEPARATOR, CONTROL_STYLES, METRIC_LABELS, SPARSITY_LABEL, condition_columns
+from reports.keys import CONTROL_MARKERS, CONTROL_SEPARATOR, CONTROL_STYLES, METRIC_LABELS, condition_columns
 from reports.ranking import ranked_epochs
 from reports.statistics import interval_caption
 
@@ -194,7 +194,8 @@ def plot_controls(df: pd.DataFrame, epoch: int | None = None, colors: dict | Non
     handles = [Line2D([], [], color="0.3", ls=CONTROL_STYLES.get(c, "-"), label=f"~{c}" if c else "the measure")
                for c in sorted(set(data["_control"]))]  # fmt: skip
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5), fontsize="small")
-    fig.supxlabel(SPARSITY_LABEL)
+    for ax in axes[-1]:  # the legend below would cover a figure-level label
+        ax.set_xlabel("sparsity (fraction replaced)")
     fig.supylabel(METRIC_LABELS["val_loss"])
     caption = interval_caption(interval, int(data["n"].max()) if len(data) else 0)
     fig.report_metadata = {"Title": f"matched controls; {full_title(key)}"}

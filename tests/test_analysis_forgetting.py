@@ -74,3 +74,17 @@ def test_a_forgetting_run_without_its_per_class_csv_is_refused(tmp_path):
     results.per_class_path(path).unlink()
     with pytest.raises(ValueError, match="holds forgetting runs \\['r0'\\] but their per-class CSV .* is missing"):
         analysis.load(path)
+
+
+@pytest.mark.parametrize("plot", ["plot_selectivity", "plot_forgetting"])
+def test_forgetting_figures_keep_the_legend_off_the_title_axes_and_labels(tmp_path, plot):
+    falling = 0.9 * (1 - T)
+    path = write_run(tmp_path, [curves(m, falling, [0.9 - 0.1 * i] * 5) for i, m in enumerate(["maav", "obd", "snip"])])
+    fig = getattr(analysis, plot)(analysis.load(path))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legend = fig.legends[0].get_window_extent(renderer)
+    others = [fig._suptitle, fig._supylabel, *(ax.xaxis.label for ax in fig.axes), *(ax.title for ax in fig.axes)]
+    assert not any(legend.overlaps(t.get_window_extent(renderer)) for t in others if t is not None and t.get_text())
+    assert not any(legend.overlaps(ax.get_window_extent(renderer)) for ax in fig.axes)
+    assert len(fig._suptitle.get_text().splitlines()) == 2
