@@ -1,6 +1,7 @@
 """Output folders: the default name from the inputs, and no analysis silently replacing another input's files.
 
-Each report records its inputs in ``inputs.json`` in its folder (the paths given, or ``null`` for a DataFrame). A
+Each report records its inputs in ``inputs.json`` in its folder (the paths given, relative to the folder so that
+a repository can move, or ``null`` for a DataFrame). A
 folder that holds another input's record, or files without a record, is not written into: an explicit
 ``--out`` is refused, the default folder gives way to ``<name>-2``, ``<name>-3``, ...
 """
@@ -59,7 +60,7 @@ def output_folder(out_dir, paths_or_df, record) -> Path:
     name = "dataframe" if isinstance(paths_or_df, pd.DataFrame) else default_name(paths_or_df)
     for i in range(1, 1000):
         out = check_out_dir(DEFAULT_ROOT / (name if i == 1 else f"{name}-{i}"))
-        if _holder(out) in (_EMPTY, json.dumps(record)):
+        if _holder(out) in (_EMPTY, json.dumps(relative(record, out))):
             return out
     raise ValueError(f"Output folders {DEFAULT_ROOT / name}, -2, ... -999 all hold other analyses; give --out")
 
@@ -80,18 +81,25 @@ def _holder(out: Path) -> str:
         return "unrecorded"
 
 
+def relative(record, out: Path):
+    """The recorded paths relative to the output folder (None stays None)."""
+    if record is None:
+        return None
+    return sorted(os.path.relpath(p, os.path.realpath(out)) for p in record)
+
+
 def _refuse_other_inputs(out: Path, record) -> None:
     holder = _holder(out)
-    if holder in (_EMPTY, json.dumps(record)):
+    if holder in (_EMPTY, json.dumps(relative(record, out))):
         return
     what = "files of no recorded analysis" if holder == "unrecorded" else f"the analysis of {json.loads(holder)}"
-    raise ValueError(f"Output folder {out} holds {what}; this analysis of {record} would replace them. "
+    raise ValueError(f"Output folder {out} holds {what}; this analysis of {relative(record, out)} would replace them. "
                      "Give another --out, or empty the folder")  # fmt: skip
 
 
 def write_record(out: Path, record, options: dict) -> Path:
     """Writes ``inputs.json``: the inputs and the options of the analysis whose files the folder holds."""
-    text = json.dumps({"inputs": record, "options": options}, indent=1, default=str)
+    text = json.dumps({"inputs": relative(record, out), "options": options}, indent=1, default=str)
     (out / RECORD).write_text(text + "\n", encoding="utf-8")
     return out / RECORD
 

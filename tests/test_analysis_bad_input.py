@@ -112,12 +112,12 @@ def test_default_out_is_named_by_the_input_and_never_replaces_another_inputs_fil
     _frame().assign(val_loss=lambda d: d.val_loss + 1).to_csv(tmp_path / "other" / "good.csv", index=False)
     assert analysis.main(["good.csv", "--format", "svg"]) == 0
     first = json.loads((tmp_path / "figures" / "good" / "inputs.json").read_text())
-    assert first["inputs"] == [str((tmp_path / "good.csv").resolve())]
+    assert first["inputs"] == ["../../good.csv"]  # relative to the folder
     before = (tmp_path / "figures" / "good" / "ranking.csv").read_bytes()
     assert analysis.main(["other/good.csv", "--format", "svg"]) == 0  # same stem, other input: a new folder
     assert (tmp_path / "figures" / "good" / "ranking.csv").read_bytes() == before
     assert json.loads((tmp_path / "figures" / "good-2" / "inputs.json").read_text())["inputs"] == [
-        str((tmp_path / "other" / "good.csv").resolve())]
+        "../../other/good.csv"]
     assert analysis.main(["good.csv", "--format", "svg"]) == 0  # the same input again: its own folder
     assert not (tmp_path / "figures" / "good-3").exists()
 
@@ -130,7 +130,7 @@ def test_explicit_out_holding_another_inputs_analysis_is_refused(tmp_path, capsy
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert analysis.main([str(tmp_path / "b.csv"), "--out", str(out)]) == 1
     err = capsys.readouterr().err
-    assert f"Output folder {out} holds the analysis of ['{tmp_path / 'a.csv'}']" in err and "Give another --out" in err
+    assert f"Output folder {out} holds the analysis of ['../a.csv']" in err and "Give another --out" in err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     (tmp_path / "loose").mkdir()
     (tmp_path / "loose" / "notes.txt").write_text("mine")
