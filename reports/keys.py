@@ -23,8 +23,9 @@ NOT_KEYS = {*VALUES, *FORGETTING, "treatment", "reason", "metric"}
 NUMERIC = ["seed", "epoch", "threshold", "sparsity", "n_replaced", "val_loss", "val_accuracy", "measure_seconds"]
 SETTINGS = ["epochs", "batch_size", "learning_rate", "importance_samples", "prunable", "deterministic"]
 NOT_SETTINGS = {"seed", "output", "data_dir", "progress", "resume"}
+MORE_SETTINGS = ["threshold_rule", "augmentation", "contrast", "importance_classes", "sweep_epochs", "xla"]
 COMPARABLE = ["measure", "model", "task", *(k for k in KEYS if k not in ("measure", "model", "task")), *SETTINGS,
-              "forget_classes"]  # fmt: skip
+              *MORE_SETTINGS, "forget_classes"]  # fmt: skip
 FORMATS, INTERVALS = ("png", "svg", "pdf"), ("bootstrap", "t")
 N_RESAMPLES = 9999
 BOUNDS = {"auc": (0.0, np.inf), "val_loss": (0.0, np.inf), "val_accuracy": (0.0, 1.0), "tolerated_sparsity": (0.0, 1.0)}
