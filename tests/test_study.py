@@ -57,6 +57,7 @@ def test_grid_is_the_cartesian_product_of_ordinary_runs(tmp_path):
     ({}, {}, {"workers": 0}, r"workers must be a positive integer. Received: workers=0"),
     ({}, {}, {"gpus_per_trial": 1.5}, r"Received: gpus_per_trial=1.5"),
     ({}, {}, {"max_retries": -1}, r"max_retries must be an integer >= 0. Received: max_retries=-1"),
+    ({}, {}, {"dashboard": 1}, r"dashboard must be true or false. Received: dashboard=1"),
 ])
 def test_bad_studies_are_refused_before_ray(tmp_path, monkeypatch, settings, grid, options, message):
     no_ray(monkeypatch)
