@@ -51,13 +51,23 @@ def connect(engine: Engine) -> subprocess.Popen | bool:
     if engine.address:
         ray.init(address=engine.address, runtime_env={"working_dir": str(ROOT), "excludes": SHIP_EXCLUDES}, **quiet)
         return True
+    return start_local(engine, quiet)
+
+
+def start_local(engine: Engine, quiet: dict) -> subprocess.Popen:
+    """Start the reaper, then a local Ray on the loopback address; return the reaper.
+
+    Raises:
+        ValueError: ``engine.dashboard`` without Ray's dashboard packages.
+    """
     if engine.dashboard and get_dashboard_dependency_error() is not None:
         raise ValueError("--dashboard needs the dashboard's packages: pip install 'ray[default]'. "
                          f"Received: dashboard=True, {get_dashboard_dependency_error()}")
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     reaper = subprocess.Popen([sys.executable, "-m", "harness.reaper", str(os.getpid())], stdin=subprocess.PIPE,
-                              env={**os.environ, "PYTHONPATH": path})
+                              stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": path})
     try:
+        reaper.stdout.readline()  # it has noted the processes that are not Ray's
         with on_loopback():
             ray.init(address="local", num_cpus=engine.workers or os.cpu_count(), include_dashboard=engine.dashboard,
                      dashboard_host=LOOPBACK, runtime_env={"env_vars": {"PYTHONPATH": path}}, **quiet)

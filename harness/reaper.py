@@ -7,7 +7,8 @@ to the GCS, which is gone too, before they exit (Ray 2.60: the timeout of
 ``publish_error_to_driver``). Started by the driver just before ``ray.init``,
 ``python -m harness.reaper <driver pid>`` notes, twice a second, the driver's
 descendants that were not there when it started and look like Ray's (``ray``
-in their command line). When its standard input closes (the driver closes it
+in their command line); it prints ``ready`` once it has noted the others.
+When its standard input closes (the driver closes it
 after ``ray.shutdown()``, or the driver died), it waits 1 s for them to end,
 then terminates the survivors (SIGTERM, SIGKILL after 2 s) and exits.
 """
@@ -42,9 +43,10 @@ def is_ray(process: psutil.Process) -> bool:
 
 
 def watch(driver: psutil.Process, stream) -> dict[tuple[int, float], psutil.Process]:
-    """Note the driver's new Ray descendants until ``stream`` closes or the driver is gone."""
+    """Note the driver's new Ray descendants until ``stream`` closes or the driver is gone; print ``ready`` first."""
     me = psutil.Process()
     before = set(descendants(driver)) | {(me.pid, me.create_time())}
+    print("ready", flush=True)
     seen = {}
     while driver.is_running() and driver.status() != psutil.STATUS_ZOMBIE:
         seen |= {key: p for key, p in descendants(driver).items() if key not in before and is_ray(p)}
