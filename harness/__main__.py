@@ -62,6 +62,8 @@ STUDY_OPTIONS = {
     "address": (str, "study: join a Ray cluster: auto or ray://host:port (default: start Ray locally)"),
     "gpus-per-trial": (float, "study: GPUs reserved per trial, fractions allowed (default: 0, TensorFlow on CPU)"),
     "max-retries": (int, "study: reruns of a trial whose worker died, resuming its checkpoint (default: 2)"),
+    "dashboard": (bool, "study: start Ray's dashboard on 127.0.0.1 with a local Ray (needs ray[default]; "
+                  "default: off)"),
 }
 
 
@@ -111,7 +113,8 @@ def parser(prog: str = "python -m harness") -> argparse.ArgumentParser:
     p.add_argument("--xla", action="store_true", default=None, help="compile training and evaluation with XLA")
     study = p.add_argument_group("studies (many runs on Ray; re-running the same command resumes)")
     for name, (kind, text) in STUDY_OPTIONS.items():
-        study.add_argument(f"--{name}", type=kind, help=text)
+        flag = dict(action="store_true", default=None) if kind is bool else dict(type=kind)
+        study.add_argument(f"--{name}", help=text, **flag)
     return p
 
 

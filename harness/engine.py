@@ -10,12 +10,17 @@ to do: a single run never imports Ray.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import ray
+from ray._private import ray_constants
+from ray._private.utils import get_dashboard_dependency_error
 from tqdm.auto import tqdm
 
 from harness.study import Engine
@@ -23,25 +28,84 @@ from harness.trial import one_line, run_trial
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIP_EXCLUDES = [".git", ".venv", "data", "figures", "*.ipynb", "__pycache__"]
+LOOPBACK = "127.0.0.1"
 
 
-def connect(engine: Engine) -> bool:
-    """Start or join Ray unless it is running in this process already; return whether it was started here.
+def connect(engine: Engine) -> subprocess.Popen | bool:
+    """Start or join Ray unless it is running in this process already; return what :func:`disconnect` ends.
 
     A local instance gets ``workers`` CPUs and the project on its workers'
-    path; joining a cluster ships the project's code with the job
-    (``runtime_env.working_dir``), so every node runs the driver's code.
+    path, listens on the loopback address only (:func:`on_loopback`), has no
+    dashboard unless ``engine.dashboard`` (then on 127.0.0.1), and is watched
+    by :mod:`harness.reaper`, returned here, so that none of its processes
+    outlives the driver. Joining a cluster ships the project's code with the
+    job (``runtime_env.working_dir``), so every node runs the driver's code;
+    True is returned then, False when Ray was running already.
+
+    Raises:
+        ValueError: ``engine.dashboard`` without Ray's dashboard packages.
     """
     if ray.is_initialized():
         return False
     quiet = dict(log_to_driver=False, logging_level=logging.WARNING)
     if engine.address:
         ray.init(address=engine.address, runtime_env={"working_dir": str(ROOT), "excludes": SHIP_EXCLUDES}, **quiet)
-    else:
-        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-        ray.init(address="local", num_cpus=engine.workers or os.cpu_count(), include_dashboard=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": path}}, **quiet)
-    return True
+        return True
+    return start_local(engine, quiet)
+
+
+def start_local(engine: Engine, quiet: dict) -> subprocess.Popen:
+    """Start the reaper, then a local Ray on the loopback address; return the reaper.
+
+    Raises:
+        ValueError: ``engine.dashboard`` without Ray's dashboard packages.
+    """
+    if engine.dashboard and get_dashboard_dependency_error() is not None:
+        raise ValueError("--dashboard needs the dashboard's packages: pip install 'ray[default]'. "
+                         f"Received: dashboard=True, {get_dashboard_dependency_error()}")
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    reaper = subprocess.Popen([sys.executable, "-m", "harness.reaper", str(os.getpid())], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": path})
+    try:
+        reaper.stdout.readline()  # it has noted the processes that are not Ray's
+        with on_loopback():
+            ray.init(address="local", num_cpus=engine.workers or os.cpu_count(), include_dashboard=engine.dashboard,
+                     dashboard_host=LOOPBACK, runtime_env={"env_vars": {"PYTHONPATH": path}}, **quiet)
+    except BaseException:
+        disconnect(reaper)
+        raise
+    return reaper
+
+
+def disconnect(owned: subprocess.Popen | bool) -> None:
+    """Shut down the Ray that :func:`connect` started or joined, and let its reaper end what is left."""
+    if owned:
+        ray.shutdown()
+    if isinstance(owned, subprocess.Popen):
+        owned.stdin.close()
+        try:
+            owned.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            owned.kill()
+
+
+@contextlib.contextmanager
+def on_loopback():
+    """Let ``ray.init`` start a Ray whose every server listens on 127.0.0.1 only.
+
+    Ray (2.60) binds its GCS, raylet, object manager, workers' and agents'
+    servers to the node's address, and to the loopback interface alone when
+    that address is 127.0.0.1; ``ray.init`` takes 127.0.0.1 for a new local
+    instance only where multi-node clusters are off (macOS and Windows:
+    ``ray._private.ray_constants.ENABLE_RAY_CLUSTER``). That flag is turned
+    off while this process starts its own Ray, and restored.
+    """
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
 
 
 def capacity(engine: Engine) -> int:
@@ -77,8 +141,7 @@ def execute(trials: list[dict], engine: Engine, on_result: Callable[[int, dict],
         with tqdm(total=total or len(trials), initial=done, desc=desc, unit="trial", disable=not engine.progress) as bar:
             _run(trials, engine, on_result, bar)
     finally:
-        if owned:
-            ray.shutdown()
+        disconnect(owned)
 
 
 def _run(trials: list[dict], engine: Engine, on_result, bar) -> None:

@@ -4,7 +4,7 @@
 The TOML holds the ordinary run settings at top level, grid axes under
 ``[grid]`` (any ``RunConfig`` field given a list of values) and how the study
 runs under ``[study]`` (``name``, ``storage``, ``workers``, ``address``,
-``gpus_per_trial``, ``max_retries``); options on the command line win. The
+``gpus_per_trial``, ``max_retries``, ``dashboard``); options on the command line win. The
 study is the Cartesian product of the axes; each point is a trial, an
 ordinary run with its own ``run_id``. The study folder,
 ``<storage>/<name or study_id>/`` (storage defaults to ``data/studies``), holds:
@@ -46,7 +46,7 @@ from harness.run import differences
 DEFAULT_STORAGE = "data/studies"
 FIELDS = [f.name for f in dataclasses.fields(RunConfig)]
 AXES = [name for name in FIELDS if name not in NOT_RESULT_DEFINING]
-ENGINE_KEYS = ["workers", "address", "gpus_per_trial", "max_retries"]
+ENGINE_KEYS = ["workers", "address", "gpus_per_trial", "max_retries", "dashboard"]
 STUDY_KEYS = ["name", "storage", *ENGINE_KEYS]
 
 
@@ -62,6 +62,9 @@ class Engine:
             joins a running cluster.
         gpus_per_trial: GPUs reserved per trial; fractions below 1 share a GPU.
         max_retries: Times a trial whose worker died runs again.
+        dashboard: Start Ray's dashboard with a local Ray, on 127.0.0.1
+            (needs ``ray[default]``); off by default. A cluster's head
+            decides for itself.
         progress: Show the study's progress bar.
 
     Raises:
@@ -72,6 +75,7 @@ class Engine:
     address: str | None = None
     gpus_per_trial: float = 0.0
     max_retries: int = 2
+    dashboard: bool = False
     progress: bool = True
 
     def __post_init__(self):
@@ -80,6 +84,8 @@ class Engine:
             raise ValueError(f"workers must be a positive integer. Received: workers={self.workers!r}")
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
             raise ValueError(f"max_retries must be an integer >= 0. Received: max_retries={self.max_retries!r}")
+        if not isinstance(self.dashboard, bool):
+            raise ValueError(f"dashboard must be true or false. Received: dashboard={self.dashboard!r}")
         gpus = self.gpus_per_trial
         if isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or gpus < 0 or (gpus > 1 and gpus % 1):
             raise ValueError("gpus_per_trial must be a fraction in [0, 1] or a whole number of GPUs. "
@@ -254,7 +260,7 @@ class Study:
 
         Args:
             **options: ``workers``, ``address``, ``gpus_per_trial``,
-                ``max_retries``, ``progress`` (see :class:`Engine`);
+                ``max_retries``, ``dashboard``, ``progress`` (see :class:`Engine`);
                 they win over the study's ``options``. Nothing of Ray is
                 imported or started when every trial is complete.
 

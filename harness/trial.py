@@ -30,6 +30,13 @@ def one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
+def ray_node_id() -> str | None:
+    """The id of the Ray node this process runs on (hex), or None outside Ray."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+
+
 def run_trial(fields: dict, gpus: float) -> dict:
     """Run the trial whose ``RunConfig`` fields are ``fields``; resume it if it has files already.
 
@@ -45,7 +52,8 @@ def run_trial(fields: dict, gpus: float) -> dict:
 
     Returns:
         ``status`` ("complete" or "failed"), ``error`` (one line, or None),
-        ``log`` (path or None), ``seconds``, ``resumed``, ``node``, ``pid`` and
+        ``log`` (path or None), ``seconds``, ``resumed``, ``node`` (host
+        name), ``node_id`` (the Ray node's id), ``pid`` and
         ``cuda_visible_devices``. A failure of the run is returned, not raised,
         so Ray does not retry it; only a dead worker is retried.
     """
@@ -62,4 +70,4 @@ def run_trial(fields: dict, gpus: float) -> dict:
         error = one_line(failure)
     return dict(status="failed" if error else "complete", error=error, log=log_file(output),
                 seconds=round(time.perf_counter() - start, 3), resumed=resumed, node=socket.gethostname(),
-                pid=os.getpid(), cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
+                node_id=ray_node_id(), pid=os.getpid(), cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))

@@ -192,6 +192,8 @@ CASES = [
     ("study", ["--seeds", "0-1", "--recoveries", "bn:batches=0"], "batches must be a positive integer", 2),
     ("study", ["--workers", "2", "--max-retries", "-2"], "Received: max_retries=-2", 2),
     ("study", ["--seeds", "0-1", "--workers", "0"], "workers must be a positive integer. Received: workers=0", 2),
+    ("study", 'epochs = 1\n[grid]\nseed = [0, 1]\n[study]\ndashboard = "yes"\n',
+     "dashboard must be true or false. Received: dashboard='yes'", 2),
     # analysis.py
     ("analysis", ["{tmp}/nothing.csv"], "No file matches '{tmp}/nothing.csv'", 1),
     ("analysis", ["{tmp}/empty"], "No result CSVs in folder {tmp}/empty", 1),

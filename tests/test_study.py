@@ -57,6 +57,7 @@ def test_grid_is_the_cartesian_product_of_ordinary_runs(tmp_path):
     ({}, {}, {"workers": 0}, r"workers must be a positive integer. Received: workers=0"),
     ({}, {}, {"gpus_per_trial": 1.5}, r"Received: gpus_per_trial=1.5"),
     ({}, {}, {"max_retries": -1}, r"max_retries must be an integer >= 0. Received: max_retries=-1"),
+    ({}, {}, {"dashboard": 1}, r"dashboard must be true or false. Received: dashboard=1"),
 ])
 def test_bad_studies_are_refused_before_ray(tmp_path, monkeypatch, settings, grid, options, message):
     no_ray(monkeypatch)
@@ -184,3 +185,15 @@ def test_the_example_study_is_five_digits_seeds_on_two_workers(monkeypatch):
 def test_more_gpus_per_trial_than_the_cluster_has_is_refused(ray_session, tmp_path):
     with pytest.raises(ValueError, match=r"gpus_per_trial=0.5 but the Ray cluster has 0 GPUs"):
         Study(TINY, storage=tmp_path).run(gpus_per_trial=0.5, progress=False)
+
+
+def test_a_dashboard_without_its_packages_is_refused_before_ray_starts(monkeypatch):
+    pytest.importorskip("ray")
+    from harness import engine
+    from harness.study import Engine
+
+    monkeypatch.setattr(engine, "get_dashboard_dependency_error", lambda: ImportError("No module named 'aiohttp'"))
+    monkeypatch.setattr(engine.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(engine.ray, "init", lambda **kwargs: pytest.fail("Ray was started"))
+    with pytest.raises(ValueError, match=r"^--dashboard needs the dashboard's packages: pip install 'ray\[default\]'"):
+        engine.connect(Engine(dashboard=True))
