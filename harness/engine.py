@@ -34,6 +34,8 @@ def connect(engine: Engine) -> bool:
     """
     if ray.is_initialized():
         return False
+    # Ray's notice that a local instance uses token authentication (its default, kept) is not for the user
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     quiet = dict(log_to_driver=False, logging_level=logging.WARNING)
     if engine.address:
         ray.init(address=engine.address, runtime_env={"working_dir": str(ROOT), "excludes": SHIP_EXCLUDES}, **quiet)

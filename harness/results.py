@@ -10,6 +10,8 @@ For ``--output data/results.csv`` and run ``<run_id>``:
 - ``data/results.per_class.csv``: with ``per_class``, per (sweep, threshold, class) validation loss and accuracy;
 - ``data/results.csv.lock``: held for each append to (or repair of) the CSV and its companion tables.
 
+A study's trial writes ``trials/<run_id>.csv``; its files are ``trials/<run_id>.json``, ``.log``, ...
+
 This module imports no TensorFlow (checkpoints are read and written through
 ``harness.checkpoint``, imported when first needed), so a study can ask
 ``RunStore(csv, run_id).is_complete()`` cheaply.
@@ -437,7 +439,7 @@ class RunStore:
     def other_run_metadata(self) -> dict | None:
         """The metadata of the newest other run beside this CSV, or None."""
         own = self.metadata_path
-        others = [p for p in self.csv.parent.glob(f"{self.csv.stem}.*.json") if p != own]
+        others = [p for p in metadata_files(self.csv) if p != own]
         for path in sorted(others, key=lambda p: p.stat().st_mtime, reverse=True):
             content = _read_json(path)
             if content is not None:
@@ -519,8 +521,22 @@ def append_rows(path: Path, rows: list[dict]) -> None:
 
 
 def sidecar(path: Path, run_id: str, suffix: str) -> Path:
-    """``data/results.csv`` -> ``data/results.<run_id><suffix>``."""
-    return path.with_name(f"{path.stem}.{run_id}{suffix}")
+    """``data/results.csv`` -> ``data/results.<run_id><suffix>``; ``trials/<run_id>.csv`` -> ``trials/<run_id><suffix>``.
+
+    A CSV named after its run (a study's trial) has its files named after the
+    run alone, unless it has one already under the long name
+    ``<run_id>.<run_id><suffix>`` (trials written before this rule).
+    """
+    path = Path(path)
+    long = path.with_name(f"{path.stem}.{run_id}{suffix}")
+    return path.with_name(f"{run_id}{suffix}") if path.stem == run_id and not long.exists() else long
+
+
+def metadata_files(path: Path) -> list[Path]:
+    """Every run metadata JSON beside the result CSV at ``path`` (``<stem>.<run_id>.json``, or ``<run_id>.json``)."""
+    path = Path(path)
+    own = path.with_suffix(".json")
+    return sorted(path.parent.glob(f"{path.stem}.*.json")) + ([own] if own.is_file() else [])
 
 
 def package_versions() -> dict[str, str | None]:
