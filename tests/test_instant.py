@@ -12,7 +12,6 @@ import pytest
 from harness import instant, results
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("tensorflow", "keras", "ray")
 WRAPPER = """
 import json, runpy, sys
 module, out = sys.argv[1], sys.argv[2]
@@ -22,10 +21,10 @@ try:
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 except SystemExit as stop:
     code = stop.code or 0
-heavy = sorted({name.split(".")[0] for name in sys.modules} & set(%r))
+heavy = sorted({name.split(".")[0] for name in sys.modules} & {"tensorflow", "keras", "ray"})
 open(out, "w").write(json.dumps(heavy))
 sys.exit(code)
-""" % (HEAVY,)
+"""
 
 
 def entry(module: str, args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, list[str], float]:
