@@ -57,7 +57,8 @@ def _list_options() -> dict[str, str]:
 STUDY_OPTIONS = {
     "seeds": (str, "run a study: one trial per seed, e.g. 0-9 or 0,3,5"),
     "workers": (int, "study: trials at a time (default: the core count)"),
-    "name": (str, "study: folder name under --storage (default: the study id)"),
+    "name": (str, "study: folder name under --storage (default: task-model-seeds-<6 digits of the study id>, "
+                  "e.g. digits-mlp-seeds0-4-97e849; with --config: the study id)"),
     "storage": (str, "study: folder holding studies, on storage every node sees (default: data/studies)"),
     "address": (str, "study: join a Ray cluster: auto or ray://host:port (default: start Ray locally)"),
     "gpus-per-trial": (float, "study: GPUs reserved per trial, fractions allowed (default: 0, TensorFlow on CPU)"),
@@ -65,9 +66,14 @@ STUDY_OPTIONS = {
 }
 
 
-def parser(prog: str = "python -m harness") -> argparse.ArgumentParser:
+def plain(text: str) -> str:
+    """Docstring text as help text: without reStructuredText's double backticks."""
+    return text.replace("``", "")
+
+
+def parser(prog: str = "python -m harness", description: str = __doc__) -> argparse.ArgumentParser:
     """The argument parser; every option defaults to None so TOML values survive (defaults are in the help)."""
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, epilog=EXIT_STATUS,
+    p = argparse.ArgumentParser(prog=prog, description=plain(description), epilog=EXIT_STATUS,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="TOML file whose keys are the option names with underscores")
     p.add_argument("--list", action="store_true", help="list tasks, models, measures and their options, "

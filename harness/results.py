@@ -5,10 +5,12 @@ For ``--output data/results.csv`` and run ``<run_id>``:
 - ``data/results.csv``: long format, one row per evaluation; many runs may append to it;
 - ``data/results.<run_id>.json``: parameters, data facts, versions; ``complete`` once every sweep is written;
 - ``data/results.<run_id>.log``: progress, notices and tracebacks;
-- ``data/results.<run_id>.lock``: held for the life of the run; names the holding process while held;
 - ``data/results.<run_id>.ckpt/``: per-epoch checkpoints (``harness/checkpoint.py``);
 - ``data/results.per_class.csv``: with ``per_class``, per (sweep, threshold, class) validation loss and accuracy;
-- ``data/results.csv.lock``: held for each append to (or repair of) the CSV and its companion tables.
+- ``data/.locks/``: the locks, out of sight: ``results.<run_id>.lock``, held for the life of the run (it
+  names the holding process while held), and ``results.csv.lock``, held for each append to (or repair of)
+  the CSV and its companion tables. A lock file stays after its release: removing it could let a second
+  process lock a file the first one still holds open.
 
 A study's trial writes ``trials/<run_id>.csv``; its files are ``trials/<run_id>.json``, ``.log``, ...
 
@@ -255,7 +257,7 @@ class RunStore:
         self._run_lock: filelock.FileLock | None = None
 
     def sidecar(self, suffix: str) -> Path:
-        """A file beside the CSV named after this run (``.json``, ``.log``, ``.lock``, ``.ckpt``)."""
+        """A file beside the CSV named after this run (``.json``, ``.log``, ``.ckpt``)."""
         return sidecar(self.csv, self.run_id, suffix)
 
     @property
@@ -267,6 +269,11 @@ class RunStore:
     def log_path(self) -> Path:
         """``<stem>.<run_id>.log``."""
         return self.sidecar(".log")
+
+    @property
+    def lock_path(self) -> Path:
+        """``.locks/<stem>.<run_id>.lock`` beside the CSV."""
+        return lock_path(self.sidecar(""))
 
     @property
     def checkpoint_folder(self) -> Path:
@@ -293,7 +300,7 @@ class RunStore:
             RunLocked: another process holds it; the message names the run and the holder's PID.
             ValueError: the lock cannot be created beside the CSV (read-only folder, a file in the path).
         """
-        path = self.sidecar(".lock")
+        path = self.lock_path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             holder = _read_text(path)  # before trying: a losing contender may empty it with older filelock versions
@@ -313,7 +320,7 @@ class RunStore:
     def release(self) -> None:
         """Empty and release the run's lock (idempotent); the OS releases it too if the process dies."""
         if self._run_lock is not None:
-            self.sidecar(".lock").write_text("")
+            self.lock_path.write_text("")
             self._run_lock.release()
             self._run_lock = None
 
@@ -483,8 +490,14 @@ def _check_text(path: Path) -> None:
 
 
 def _csv_lock(path: Path) -> filelock.FileLock:
-    """The lock held for each append to (or rewrite of) the CSV at ``path``: ``<path>.lock``."""
-    return filelock.FileLock(str(path) + ".lock", timeout=CSV_LOCK_SECONDS, thread_local=False)
+    """The lock held for each append to (or rewrite of) the CSV at ``path``: ``.locks/<name>.lock`` beside it."""
+    return filelock.FileLock(str(lock_path(path)), timeout=CSV_LOCK_SECONDS, thread_local=False)
+
+
+def lock_path(path: Path) -> Path:
+    """The lock of ``path``: ``<its folder>/.locks/<its name>.lock``, one hidden folder for the folder's locks."""
+    path = Path(path)
+    return path.parent / ".locks" / f"{path.name}.lock"
 
 
 def _rows_of(frame, run_id: str):

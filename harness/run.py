@@ -176,7 +176,7 @@ class Experiment:
             raise
 
     def sidecar(self, suffix: str) -> Path:
-        """A file beside the CSV named after this run (``.json``, ``.log``, ``.lock``, ``.ckpt``)."""
+        """A file beside the CSV named after this run (``.json``, ``.log``, ``.ckpt``)."""
         return self.store.sidecar(suffix)
 
     def note(self, message: str) -> None:

@@ -43,6 +43,13 @@ from harness import results
 from harness.config import NOT_RESULT_DEFINING, RunConfig
 
 DEFAULT_STORAGE = "data/studies"
+STUDY_HELP = """Command line: python -m harness.study [options] runs a study: a grid of runs on Ray, one folder.
+
+The options are those of python -m harness; the grid comes from --seeds (one
+trial per seed) or from the [grid] table of a --config TOML, how it runs from
+the study options or its [study] table. Re-running the same command resumes;
+a finished study is reported at once. See harness/study.py and the README,
+section "Studies"."""
 FIELDS = [f.name for f in dataclasses.fields(RunConfig)]
 AXES = [name for name in FIELDS if name not in NOT_RESULT_DEFINING]
 ENGINE_KEYS = ["workers", "address", "gpus_per_trial", "max_retries"]
@@ -271,11 +278,11 @@ class Study:
         engine = Engine(**(self.options | options))
         self.folder.mkdir(parents=True, exist_ok=True)
         try:
-            with FileLock(self.folder / "study.lock", timeout=0):
+            with FileLock(results.lock_path(self.folder / "study"), timeout=0):
                 return self._run(engine)
         except Timeout:
             raise ValueError(f"study {self.label} is being run by another process "
-                             f"(lock {self.folder}/study.lock).") from None
+                             f"(lock {results.lock_path(self.folder / 'study')}).") from None
 
     def _run(self, engine: Engine) -> dict:
         record = self.load_record()
@@ -437,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m harness.study``: the options of ``python -m harness``, always as a study."""
     from harness.__main__ import parser
 
-    args = parser("python -m harness.study").parse_args(argv)
+    args = parser("python -m harness.study", STUDY_HELP).parse_args(argv)
     if args.list:
         from harness import catalog
 

@@ -100,7 +100,8 @@ def test_end_of_run_summary(digits_run):
     assert [float(e[2]) for e in epochs] == [round(h["val_loss"], 4) for h in experiment.history[1:]]
 
 
-@pytest.mark.skipif(shared_mnist_dir() is None, reason="../shared/data/mnist not present")
+@pytest.mark.skipif(shared_mnist_dir() is None, reason="real MNIST test split not found: put t10k-images-idx3-ubyte.gz and "
+                    "t10k-labels-idx1-ubyte.gz (MNIST's official test files) in ../shared/data/mnist beside the clone")
 def test_mnist_mlp_from_the_cli_on_the_shared_split(tmp_path):
     out = tmp_path / "mnist.csv"
     argv = ["--task", "mnist", "--model", "mlp", "--data-dir", str(shared_mnist_dir()), "--epochs", "1",

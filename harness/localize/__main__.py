@@ -26,7 +26,7 @@ def _groups(text: str):
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser; every option defaults to None so TOML values survive."""
-    p = argparse.ArgumentParser(prog="python -m harness.localize", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m harness.localize", description=__doc__.replace("``", ""),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="TOML file whose keys are the option names with underscores")
     p.add_argument("--task", help="task giving the data (default: mnist)")
