@@ -175,11 +175,13 @@ def test_a_trial_whose_measure_raises_fails_alone_and_names_its_log(ray_session,
     assert set(frame["measure"]) == {"magnitude"} and len(frame) == 2
 
 
-def test_the_example_study_is_five_digits_seeds_on_two_workers(monkeypatch):
+def test_the_example_study_has_enough_seeds_to_separate_its_measures(monkeypatch):
     no_ray(monkeypatch)
     study = Study.from_toml(ROOT / "examples" / "study_digits.toml")
-    assert [p["seed"] for p in study.points] == [0, 1, 2, 3, 4] and {c.task for c in study.configs} == {"digits"}
-    assert study.folder == Path("data/studies/digits-5-seeds").resolve() and study.options == {"workers": 2}
+    assert [p["seed"] for p in study.points] == list(range(10)) and {c.task for c in study.configs} == {"digits"}
+    assert study.folder == Path("data/studies/digits-4-measures-10-seeds").resolve() and study.options == {"workers": 2}
+    k = len(study.configs[0].measures)
+    assert k * (k - 1) // 2 * 2 / 2 ** len(study.points) < 0.05  # Holm over the pairs, exact Wilcoxon's smallest p
 
 
 def test_more_gpus_per_trial_than_the_cluster_has_is_refused(ray_session, tmp_path):
