@@ -175,6 +175,20 @@ def test_a_trial_whose_measure_raises_fails_alone_and_names_its_log(ray_session,
     assert set(frame["measure"]) == {"magnitude"} and len(frame) == 2
 
 
+def test_a_short_form_study_is_named_after_task_model_and_seeds(tmp_path, monkeypatch, capsys):
+    from harness.__main__ import parser
+    from harness.study import from_args
+
+    args = parser().parse_args(["--seeds", "0-1", "--epochs", "1", "--storage", str(tmp_path)])
+    study = from_args(args)
+    assert study.folder == tmp_path / f"digits-mlp-seeds0-1-{study.study_id[:6]}"
+    assert all(c.output.startswith(str(study.folder / "trials")) for c in study.configs)
+    assert from_args(parser().parse_args(["--seeds", "0-1", "--epochs", "2", "--storage", str(tmp_path)])).folder \
+        != study.folder  # another setting, another folder
+    assert from_args(parser().parse_args(["--seeds", "0-1", "--name", "mine", "--storage", str(tmp_path)])).folder \
+        == tmp_path / "mine"
+
+
 def test_the_example_study_has_enough_seeds_to_separate_its_measures(monkeypatch):
     no_ray(monkeypatch)
     study = Study.from_toml(ROOT / "examples" / "study_digits.toml")

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     found = instant.find(_records({**given, "config": args.config}), key)
     if found is not None:
         return _already_complete(found[0].parent, found[1].get("run_id", "?"))
-    quiet.load_tensorflow()
+    device = quiet.load_tensorflow()
     import tasks
     from harness.localize import LocalizeConfig, run
 
@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             return _already_complete(config.folder, config.run_id)
         print(f"localize {config.run_id}: {config.activation}, groups {config.groups}, seeds {config.seeds} "
               f"-> {config.folder}")
+        print(device)
         folder = run(config)
     except (ValueError, tasks.DatasetUnavailable, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
