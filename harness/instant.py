@@ -93,12 +93,19 @@ def find(records: Iterable[Path], key: str | None) -> tuple[Path, dict] | None:
 
 
 def remember(path: Path, key: str | None) -> None:
-    """Write ``request = key`` into the record at ``path`` (atomically); nothing when it is unreadable."""
+    """Write ``request = key`` into the record at ``path`` (atomically); nothing when it is unreadable or read-only.
+
+    Best effort: a record that cannot be rewritten (a read-only folder) only
+    means the next identical command takes the ordinary path.
+    """
     from harness import results
 
     content = _read(Path(path))
     if key is not None and content is not None and content.get("request") != key:
-        results.write_metadata(Path(path), {**content, "request": key})
+        try:
+            results.write_metadata(Path(path), {**content, "request": key})
+        except OSError:
+            pass
 
 
 def run_records(output: str | Path) -> list[Path]:

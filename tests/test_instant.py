@@ -127,3 +127,17 @@ def test_a_finished_localisation_is_reported_without_tensorflow(tmp_path):
     assert done.returncode == 0 and heavy == [], done.stderr
     assert done.stdout.startswith(f"localize feedbeef0000 is already complete in {out}; nothing was recomputed.\n"
                                   "weights: R² mean 0.2500")
+
+
+def test_remembering_is_best_effort(tmp_path, monkeypatch):
+    record = tmp_path / "r.abc.json"
+    record.write_text(json.dumps({"run_id": "abc"}))
+    instant.remember(record, "k1")
+    assert json.loads(record.read_text()) == {"run_id": "abc", "request": "k1"}
+
+    def read_only(path, content):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(results, "write_metadata", read_only)
+    instant.remember(record, "k2")  # a read-only folder: the next command takes the ordinary path
+    assert json.loads(record.read_text())["request"] == "k1"
