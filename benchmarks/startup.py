@@ -6,9 +6,10 @@ folder; the table gives the median wall time, its ratio to ``python -c pass``
 finished run (digits, 1 epoch, magnitude, 2 thresholds) and the finished
 study (the same on seeds 0-1, 2 workers) are computed once first, untimed.
 ``--project`` times another checkout of the project (e.g. an older commit)
-with the same commands.
+with the same commands; ``--exclude`` leaves out commands by a part of their
+label (before ``harness.study --list`` listed, it ran a whole default study).
 
-Usage: ``python benchmarks/startup.py [--repeats 5] [--project PATH] [--no-study]``.
+Usage: ``python benchmarks/startup.py [--repeats 5] [--project PATH] [--no-study] [--exclude "study --list"]``.
 """
 
 import argparse
@@ -59,11 +60,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--project", default=str(ROOT), help="checkout of the project to time (default: this one)")
     parser.add_argument("--no-study", dest="study", action="store_false", help="skip the finished study (Ray)")
+    parser.add_argument("--exclude", nargs="*", default=[], help="leave out commands whose label contains one of these")
     args = parser.parse_args()
     env = dict(os.environ, PYTHONPATH=str(Path(args.project).resolve()))
     with tempfile.TemporaryDirectory() as folder:
         cwd = Path(folder)
-        table = commands(args.study)
+        table = {k: v for k, v in commands(args.study).items() if not any(part in k for part in args.exclude)}
         for label in [k for k in table if "finished" in k]:  # the work, once, untimed (its second run is timed)
             subprocess.run([sys.executable, "-m", *table[label][2:]], cwd=cwd, env=env, check=True, capture_output=True)
         times = {}
