@@ -120,7 +120,7 @@ def complete_run(given: dict, config_file: str | None, default_output: str) -> s
     from harness import results
 
     key = request_key("run", given, config_file)
-    output = given.get("output") or _toml_value(config_file, "output") or default_output
+    output = given.get("output") or toml_value(config_file, "output") or default_output
     found = find(run_records(output), key)
     if found is None or not (found[1].get("complete") and found[1].get("run_id")):
         return None
@@ -143,7 +143,8 @@ def complete_text(run_id: str, csv: Path | str) -> str:
             f"next: python analysis.py {csv} --out figures")
 
 
-def _toml_value(config_file: str | None, name: str):
+def toml_value(config_file: str | None, name: str):
+    """The TOML file's top-level value ``name``, or None (no file, unreadable, absent)."""
     values = _toml(config_file)
     return values.get(name) if isinstance(values, dict) else None
 
@@ -159,7 +160,7 @@ def study_records(storage: str | Path, name: str | None) -> list[Path]:
 def complete_study(given: dict, config_file: str | None, default_storage: str) -> tuple[Path, dict] | None:
     """``(folder, study.json content)`` of the finished study ``given`` describes, or None to check the long way."""
     key = request_key("study", given, config_file)
-    study = _toml_value(config_file, "study")
+    study = toml_value(config_file, "study")
     study = study if isinstance(study, dict) else {}
     storage = given.get("storage") or study.get("storage") or default_storage
     found = find(study_records(storage, given.get("name") or study.get("name")), key)

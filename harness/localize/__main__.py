@@ -48,7 +48,7 @@ def parser() -> argparse.ArgumentParser:
 
 def _records(given: dict) -> list[Path]:
     """``result.json`` of the ``--output`` folder, or of every run under ``data/localize``."""
-    output = given.get("output") or instant._toml_value(given.get("config"), "output")
+    output = given.get("output") or instant.toml_value(given.get("config"), "output")
     return [Path(output) / "result.json"] if output else sorted(Path("data/localize").glob("*/result.json"))
 
 
