@@ -1,5 +1,3 @@
 """The harness: trains, thresholds by importance, and writes the result CSV."""
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from harness import quiet  # noqa: F401  (the environment TensorFlow reads, set before anything imports it)

@@ -18,7 +18,7 @@ import sys
 
 import tomllib
 
-from harness import catalog
+from harness import catalog, instant, quiet
 from harness.config import RunConfig
 
 EXIT_STATUS = """exit status:
@@ -57,7 +57,8 @@ def _list_options() -> dict[str, str]:
 STUDY_OPTIONS = {
     "seeds": (str, "run a study: one trial per seed, e.g. 0-9 or 0,3,5"),
     "workers": (int, "study: trials at a time (default: the core count)"),
-    "name": (str, "study: folder name under --storage (default: the study id)"),
+    "name": (str, "study: folder name under --storage (default: task-model-seeds-<6 digits of the study id>, "
+                  "e.g. digits-mlp-seeds0-4-97e849; with --config: the study id)"),
     "storage": (str, "study: folder holding studies, on storage every node sees (default: data/studies)"),
     "address": (str, "study: join a Ray cluster: auto or ray://host:port (default: start Ray locally)"),
     "gpus-per-trial": (float, "study: GPUs reserved per trial, fractions allowed (default: 0, TensorFlow on CPU)"),
@@ -67,9 +68,14 @@ STUDY_OPTIONS = {
 }
 
 
-def parser(prog: str = "python -m harness") -> argparse.ArgumentParser:
+def plain(text: str) -> str:
+    """Docstring text as help text: without reStructuredText's double backticks."""
+    return text.replace("``", "")
+
+
+def parser(prog: str = "python -m harness", description: str = __doc__) -> argparse.ArgumentParser:
     """The argument parser; every option defaults to None so TOML values survive (defaults are in the help)."""
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, epilog=EXIT_STATUS,
+    p = argparse.ArgumentParser(prog=prog, description=plain(description), epilog=EXIT_STATUS,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="TOML file whose keys are the option names with underscores")
     p.add_argument("--list", action="store_true", help="list tasks, models, measures and their options, "
@@ -129,11 +135,17 @@ def is_study(args: argparse.Namespace) -> bool:
         return False  # no file: a single run; an unreadable one is reported by the run's own error
 
 
-def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """Merge the TOML file (if any) and the given options into a validated config."""
+def given_options(args: argparse.Namespace) -> dict:
+    """The options given on the command line, as ``RunConfig`` takes them."""
     given = {k: v for k, v in vars(args).items() if v is not None and k not in ("config", "list")}
     if "sweep_epochs" in given:
         given["sweep_epochs"] = sweep_epochs_arg(given["sweep_epochs"])
+    return given
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """Merge the TOML file (if any) and the given options into a validated config."""
+    given = given_options(args)
     return RunConfig.from_toml(args.config, **given) if args.config else RunConfig(**given)
 
 
@@ -170,22 +182,38 @@ def main(argv: list[str] | None = None) -> int:
     return _run(args)
 
 
-def _run(args: argparse.Namespace) -> int:
-    from harness.results import RunLocked
-    from harness.run import RunFailed, TrainingDiverged, run
-    from tasks import DatasetUnavailable
+def _already_complete(args: argparse.Namespace) -> str | None:
+    """The report of a run this same command finished before (on this code), found without TensorFlow."""
+    try:
+        return instant.complete_run(given_options(args), args.config, _default("output"))
+    except ValueError:  # a malformed --sweep-epochs: reported by the ordinary path
+        return None
 
+
+def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     if is_study(args):
         from harness.study import run_from_args  # only studies import the study layer and Ray
 
         return run_from_args(args)
+    done = _already_complete(args)
+    if done is not None:
+        print(done)
+        return 0
+    device = quiet.load_tensorflow()
+    from harness.results import RunLocked, sidecar
+    from harness.run import RunFailed, TrainingDiverged, run
+    from tasks import DatasetUnavailable
+
     config = None
     try:
         config = config_from_args(args)
         print(f"run {config.run_id}: task={config.task} model={config.model} epochs={config.epochs} "
               f"measures={config.measures} aggregations={config.aggregations} -> {config.output}")
+        print(device)
         run(config)
+        instant.remember(sidecar(config.output, config.run_id, ".json"),
+                         instant.request_key("run", given_options(args), args.config))
     except RunLocked as error:
         return _fail(error, 3)
     except TrainingDiverged as error:

@@ -21,8 +21,8 @@ from pathlib import Path
 import ray
 from ray._private import ray_constants
 from ray._private.utils import get_dashboard_dependency_error
-from tqdm.auto import tqdm
 
+from harness import progress
 from harness.study import Engine
 from harness.trial import one_line, run_trial
 
@@ -47,6 +47,8 @@ def connect(engine: Engine) -> subprocess.Popen | bool:
     """
     if ray.is_initialized():
         return False
+    # Ray's notice that a local instance uses token authentication (its default, kept) is not for the user
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     quiet = dict(log_to_driver=False, logging_level=logging.WARNING)
     if engine.address:
         ray.init(address=engine.address, runtime_env={"working_dir": str(ROOT), "excludes": SHIP_EXCLUDES}, **quiet)
@@ -138,14 +140,19 @@ def execute(trials: list[dict], engine: Engine, on_result: Callable[[int, dict],
     """
     owned = connect(engine)
     try:
-        with tqdm(total=total or len(trials), initial=done, desc=desc, unit="trial", disable=not engine.progress) as bar:
-            _run(trials, engine, on_result, bar)
+        with progress.bar(total=total or len(trials), initial=done, desc=desc, unit="trial",
+                          enabled=engine.progress) as bar:
+            def say(ended: int, failed: int) -> None:  # where no bar is drawn: one line per ended trial
+                progress.line(f"{desc}: {done + ended} of {total or len(trials)} trials ended, {failed} failed",
+                              engine.progress)
+
+            _run(trials, engine, on_result, bar, say)
     finally:
         disconnect(owned)
 
 
-def _run(trials: list[dict], engine: Engine, on_result, bar) -> None:
-    slots, queue, pending, failed = capacity(engine), list(enumerate(trials)), {}, 0
+def _run(trials: list[dict], engine: Engine, on_result, bar, say) -> None:
+    slots, queue, pending, failed, ended = capacity(engine), list(enumerate(trials)), {}, 0, 0
     task = ray.remote(num_cpus=1, num_gpus=engine.gpus_per_trial, max_calls=1,
                       max_retries=engine.max_retries)(run_trial)
     try:
@@ -160,6 +167,8 @@ def _run(trials: list[dict], engine: Engine, on_result, bar) -> None:
                 failed += outcome["status"] != "complete"
                 on_result(pending.pop(ref), outcome)
                 bar.update(1)
+                ended += 1
+                say(ended, failed)
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref, force=True)

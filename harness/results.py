@@ -5,10 +5,14 @@ For ``--output data/results.csv`` and run ``<run_id>``:
 - ``data/results.csv``: long format, one row per evaluation; many runs may append to it;
 - ``data/results.<run_id>.json``: parameters, data facts, versions; ``complete`` once every sweep is written;
 - ``data/results.<run_id>.log``: progress, notices and tracebacks;
-- ``data/results.<run_id>.lock``: held for the life of the run; names the holding process while held;
 - ``data/results.<run_id>.ckpt/``: per-epoch checkpoints (``harness/checkpoint.py``);
 - ``data/results.per_class.csv``: with ``per_class``, per (sweep, threshold, class) validation loss and accuracy;
-- ``data/results.csv.lock``: held for each append to (or repair of) the CSV and its companion tables.
+- ``data/.locks/``: the locks, out of sight: ``results.<run_id>.lock``, held for the life of the run (it
+  names the holding process while held), and ``results.csv.lock``, held for each append to (or repair of)
+  the CSV and its companion tables. A lock file stays after its release: removing it could let a second
+  process lock a file the first one still holds open.
+
+A study's trial writes ``trials/<run_id>.csv``; its files are ``trials/<run_id>.json``, ``.log``, ...
 
 This module imports no TensorFlow (checkpoints are read and written through
 ``harness.checkpoint``, imported when first needed), so a study can ask
@@ -245,7 +249,7 @@ class RunStore:
         self._run_lock: filelock.FileLock | None = None
 
     def sidecar(self, suffix: str) -> Path:
-        """A file beside the CSV named after this run (``.json``, ``.log``, ``.lock``, ``.ckpt``)."""
+        """A file beside the CSV named after this run (``.json``, ``.log``, ``.ckpt``)."""
         return sidecar(self.csv, self.run_id, suffix)
 
     @property
@@ -257,6 +261,11 @@ class RunStore:
     def log_path(self) -> Path:
         """``<stem>.<run_id>.log``."""
         return self.sidecar(".log")
+
+    @property
+    def lock_path(self) -> Path:
+        """``.locks/<stem>.<run_id>.lock`` beside the CSV."""
+        return lock_path(self.sidecar(""))
 
     @property
     def checkpoint_folder(self) -> Path:
@@ -283,7 +292,7 @@ class RunStore:
             RunLocked: another process holds it; the message names the run and the holder's PID.
             ValueError: the lock cannot be created beside the CSV (read-only folder, a file in the path).
         """
-        path = self.sidecar(".lock")
+        path = self.lock_path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             holder = _read_text(path)  # before trying: a losing contender may empty it with older filelock versions
@@ -303,7 +312,7 @@ class RunStore:
     def release(self) -> None:
         """Empty and release the run's lock (idempotent); the OS releases it too if the process dies."""
         if self._run_lock is not None:
-            self.sidecar(".lock").write_text("")
+            self.lock_path.write_text("")
             self._run_lock.release()
             self._run_lock = None
 
@@ -429,7 +438,7 @@ class RunStore:
     def other_run_metadata(self) -> dict | None:
         """The metadata of the newest other run beside this CSV, or None."""
         own = self.metadata_path
-        others = [p for p in self.csv.parent.glob(f"{self.csv.stem}.*.json") if p != own]
+        others = [p for p in metadata_files(self.csv) if p != own]
         for path in sorted(others, key=lambda p: p.stat().st_mtime, reverse=True):
             content = _read_json(path)
             if content is not None:
@@ -473,8 +482,14 @@ def _check_text(path: Path) -> None:
 
 
 def _csv_lock(path: Path) -> filelock.FileLock:
-    """The lock held for each append to (or rewrite of) the CSV at ``path``: ``<path>.lock``."""
-    return filelock.FileLock(str(path) + ".lock", timeout=CSV_LOCK_SECONDS, thread_local=False)
+    """The lock held for each append to (or rewrite of) the CSV at ``path``: ``.locks/<name>.lock`` beside it."""
+    return filelock.FileLock(str(lock_path(path)), timeout=CSV_LOCK_SECONDS, thread_local=False)
+
+
+def lock_path(path: Path) -> Path:
+    """The lock of ``path``: ``<its folder>/.locks/<its name>.lock``, one hidden folder for the folder's locks."""
+    path = Path(path)
+    return path.parent / ".locks" / f"{path.name}.lock"
 
 
 def _rows_of(frame, run_id: str):
@@ -511,8 +526,22 @@ def append_rows(path: Path, rows: list[dict]) -> None:
 
 
 def sidecar(path: Path, run_id: str, suffix: str) -> Path:
-    """``data/results.csv`` -> ``data/results.<run_id><suffix>``."""
-    return path.with_name(f"{path.stem}.{run_id}{suffix}")
+    """``data/results.csv`` -> ``data/results.<run_id><suffix>``; ``trials/<run_id>.csv`` -> ``trials/<run_id><suffix>``.
+
+    A CSV named after its run (a study's trial) has its files named after the
+    run alone, unless it has one already under the long name
+    ``<run_id>.<run_id><suffix>`` (trials written before this rule).
+    """
+    path = Path(path)
+    long = path.with_name(f"{path.stem}.{run_id}{suffix}")
+    return path.with_name(f"{run_id}{suffix}") if path.stem == run_id and not long.exists() else long
+
+
+def metadata_files(path: Path) -> list[Path]:
+    """Every run metadata JSON beside the result CSV at ``path`` (``<stem>.<run_id>.json``, or ``<run_id>.json``)."""
+    path = Path(path)
+    own = path.with_suffix(".json")
+    return sorted(path.parent.glob(f"{path.stem}.*.json")) + ([own] if own.is_file() else [])
 
 
 def package_versions() -> dict[str, str | None]:

@@ -15,7 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import aggregations
-from harness import checkpoint, forgetting, results
+from harness import checkpoint, forgetting, progress, results
 from harness.config import RunConfig
 from harness.controls import control_name, control_seed, make_control
 from harness.recovery import BatchNormRecalibration, FineTuning, batch_norm_layers, parse_recovery
@@ -176,7 +176,7 @@ class Experiment:
             raise
 
     def sidecar(self, suffix: str) -> Path:
-        """A file beside the CSV named after this run (``.json``, ``.log``, ``.lock``, ``.ckpt``)."""
+        """A file beside the CSV named after this run (``.json``, ``.log``, ``.ckpt``)."""
         return self.store.sidecar(suffix)
 
     def note(self, message: str) -> None:
@@ -368,16 +368,29 @@ class Experiment:
         missing = sorted({k[0] for e in range(1, self.config.epochs + 1) for k in self.expected_keys(e) - self.done})
         if missing:
             first = self._start(missing[0])
-            with tqdm(total=self.config.epochs, initial=first, desc=f"run {self.run_id}", unit="epoch",
-                      disable=not self.config.progress) as bar:
+            with progress.bar(total=self.config.epochs, initial=first, desc=f"run {self.run_id}", unit="epoch",
+                              enabled=self.config.progress) as bar:
                 if first:
                     self.sweep_epoch(first)
                 for epoch in range(first + 1, missing[-1] + 1):
+                    start = time.perf_counter()
                     self.train(epoch)
                     self.sweep_epoch(epoch)
+                    bar.set_postfix(self._epoch_postfix(), refresh=False)
                     bar.update()
+                    progress.line(f"run {self.run_id}: epoch {epoch}/{self.config.epochs} in "
+                                  f"{time.perf_counter() - start:.1f} s; {self._epoch_text()}", self.config.progress)
         if not self.failures:
             self._mark_complete()
+
+    def _epoch_postfix(self) -> dict:
+        last = self.history[-1]
+        return dict(train_loss=f"{last['train_loss']:.4f}", val_loss=f"{last['val_loss']:.4f}")
+
+    def _epoch_text(self) -> str:
+        last = self.history[-1]
+        return (f"training loss {last['train_loss']:.4f} (epoch mean), validation loss {last['val_loss']:.4f}, "
+                f"accuracy {last['val_accuracy']:.4f}")
 
     def _start(self, first_missing: int) -> int:
         """The epoch to continue from: a restored checkpoint's, or 0 (the initial model, evaluated)."""
@@ -460,7 +473,8 @@ class Experiment:
                        for mode in self.config.replacements}
         if self.finetuning is not None:
             self.finetuning.start_epoch(epoch, max(parse_recovery(r).options.get("steps", 0) for r in self.recoveries))
-        for spec in tqdm(self.measures, desc=f"sweeps after epoch {epoch}", disable=not self.config.progress, leave=False):
+        for spec in progress.bar(self.measures, desc=f"sweeps after epoch {epoch}", unit="measure",
+                                 enabled=self.config.progress, nested=True, leave=False):
             try:
                 self.sweep_measure(spec, epoch, replacement)
             except Exception as error:  # noqa: BLE001 - one measure's failure must not stop the others

@@ -41,9 +41,15 @@ from filelock import FileLock, Timeout
 
 from harness import results
 from harness.config import NOT_RESULT_DEFINING, RunConfig
-from harness.run import differences
 
 DEFAULT_STORAGE = "data/studies"
+STUDY_HELP = """Command line: python -m harness.study [options] runs a study: a grid of runs on Ray, one folder.
+
+The options are those of python -m harness; the grid comes from --seeds (one
+trial per seed) or from the [grid] table of a --config TOML, how it runs from
+the study options or its [study] table. Re-running the same command resumes;
+a finished study is reported at once. See harness/study.py and the README,
+section "Studies"."""
 FIELDS = [f.name for f in dataclasses.fields(RunConfig)]
 AXES = [name for name in FIELDS if name not in NOT_RESULT_DEFINING]
 ENGINE_KEYS = ["workers", "address", "gpus_per_trial", "max_retries", "dashboard"]
@@ -173,7 +179,11 @@ class Study:
         self.run_ids = [config.run_id for config in self.configs]
         self._refuse_duplicate_runs()
         self.study_id = hashlib.sha256(json.dumps(sorted(self.run_ids)).encode()).hexdigest()[:12]
-        self.folder = Path(storage).resolve() / (self.name or self.study_id)
+        self.place(Path(storage).resolve() / (self.name or self.study_id))
+
+    def place(self, folder: Path) -> None:
+        """Put the study (its ``study.json`` and trials) in ``folder``."""
+        self.folder = folder
         for config in self.configs:
             config.output = str(self.folder / "trials" / f"{config.run_id}.csv")
 
@@ -246,6 +256,8 @@ class Study:
         return old
 
     def _differences(self, old: dict) -> dict:
+        from harness.run import differences
+
         grid = {f"grid {k}": v for k, v in differences(old.get("grid", {}), _jsonable(self.grid)).items()}
         diff = grid | differences(old.get("settings", {}), _jsonable(self.settings))
         # equal as written, yet other runs (a default changed, e.g. a measure was registered since): show the configs
@@ -272,11 +284,11 @@ class Study:
         engine = Engine(**(self.options | options))
         self.folder.mkdir(parents=True, exist_ok=True)
         try:
-            with FileLock(self.folder / "study.lock", timeout=0):
+            with FileLock(results.lock_path(self.folder / "study"), timeout=0):
                 return self._run(engine)
         except Timeout:
             raise ValueError(f"study {self.label} is being run by another process "
-                             f"(lock {self.folder}/study.lock).") from None
+                             f"(lock {results.lock_path(self.folder / 'study')}).") from None
 
     def _run(self, engine: Engine) -> dict:
         record = self.load_record()
@@ -336,12 +348,12 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
-def report(study: Study, record: dict) -> int:
-    """Print where the results are and how to rank them; name failed trials. Return the exit status (0 or 1)."""
+def report(label: str, folder: Path, record: dict, note: str = "") -> int:
+    """Print where the results are (then ``note``) and how to rank them; name failed trials. Return 0 or 1."""
     trials = record["trials"]
     failed = [t for t in trials if t["status"] != "complete"]
-    folder = _relative(study.folder)
-    print(f"study {study.label}: {len(trials) - len(failed)} of {len(trials)} trials complete in {folder}")
+    folder = _relative(folder)
+    print(f"study {label}: {len(trials) - len(failed)} of {len(trials)} trials complete in {folder}{note}")
     print(f"rank them: python analysis.py {folder}")
     for t in failed:
         print(f"error: trial {t['run_id']} ({point_text(t['params'])}) failed: {t.get('error')}; "
@@ -367,7 +379,41 @@ def from_args(args) -> Study:
     if args.config:
         return Study.from_toml(args.config, settings, grid, **study)
     options = {k: v for k, v in study.items() if k in ENGINE_KEYS}
-    return Study(settings, grid, study.get("name"), study.get("storage", DEFAULT_STORAGE), options)
+    storage = study.get("storage", DEFAULT_STORAGE)
+    made = Study(settings, grid, study.get("name"), storage, options)
+    if made.name is None:
+        made.name = short_name(made, given.get("seeds"))
+        made.place(Path(storage).resolve() / made.name)
+    return made
+
+
+def short_name(study: Study, seeds: str | None) -> str:
+    """A readable folder name for a study given by options alone: ``digits-mlp-seeds0-4-97e849``.
+
+    Task, model and seeds, then the study id's first 6 hex digits, so that two
+    studies that differ in another setting get two folders.
+    """
+    config = study.configs[0]
+    return "-".join([config.task, config.model, *([f"seeds{''.join(seeds.split())}"] if seeds else []), study.study_id[:6]])
+
+
+def _request(args) -> tuple[dict, str | None]:
+    """The options given (``--seeds`` included) and the key of this request (see :mod:`harness.instant`)."""
+    from harness import instant
+
+    given = {k: v for k, v in vars(args).items() if v is not None and k not in ("config", "list")}
+    return given, instant.request_key("study", given, args.config)
+
+
+def _already_complete(args) -> int | None:
+    """Report a study this same command finished before (on this code), without TensorFlow or Ray; else None."""
+    from harness import instant
+
+    found = instant.complete_study(_request(args)[0], args.config, DEFAULT_STORAGE)
+    if found is None:
+        return None
+    folder, record = found
+    return report(folder.name, folder, record, " (already complete; nothing was recomputed)")
 
 
 def run_from_args(args) -> int:
@@ -376,11 +422,20 @@ def run_from_args(args) -> int:
     0: every trial complete. 1: some trials failed (named, with their logs).
     2: bad input, reported before Ray starts. 130: interrupted; re-running resumes.
     """
+    from harness import instant, quiet
+
+    done = _already_complete(args)
+    if done is not None:
+        return done
     study = None
     try:
+        quiet.load_tensorflow()  # the configs' validation imports it; the trials name their own device
         study = from_args(args)
-        print(f"study {study.label} ({study.study_id}): {len(study.configs)} trials -> {_relative(study.folder)}")
+        named = f" (id {study.study_id})" if study.label != study.study_id else ""
+        print(f"study {study.label}{named}: {len(study.configs)} trials -> {_relative(study.folder)}")
         record = study.run(progress=args.progress is not False)
+        if all(study.is_complete(trial) for trial in record["trials"]):
+            instant.remember(study.folder / "study.json", _request(args)[1])
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -388,14 +443,19 @@ def run_from_args(args) -> int:
         where = _relative(study.folder) if study else "the study folder"
         print(f"interrupted: ended trials are recorded in {where}; re-run the same command to resume", file=sys.stderr)
         return 130
-    return report(study, record)
+    return report(study.label, study.folder, record)
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m harness.study``: the options of ``python -m harness``, always as a study."""
     from harness.__main__ import parser
 
-    args = parser("python -m harness.study").parse_args(argv)
+    args = parser("python -m harness.study", STUDY_HELP).parse_args(argv)
+    if args.list:
+        from harness import catalog
+
+        print(catalog.listing())
+        return 0
     return run_from_args(args)
 
 

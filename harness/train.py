@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import tensorflow as tf
-from tqdm.auto import tqdm
 
+from harness import progress as progress_output
 from harness.seed import derived_seed
 from measures import Measure, Param
 from measures._base import StepBatch
@@ -101,12 +103,13 @@ class Trainer:
         """
         if self.augment is not None:
             x = self.augment(x, derived_seed(self.seed, epoch, AUGMENT_STREAM))
-        losses = []
-        bar = tqdm(self.batches(len(x), epoch), desc=f"epoch {epoch}", disable=not progress, leave=False)
-        for step, index in enumerate(bar):
+        losses, mean = [], RunningMean()
+        bar = progress_output.bar(self.batches(len(x), epoch), desc=f"epoch {epoch}", unit="batch", enabled=progress,
+                                  nested=True, leave=False)
+        for index in bar:
             losses.append(self._step(x[index], y[index]))  # stays on the device: no sync per step
-            if progress and step % 50 == 0:
-                bar.set_postfix(loss=f"{float(losses[-1]):.4f}", refresh=False)
+            if not bar.disable and mean.due():
+                bar.set_postfix(loss=f"{mean.update(losses):.4f}", refresh=False)
         values = tf.stack(losses).numpy()  # one device sync per epoch
         bad = np.flatnonzero(~np.isfinite(values))
         if len(bad):
@@ -116,3 +119,26 @@ class Trainer:
             name = getattr(self.variables[int(np.argmin(finite))], "path", "?")
             raise NonFiniteTraining(f"parameter {name} holds non-finite values (the training losses were finite)")
         return float(values.mean(dtype=np.float64))
+
+
+class RunningMean:
+    """The mean of an epoch's training losses so far, brought from the device at most every REFRESH_SECONDS.
+
+    Each update sums only the losses that arrived since the last one (one device sync), so the
+    bar shows the mean over every step of the epoch so far, not one sampled batch.
+    """
+
+    def __init__(self):
+        self.total, self.count, self.last = 0.0, 0, time.monotonic()
+
+    def due(self) -> bool:
+        """Whether REFRESH_SECONDS have passed since the last update."""
+        return time.monotonic() - self.last >= progress_output.REFRESH_SECONDS
+
+    def update(self, losses: list) -> float:
+        """Add ``losses[count:]`` (scalar tensors) and return the mean of all of them."""
+        if len(losses) > self.count:
+            self.total += float(tf.add_n(losses[self.count:]))
+            self.count = len(losses)
+        self.last = time.monotonic()
+        return self.total / max(self.count, 1)

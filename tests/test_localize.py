@@ -138,4 +138,7 @@ def test_end_to_end_writes_table_json_and_figures(tmp_path):
     assert seed0["r2"] == pytest.approx(correlate(rows["r"].to_numpy(), rows["s"].to_numpy())["r2"], rel=1e-4)
     for seed in (0, 1):
         assert (out / f"scatter_seed{seed}.png").stat().st_size > 0 and (out / f"pixel_map_seed{seed}.png").exists()
-    assert main(args) == 2  # an existing result is never overwritten
+    written = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert main(args) == 0  # the same run again: reported complete, nothing rewritten
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == written
+    assert main([*args, "--hidden", "5"]) == 2  # another run's result is never overwritten

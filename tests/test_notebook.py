@@ -70,11 +70,24 @@ def test_notebook_runs_end_to_end_on_digits(tmp_path):
     injected = nbformat.v4.new_code_cell("\n".join(f"{k} = {v!r}" for k, v in overrides.items()),
                                          metadata={"tags": ["injected-parameters"]})
     nb.cells.insert(parameters_index(nb) + 1, injected)
+    run_cell = next(i for i, cell in enumerate(nb.cells) if cell.source.startswith("csv_path = run(config)"))
+    nb.cells.insert(run_cell + 1, nbformat.v4.new_code_cell(nb.cells[run_cell].source))  # the claim: a rerun is safe
 
     km = KernelManager(kernel_name="python3", kernel_spec_manager=ThisInterpreter())
     NotebookClient(nb, km=km, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
 
     assert [out for out in outputs(nb) if out.output_type == "error"] == []
+    setup = "".join(out.get("text", "") for out in nb.cells[parameters_index(nb) + 3].outputs)
+    assert "device: CPU" in setup or "device: GPU" in setup
+    assert not [out for out in outputs(nb) if out.get("name") == "stderr" and "E0000" in out.get("text", "")]
+    run_id = next(line.split()[1].rstrip(":") for out in outputs(nb) for line in out.get("text", "").splitlines()
+                  if line.startswith("run ") and "task=" in line)
+    first, rerun = (cell.outputs for cell in nb.cells[run_cell : run_cell + 2])
+    assert f"run {run_id}: " in "".join(out.get("text", "") for out in first if out.get("name") == "stdout")
+    assert f"run {run_id} is already complete in {output}; nothing was recomputed" in rerun[0]["text"]
+    bar = "".join(out.get("text", "") for out in first if out.get("name") == "stderr")
+    assert f"run {run_id}: 100%" in bar and f"{EPOCHS}/{EPOCHS}" in bar  # a text bar: readable once saved
+    assert not [out for out in outputs(nb) if "application/vnd.jupyter.widget-view+json" in out.get("data", {})]
     frame = pd.read_csv(output)
     assert set(frame["measure"]) == {*MEASURES, TOY}
     assert set(frame["epoch"]) == set(range(1, EPOCHS + 1))

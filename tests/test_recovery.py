@@ -97,7 +97,7 @@ def test_a_second_process_on_the_same_run_is_refused_at_once(finished, tmp_path,
     err = capsys.readouterr().err
     assert f"run {RUN_ID} is already being written to {out} by PID {holder.pid} on" in err
     assert {p.name: p.read_bytes() for p in out.parent.iterdir() if p.is_file() and p.suffix != ".lock"} == before
-    assert results.sidecar(out, RUN_ID, ".lock").read_text() == ""  # released, and emptied
+    assert results.lock_path(results.sidecar(out, RUN_ID, "")).read_text() == ""  # released, and emptied
 
 
 def test_resume_on_a_csv_written_twice_keeps_every_complete_sweep_once(finished, tmp_path, capsys):
@@ -172,7 +172,8 @@ def test_a_damaged_checkpoint_falls_back_and_the_run_completes(finished, tmp_pat
     assert_same_rows(out, finished)
 
 
-def test_the_run_lock_and_the_csv_lock_are_beside_the_csv(finished):
+def test_the_run_lock_and_the_csv_lock_are_out_of_sight_beside_the_csv(finished):
     names = {p.name for p in finished.parent.iterdir()}
-    assert names == {"r.csv", "r.csv.lock", *[f"r.{RUN_ID}{s}" for s in (".ckpt", ".json", ".lock", ".log")]}
+    assert names == {"r.csv", ".locks", *[f"r.{RUN_ID}{s}" for s in (".ckpt", ".json", ".log")]}
+    assert sorted(os.listdir(finished.parent / ".locks")) == sorted(["r.csv.lock", f"r.{RUN_ID}.lock"])
     assert sorted(os.listdir(results.sidecar(finished, RUN_ID, ".ckpt"))) == ["epoch-1", "epoch-2", "latest.json"]

@@ -50,3 +50,14 @@ def test_metadata_sidecar(tmp_path):
     results.write_metadata(side, {"versions": results.package_versions(), "x": 1})
     content = json.loads(side.read_text())
     assert content["x"] == 1 and content["versions"]["tensorflow"]
+
+
+def test_a_trial_csv_named_after_its_run_has_files_named_after_the_run_alone(tmp_path):
+    trial = tmp_path / "trials" / "abc123.csv"
+    assert results.sidecar(trial, "abc123", ".json") == tmp_path / "trials" / "abc123.json"
+    assert results.sidecar(trial, "abc123", ".ckpt") == tmp_path / "trials" / "abc123.ckpt"
+    assert results.lock_path(results.sidecar(trial, "abc123", "")) == tmp_path / "trials" / ".locks" / "abc123.lock"
+    old = tmp_path / "trials" / "abc123.abc123.json"  # written before this naming: still found
+    results.write_metadata(old, {"run_id": "abc123"})
+    assert results.sidecar(trial, "abc123", ".json") == old and results.metadata_files(trial) == [old]
+    assert results.sidecar(trial, "other", ".json").name == "abc123.other.json"

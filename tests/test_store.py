@@ -81,11 +81,11 @@ def test_the_run_lock_names_its_holder_and_is_emptied_on_release(tmp_path):
     path = tmp_path / "sub" / "r.csv"
     first, second = store(path), store(path)
     first.acquire()
-    assert f"PID {os.getpid()} on " in first.sidecar(".lock").read_text()
+    assert f"PID {os.getpid()} on " in first.lock_path.read_text()
     with pytest.raises(RunLocked, match=rf"run me is already being written to {path} by PID {os.getpid()} on "):
         second.acquire()
     first.release()
-    assert first.sidecar(".lock").read_text() == ""
+    assert first.lock_path.read_text() == ""
     second.acquire()  # free again
     second.release()
     store(path, run_id="another").acquire()  # locks are per run

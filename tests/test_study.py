@@ -143,7 +143,8 @@ def test_rerunning_a_finished_study_recomputes_nothing(killed, monkeypatch, caps
     assert main(argv) == 0
     assert {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*") if p.parent != folder} == files
     assert json.loads((folder / "study.json").read_text())["trials"] == record["trials"]
-    assert f"2 of 2 trials complete in {folder}\nrank them: python analysis.py {folder}" in capsys.readouterr().out
+    assert f"2 of 2 trials complete in {folder} (already complete; nothing was recomputed)\nrank them: python " \
+           f"analysis.py {folder}" in capsys.readouterr().out  # found by its request key, without TensorFlow or Ray
 
 
 def test_a_changed_grid_or_setting_is_refused_naming_the_differences(killed, monkeypatch, capsys):
@@ -175,11 +176,27 @@ def test_a_trial_whose_measure_raises_fails_alone_and_names_its_log(ray_session,
     assert set(frame["measure"]) == {"magnitude"} and len(frame) == 2
 
 
-def test_the_example_study_is_five_digits_seeds_on_two_workers(monkeypatch):
+def test_a_short_form_study_is_named_after_task_model_and_seeds(tmp_path, monkeypatch, capsys):
+    from harness.__main__ import parser
+    from harness.study import from_args
+
+    args = parser().parse_args(["--seeds", "0-1", "--epochs", "1", "--storage", str(tmp_path)])
+    study = from_args(args)
+    assert study.folder == tmp_path / f"digits-mlp-seeds0-1-{study.study_id[:6]}"
+    assert all(c.output.startswith(str(study.folder / "trials")) for c in study.configs)
+    assert from_args(parser().parse_args(["--seeds", "0-1", "--epochs", "2", "--storage", str(tmp_path)])).folder \
+        != study.folder  # another setting, another folder
+    assert from_args(parser().parse_args(["--seeds", "0-1", "--name", "mine", "--storage", str(tmp_path)])).folder \
+        == tmp_path / "mine"
+
+
+def test_the_example_study_has_enough_seeds_to_separate_its_measures(monkeypatch):
     no_ray(monkeypatch)
     study = Study.from_toml(ROOT / "examples" / "study_digits.toml")
-    assert [p["seed"] for p in study.points] == [0, 1, 2, 3, 4] and {c.task for c in study.configs} == {"digits"}
-    assert study.folder == Path("data/studies/digits-5-seeds").resolve() and study.options == {"workers": 2}
+    assert [p["seed"] for p in study.points] == list(range(10)) and {c.task for c in study.configs} == {"digits"}
+    assert study.folder == Path("data/studies/digits-4-measures-10-seeds").resolve() and study.options == {"workers": 2}
+    k = len(study.configs[0].measures)
+    assert k * (k - 1) // 2 * 2 / 2 ** len(study.points) < 0.05  # Holm over the pairs, exact Wilcoxon's smallest p
 
 
 def test_more_gpus_per_trial_than_the_cluster_has_is_refused(ray_session, tmp_path):

@@ -156,7 +156,8 @@ def test_truncated_gzip_is_clear(tmp_path):
 @pytest.fixture(scope="module")
 def real_mnist():
     if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"real MNIST t10k files not found in {SHARED_MNIST} (see shared/data/README.md)")
+        pytest.skip(f"real MNIST test split not found: put t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz "
+                    f"(MNIST's official test files, md5 in MNIST_MD5 of this file) in {SHARED_MNIST}")
     return get_task("mnist").load(str(SHARED_MNIST))
 
 

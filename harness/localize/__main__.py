@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-import tasks
-from harness.localize import LocalizeConfig, run
+from harness import instant, quiet
 from harness.localize.config import ACTIVATIONS, INPUT_SCALINGS, TALLY_HALVES
 
 
@@ -26,7 +26,7 @@ def _groups(text: str):
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser; every option defaults to None so TOML values survive."""
-    p = argparse.ArgumentParser(prog="python -m harness.localize", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m harness.localize", description=__doc__.replace("``", ""),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="TOML file whose keys are the option names with underscores")
     p.add_argument("--task", help="task giving the data (default: mnist)")
@@ -46,14 +46,49 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _records(given: dict) -> list[Path]:
+    """``result.json`` of the ``--output`` folder, or of every run under ``data/localize``."""
+    output = given.get("output") or instant.toml_value(given.get("config"), "output")
+    return [Path(output) / "result.json"] if output else sorted(Path("data/localize").glob("*/result.json"))
+
+
+def _print_summary(folder: Path) -> None:
+    result = json.loads((folder / "result.json").read_text())["summary"]
+    for group in ("weights", "biases"):
+        r2, pearson = result[group]["r2"], result[group]["pearson_r"]
+        print(f"{group}: R² mean {r2['mean']:.4f} (95% CI {r2['ci95'][0]:.4f} .. {r2['ci95'][1]:.4f}), "
+              f"Pearson r mean {pearson['mean']:.4f}, {r2['n_seeds']} seeds")
+
+
+def _already_complete(folder: Path, run_id: str) -> int:
+    print(f"localize {run_id} is already complete in {folder}; nothing was recomputed.")
+    _print_summary(folder)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return 0 when done, 2 on bad input (before training, no traceback), 130 when interrupted."""
+    """Run the CLI; return 0 when done, 2 on bad input (before training, no traceback), 130 when interrupted.
+
+    A run this same command finished before (on this code) is reported without importing TensorFlow.
+    """
     args = parser().parse_args(argv)
     given = {k: v for k, v in vars(args).items() if v is not None and k != "config"}
+    key = instant.request_key("localize", given, args.config)
+    found = instant.find(_records({**given, "config": args.config}), key)
+    if found is not None:
+        return _already_complete(found[0].parent, found[1].get("run_id", "?"))
+    device = quiet.load_tensorflow()
+    import tasks
+    from harness.localize import LocalizeConfig, run
+
     try:
         config = LocalizeConfig.from_toml(args.config, **given) if args.config else LocalizeConfig(**given)
+        if _same_result(config):
+            instant.remember(config.folder / "result.json", key)
+            return _already_complete(config.folder, config.run_id)
         print(f"localize {config.run_id}: {config.activation}, groups {config.groups}, seeds {config.seeds} "
               f"-> {config.folder}")
+        print(device)
         folder = run(config)
     except (ValueError, tasks.DatasetUnavailable, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -61,13 +96,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: no result was written", file=sys.stderr)
         return 130
-    result = json.loads((folder / "result.json").read_text())["summary"]
-    for group in ("weights", "biases"):
-        r2, pearson = result[group]["r2"], result[group]["pearson_r"]
-        print(f"{group}: R² mean {r2['mean']:.4f} (95% CI {r2['ci95'][0]:.4f} .. {r2['ci95'][1]:.4f}), "
-              f"Pearson r mean {pearson['mean']:.4f}, {r2['n_seeds']} seeds")
+    instant.remember(folder / "result.json", key)
+    _print_summary(folder)
     print(f"wrote {folder}")
     return 0
+
+
+def _same_result(config) -> bool:
+    """Whether the result folder holds this very run (same settings) already."""
+    try:
+        return json.loads((config.folder / "result.json").read_text()).get("settings") == config.result_defining()
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 if __name__ == "__main__":

@@ -10,9 +10,6 @@ from pathlib import Path
 
 import tomllib
 
-import tasks
-from harness.threshold import check_choice
-
 ACTIVATIONS = ("softplus", "relu", "sigmoid")
 TALLY_HALVES = ("first", "second", "all")
 INPUT_SCALINGS = ("seed", "unit")
@@ -63,6 +60,9 @@ class LocalizeConfig:
     progress: bool = True
 
     def __post_init__(self):
+        import tasks  # imports TensorFlow: ``--help`` and a finished run's report do without
+        from harness.threshold import check_choice
+
         num_classes = tasks.get_task(self.task).num_classes
         self.groups = check_groups(self.groups, num_classes)
         check_choice("activation", self.activation, ACTIVATIONS)
