@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness.results import sidecar
 from reports.forgetting import forgetting_metrics
 from reports.keys import COLUMNS, NOT_SETTINGS, NUMERIC, PER_CLASS_SUFFIX, key_columns
 from reports.validate import check_ranges, disagreeing_runs, incomplete_sweeps, read_whole_lines
@@ -25,8 +26,9 @@ def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
             ``trials/``, its ``*.csv``. A file named twice (directly or through globs) is read once.
 
     Returns:
-        All rows, with a ``num_classes`` column from each run's ``<csv stem>.<run_id>.json`` (NaN when absent or
-        null), and one text column per run setting that differs between the runs (``learning_rate``, ...; "-" when
+        All rows, with a ``num_classes`` column from each run's metadata JSON (``<csv stem>.<run_id>.json``, or
+        ``<run_id>.json`` for a study's trial; NaN when absent or null), and one text column per run setting that
+        differs between the runs (``learning_rate``, ...; "-" when
         unknown). Rows whose pooling is ``"none"`` (aggregations where pooling has no effect, such as ``weight``)
         stay ``pooling=none`` (``share_unpooled`` draws them beside ``unit`` and ``filter``).
 
@@ -140,7 +142,7 @@ def _check_numeric(path: str, df: pd.DataFrame) -> None:
 
 def _metadata(csv_path: str, run_id) -> dict:
     """The run's metadata JSON beside the CSV, or {} when absent."""
-    meta = Path(csv_path).with_name(f"{Path(csv_path).stem}.{run_id}.json")
+    meta = sidecar(Path(csv_path), run_id, ".json")
     if not meta.is_file():
         return {}
     try:
