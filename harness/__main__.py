@@ -140,9 +140,12 @@ def sweep_epochs_arg(tokens: list[str]) -> str | list[int]:
     Raises:
         ValueError: several words that are not all integers.
     """
-    if len(tokens) == 1 and not tokens[0].isdigit():
+    def number(token: str) -> bool:
+        return token.isascii() and token.isdigit()
+
+    if len(tokens) == 1 and not number(tokens[0]):
         return tokens[0]
-    if not all(token.isdigit() for token in tokens):
+    if not all(number(token) for token in tokens):
         raise ValueError(f"sweep_epochs must be 'all', 'every:N' or a list of epochs. Received: sweep_epochs={tokens}")
     return [int(token) for token in tokens]
 
@@ -168,6 +171,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from harness.inputs import check_args  # refusals need no TensorFlow: checked before it is imported
+
+    try:
+        check_args(args)
+    except ValueError as error:
+        return _fail(error, 2)
     from harness.results import RunLocked
     from harness.run import RunFailed, TrainingDiverged, run
     from tasks import DatasetUnavailable
