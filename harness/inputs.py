@@ -21,13 +21,22 @@ from pathlib import Path
 import tomllib
 
 from harness import catalog
-from harness.config import (BOOLEANS, LIMITS, MAX_SEED, RunConfig, _check_list, _check_number, _check_positive_int,
-                            _check_thresholds)
+from harness.config import (
+    BOOLEANS,
+    LIMITS,
+    MAX_SEED,
+    RunConfig,
+    _check_list,
+    _check_number,
+    _check_positive_int,
+    _check_thresholds,
+)
 
 FIELDS = [f.name for f in dataclasses.fields(RunConfig)]
 NAME_LISTS = ("measures", "aggregations", "poolings", "scopes", "normalizations", "replacements", "orders")
 CLASS_LISTS = ("importance_classes", "forget_classes")
 TEXTS = ("task", "model", "threshold_rule", "augmentation", "contrast", "prunable", "sweep_method")
+STUDY_KEYS = ("name", "storage", "workers", "address", "gpus_per_trial", "max_retries")  # harness.study's, not imported
 REGISTRIES = {"task": ("tasks", "TASKS"), "measure": ("measures", "MEASURES"),
               "aggregation": ("aggregations", "AGGREGATIONS")}
 
@@ -184,11 +193,11 @@ def check_study(options: dict, source: str) -> None:
     Raises:
         ValueError: names the key and its value.
     """
-    from harness.study import STUDY_KEYS, Engine, check_name
+    from harness.study import Engine, check_name
 
     unknown = sorted(set(options) - set(STUDY_KEYS))
     if unknown:
-        raise ValueError(f"Unknown [study] key(s) {unknown} in {source}; available: {STUDY_KEYS}")
+        raise ValueError(f"Unknown [study] key(s) {unknown} in {source}; available: {list(STUDY_KEYS)}")
     check_name(options.get("name"))
     storage = options.get("storage")
     if storage is not None and (not isinstance(storage, str) or not storage):
@@ -226,8 +235,6 @@ def check_args(args, study: bool = False) -> None:
     Raises:
         ValueError: one line naming the option (or file) and the value.
     """
-    from harness.study import STUDY_KEYS, parse_seeds
-
     source = args.config or "the command line"
     values = read_toml(args.config) if args.config else {}
     grid, table = values.pop("grid", None), values.pop("study", None)
@@ -249,6 +256,8 @@ def check_args(args, study: bool = False) -> None:
         check_setting(name, value)
     check_names(settings)
     if study or grid is not None or table is not None or options:
+        from harness.study import parse_seeds  # a plain run imports no study layer
+
         seeds = options.pop("seeds", None)
         if seeds is not None and "seed" in settings:
             raise ValueError(f"give --seed or --seeds, not both. Received: seed={settings['seed']}, seeds={seeds!r}")

@@ -299,10 +299,11 @@ class Study:
             KeyboardInterrupt: interrupted; every ended trial is recorded.
         """
         engine = Engine(**(self.options | options))
-        created = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
+        lock = self.folder / "study.lock"
+        created = [p for p in (lock, self.folder, *self.folder.parents) if not p.exists()]
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            with FileLock(self.folder / "study.lock", timeout=0):
+            with FileLock(lock, timeout=0):
                 return self._run(engine)
         except Timeout:
             raise StudyLocked(f"study {self.label} is being run by another process "
@@ -314,14 +315,12 @@ class Study:
             self._remove_created(created)
             raise
 
-    def _remove_created(self, created: list[Path]) -> None:
-        """After a refusal: remove the lock and the folders this call created, if nothing else was written."""
-        if not created or not self.folder.is_dir() or {p.name for p in self.folder.iterdir()} - {"study.lock"}:
-            return
-        (self.folder / "study.lock").unlink(missing_ok=True)
-        for folder in created:
+    @staticmethod
+    def _remove_created(created: list[Path]) -> None:
+        """After a refusal: remove the lock file and the (then empty) folders this call created."""
+        for path in created:
             with contextlib.suppress(OSError):
-                folder.rmdir()
+                path.unlink() if path.name == "study.lock" else path.rmdir()
 
     def _run(self, engine: Engine) -> dict:
         record = self.load_record()

@@ -19,9 +19,12 @@ from harness.localize.config import ACTIVATIONS, INPUT_SCALINGS, TALLY_HALVES
 
 def _groups(text: str):
     try:
-        return json.loads(text)
+        groups = json.loads(text)
     except json.JSONDecodeError:
-        raise argparse.ArgumentTypeError(f"groups must be JSON such as [[1,7],[6,8]]. Received: {text!r}") from None
+        groups = None
+    if not isinstance(groups, list):
+        raise argparse.ArgumentTypeError(f"groups must be JSON such as [[1,7],[6,8]]. Received: {text!r}")
+    return groups
 
 
 def parser() -> argparse.ArgumentParser:
