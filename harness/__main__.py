@@ -25,7 +25,7 @@ EXIT_STATUS = """exit status:
   0    done, or the run was already complete
   1    some measures failed; the others' rows are written
   2    bad input, reported before any data is loaded
-  3    the same run is being written by another process
+  3    the same run or study is being written by another process
   4    training diverged; no rows were written for that epoch
   130  interrupted (Ctrl-C, SIGTERM); every completed sweep is in the CSV"""
 

@@ -246,7 +246,7 @@ def restore(folder: Path, state: TrackedState, at_most: int, say: Callable[[str]
             before = before or state.snapshot()
             try:
                 return epoch, read(path, state)
-            except (tf.errors.OpError, AssertionError, ValueError, KeyError, TypeError, IndexError) as error:
+            except (tf.errors.OpError, AssertionError, ValueError, KeyError, TypeError, IndexError, OverflowError) as error:
                 problem = f"TensorFlow cannot read it: {type(error).__name__}: {str(error).splitlines()[0]}"
         say(f"checkpoint {path} is damaged ({problem}); deleted, trying an earlier one")
         remove(path)
