@@ -51,7 +51,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return 0 when done, 2 on bad input (before training, no traceback), 130 when interrupted."""
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as stop:  # --help, or argparse's one-line usage error
+        return stop.code if isinstance(stop.code, int) else 2
     given = {k: v for k, v in vars(args).items() if v is not None and k != "config"}
     try:
         config = LocalizeConfig.from_toml(args.config, **given) if args.config else LocalizeConfig(**given)
