@@ -30,6 +30,7 @@ from harness.config import (
     _check_number,
     _check_positive_int,
     _check_thresholds,
+    swept_epochs,
 )
 
 FIELDS = [f.name for f in dataclasses.fields(RunConfig)]
@@ -103,6 +104,7 @@ def check_setting(name: str, value) -> None:
 
 def _check_sweep_epochs(value) -> None:
     if isinstance(value, str):
+        swept_epochs(value, 1)  # 'all' or 'every:N': valid for any number of epochs
         return
     if not isinstance(value, (list, tuple)) or not value or len(value) > LIMITS["epochs"] or not all(
             isinstance(e, int) and not isinstance(e, bool) and 1 <= e <= LIMITS["epochs"] for e in value):
@@ -203,8 +205,9 @@ def check_study(options: dict, source: str) -> None:
     if storage is not None and (not isinstance(storage, str) or not storage):
         raise ValueError(f"storage must be a folder path. Received: storage={storage!r}")
     address = options.get("address")
-    if address is not None and (not isinstance(address, str) or not address):
-        raise ValueError(f"address must be 'auto' or ray://host:port. Received: address={address!r}")
+    host, _, port = address.removeprefix("ray://").rpartition(":") if isinstance(address, str) else ("", "", "")
+    if address not in (None, "auto") and (not host or not port.isdigit()):
+        raise ValueError(f"address must be 'auto', host:port or ray://host:port. Received: address={address!r}")
     Engine(**{k: options[k] for k in ("workers", "address", "gpus_per_trial", "max_retries") if k in options})
 
 
