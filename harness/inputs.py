@@ -12,11 +12,13 @@ plus any registry already imported (plugins registered at run time).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import tomllib
 
@@ -121,9 +123,28 @@ def known(kind: str) -> list[str]:
     return sorted(names)
 
 
-def _choice(what: str, value, choices) -> None:
+def check_choice(what: str, value, choices) -> None:
+    """Raise ``ValueError("Unknown <what> 'x'; available: [...]")`` if ``value`` is not a choice."""
     if value not in choices:
         raise ValueError(f"Unknown {what} {value!r}; available: {list(choices)}")
+
+
+def task_facts(name) -> dict:
+    """A task's ``num_classes`` and ``reads_data_dir``, read from its file (from its registry if imported).
+
+    Raises:
+        ValueError: an unknown task; lists the tasks.
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"task must be a task name. Received: task={name!r}; available: {known('task')}")
+    check_choice("task", name, known("task"))
+    attributes = next((p.attributes for p in catalog.plugins("task") if p.name == name), None)
+    if "tasks" in sys.modules or attributes is None or not isinstance(attributes.get("num_classes"), int):
+        import tasks
+
+        task = tasks.get_task(name)
+        return dict(num_classes=task.num_classes, reads_data_dir=task.reads_data_dir)
+    return dict(num_classes=attributes["num_classes"], reads_data_dir=attributes.get("reads_data_dir", True))
 
 
 def check_names(settings: dict) -> None:
@@ -133,27 +154,46 @@ def check_names(settings: dict) -> None:
         ValueError: ``Unknown <what> 'x'; available: [...]``, or a measure spec without its name.
     """
     task = settings.get("task", RunConfig.task)
-    _choice("task", task, known("task"))
+    check_choice("task", task, known("task"))
     attributes = next((p.attributes for p in catalog.plugins("task") if p.name == task), None)
     if attributes is not None and settings.get("model") is not None:
         models = sorted(attributes.get("models", []))
         if models and "tasks" not in sys.modules:  # models registered at run time join the imported registry
-            _choice(f"model for task {task!r}", settings["model"], models)
+            check_choice(f"model for task {task!r}", settings["model"], models)
     for spec in settings.get("measures") or []:
         name = spec.partition(":")[0].strip()
         if not name:
             raise ValueError(f"A measure spec needs the measure's name before ':' (e.g. fisher:kind=true). "
                              f"Received: measures={settings['measures']!r}")
-        _choice("measure", name, known("measure"))
+        check_choice("measure", name, known("measure"))
     for name in settings.get("aggregations") or []:
-        _choice("aggregation", name, known("aggregation"))
+        check_choice("aggregation", name, known("aggregation"))
     for option in ("poolings", "scopes", "normalizations", "replacements", "orders", "controls"):
         for value in settings.get(option) or []:
-            _choice(option[:-1], value, catalog.grid_choices(option))
+            check_choice(option[:-1], value, catalog.grid_choices(option))
     if "prunable" in settings:
-        _choice("prunable", settings["prunable"], catalog.grid_choices("prunable"))
+        check_choice("prunable", settings["prunable"], catalog.grid_choices("prunable"))
     if attributes is not None and settings.get("data_dir") is not None and not attributes.get("reads_data_dir", True):
         raise ValueError(f"Task {task!r} reads no data folder; remove data_dir. Received: data_dir={settings['data_dir']!r}")
+    check_class_lists(settings, task)
+
+
+def check_class_lists(settings: dict, task: str) -> None:
+    """``importance_classes`` and ``forget_classes`` name classes the task has; ``contrast`` needs a forgetting run."""
+    from harness.config import check_classes
+
+    facts = task_facts(task)
+    holder = SimpleNamespace(name=task, num_classes=facts["num_classes"])
+    for name in CLASS_LISTS:
+        if settings.get(name) is not None:
+            check_classes(name, settings[name], holder)
+    forget = settings.get("forget_classes")
+    if forget is None and settings.get("contrast") is not None:
+        raise ValueError("contrast applies to forgetting runs only; set forget_classes too. "
+                         f"Received: contrast={settings['contrast']!r}, forget_classes=None")
+    if forget is not None and len(set(forget)) == facts["num_classes"]:
+        raise ValueError(f"forget_classes must leave at least one other class of task {task!r}. "
+                         f"Received: forget_classes={sorted(forget)}")
 
 
 def check_writable(path: Path, what: str) -> None:
@@ -181,12 +221,14 @@ def check_output(output: str) -> None:
 
     An existing CSV in a read-only folder passes: its run may be complete (reported, exit 0).
     """
-    from harness.results import RunStore
+    from harness.results import RunStore, results_table
 
     path = Path(output)
     RunStore(path, "-").check_output()
     if not path.exists():
         check_writable(path.parent, f"beside {output}")
+    elif path.is_file():
+        results_table(path).read()  # a ragged or damaged CSV is refused, naming the file and line
 
 
 def check_study(options: dict, source: str) -> None:
@@ -209,6 +251,24 @@ def check_study(options: dict, source: str) -> None:
     if address not in (None, "auto") and (not host or not port.isdigit()):
         raise ValueError(f"address must be 'auto', host:port or ray://host:port. Received: address={address!r}")
     Engine(**{k: options[k] for k in ("workers", "address", "gpus_per_trial", "max_retries") if k in options})
+
+
+def check_study_record(options: dict) -> None:
+    """A named study's ``study.json``, if there is one, must be a study record (which study is checked later)."""
+    from harness.study import DEFAULT_STORAGE, record_problem
+
+    if options.get("name") is None:
+        return
+    path = Path(options.get("storage", DEFAULT_STORAGE)).resolve() / options["name"] / "study.json"
+    if not path.is_file():
+        return
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path} is unreadable ({error}); remove it, or use another name.") from None
+    problem = record_problem(record)
+    if problem:
+        raise ValueError(f"{path} is not a study record ({problem}); remove it, or use another name.")
 
 
 def check_grid_table(grid, source: str) -> dict:
@@ -270,5 +330,6 @@ def check_args(args, study: bool = False) -> None:
             parse_seeds(seeds)
         if "storage" in options:
             check_writable(Path(options["storage"]), f"to storage {options['storage']}")
+        check_study_record(options)
     else:
         check_output(settings.get("output", RunConfig.output))

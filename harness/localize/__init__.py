@@ -19,12 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
-
 from harness import results
-from harness.localize.config import LocalizeConfig
-from harness.localize.experiment import load_data, run_seed
-from harness.localize.report import SEED_002, figures, pixels, seed_stats, summary, tidy
+from harness.localize.config import LocalizeConfig  # TensorFlow is imported by run() only: refusals stay fast
 
 RESULT, TABLE = "result.json", "parameters.csv"
 
@@ -36,6 +32,11 @@ def run(config: LocalizeConfig) -> Path:
         ValueError: the folder already holds a result, or the data have too few examples.
         tasks.DatasetUnavailable: the task's data cannot be found.
     """
+    import pandas as pd
+
+    from harness.localize.experiment import load_data, run_seed
+    from harness.localize.report import figures, pixels, seed_stats, tidy
+
     folder = config.folder
     if (folder / RESULT).exists():
         raise ValueError(f"{folder} already holds a result ({RESULT}); delete it or choose another --output.")
@@ -56,13 +57,15 @@ def run(config: LocalizeConfig) -> Path:
     return folder
 
 
-def _write_table(frame: pd.DataFrame, path: Path) -> None:
+def _write_table(frame, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     frame.to_csv(tmp, index=False, float_format="%.6g")
     tmp.replace(path)
 
 
 def _metadata(config: LocalizeConfig, data, per_seed: list[dict]) -> dict:
+    from harness.localize.report import SEED_002, summary
+
     return dict(run_id=config.run_id, settings=config.result_defining(), command=" ".join(sys.argv),
                 summary=summary(per_seed), seed_002=SEED_002, seeds=per_seed, data=data.info,
                 model=f"{data.x.shape[1]}-{config.hidden}-2, {config.activation} hidden, logits out, softmax "

@@ -12,7 +12,6 @@ import argparse
 import json
 import sys
 
-import tasks
 from harness.localize import LocalizeConfig, run
 from harness.localize.config import ACTIVATIONS, INPUT_SCALINGS, TALLY_HALVES
 
@@ -56,12 +55,18 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as stop:  # --help, or argparse's one-line usage error
         return stop.code if isinstance(stop.code, int) else 2
     given = {k: v for k, v in vars(args).items() if v is not None and k != "config"}
-    try:
+    try:  # refusals come before TensorFlow is imported
         config = LocalizeConfig.from_toml(args.config, **given) if args.config else LocalizeConfig(**given)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    from tasks import DatasetUnavailable
+
+    try:
         print(f"localize {config.run_id}: {config.activation}, groups {config.groups}, seeds {config.seeds} "
               f"-> {config.folder}")
         folder = run(config)
-    except (ValueError, tasks.DatasetUnavailable, OSError) as error:
+    except (ValueError, DatasetUnavailable, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

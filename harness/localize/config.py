@@ -11,8 +11,7 @@ from pathlib import Path
 
 import tomllib
 
-import tasks
-from harness.threshold import check_choice
+from harness.inputs import check_choice, task_facts
 
 ACTIVATIONS = ("softplus", "relu", "sigmoid")
 TALLY_HALVES = ("first", "second", "all")
@@ -65,11 +64,11 @@ class LocalizeConfig:
     progress: bool = True
 
     def __post_init__(self):
-        task = tasks.get_task(self.task)
-        if self.data_dir is not None and not task.reads_data_dir:
+        task = task_facts(self.task)
+        if self.data_dir is not None and not task["reads_data_dir"]:
             raise ValueError(f"Task {self.task!r} reads no data folder; remove data_dir. "
                              f"Received: data_dir={self.data_dir!r}")
-        num_classes = task.num_classes
+        num_classes = task["num_classes"]
         self.groups = check_groups(self.groups, num_classes)
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("tally", self.tally, TALLY_HALVES)
