@@ -40,6 +40,9 @@ NAME_LISTS = ("measures", "aggregations", "poolings", "scopes", "normalizations"
 CLASS_LISTS = ("importance_classes", "forget_classes")
 TEXTS = ("task", "model", "threshold_rule", "augmentation", "contrast", "prunable", "sweep_method")
 STUDY_KEYS = ("name", "storage", "workers", "address", "gpus_per_trial", "max_retries")  # harness.study's, not imported
+CHOICES = {"threshold_rule": ("threshold_rule", ("harness/threshold.py", "THRESHOLD_RULES")),
+           "sweep_method": ("sweep method", ("harness/sweep.py", "METHODS")),
+           "contrast": ("contrast", ("harness/forgetting.py", "CONTRASTS"))}
 REGISTRIES = {"task": ("tasks", "TASKS"), "measure": ("measures", "MEASURES"),
               "aggregation": ("aggregations", "AGGREGATIONS")}
 
@@ -173,9 +176,32 @@ def check_names(settings: dict) -> None:
             check_choice(option[:-1], value, catalog.grid_choices(option))
     if "prunable" in settings:
         check_choice("prunable", settings["prunable"], catalog.grid_choices("prunable"))
+    for name, (what, (path, constant)) in CHOICES.items():
+        if settings.get(name) is not None:
+            check_choice(what, settings[name], catalog.constant(path, constant))
+    check_combinations(settings)
     if attributes is not None and settings.get("data_dir") is not None and not attributes.get("reads_data_dir", True):
         raise ValueError(f"Task {task!r} reads no data folder; remove data_dir. Received: data_dir={settings['data_dir']!r}")
     check_class_lists(settings, task)
+
+
+def check_combinations(settings: dict) -> None:
+    """Settings that exclude each other; the same rules, and messages, as :class:`harness.config.RunConfig`."""
+    scopes, normalizations = settings.get("scopes", ["layer"]), settings.get("normalizations", ["none"])
+    if "global" not in scopes and normalizations != ["none"]:
+        raise ValueError("normalizations apply to global scope only; add 'global' to scopes or use ['none']. "
+                         f"Received: normalizations={normalizations}, scopes={scopes}")
+    rule, orders = settings.get("threshold_rule"), settings.get("orders") or []
+    if rule == "legacy_cutoff" and "most" in orders:
+        raise ValueError("threshold_rule 'legacy_cutoff' (score < cutoff) removes the least important first only. "
+                         f"Received: threshold_rule={rule!r}, orders={orders}")
+    forget = settings.get("forget_classes")
+    if forget is not None and settings.get("importance_classes") is not None:
+        raise ValueError("a forgetting run draws its own samples (forget set and the rest); remove importance_classes. "
+                         f"Received: importance_classes={settings['importance_classes']}, forget_classes={sorted(forget)}")
+    if forget is not None and settings.get("per_class") is False:
+        raise ValueError("a forgetting run records per-class rows; per_class must be true. Received: per_class=False, "
+                         f"forget_classes={sorted(forget)}")
 
 
 def check_class_lists(settings: dict, task: str) -> None:
