@@ -191,3 +191,11 @@ def test_a_refused_plain_rerun_leaves_no_lock(finished, tmp_path, capsys):
     before = sorted(p.name for p in out.parent.iterdir())
     assert main([*ARGV, "--output", str(out)]) == 2
     assert sorted(p.name for p in out.parent.iterdir()) == before
+
+
+def test_missing_data_leaves_no_folder_or_lock(tmp_path, capsys):
+    argv = ["--task", "mnist", "--data-dir", str(tmp_path / "nothing"), "--output", str(tmp_path / "out" / "r.csv"),
+            "--epochs", "1", "--measures", "magnitude", "--no-progress"]
+    assert main(argv) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
