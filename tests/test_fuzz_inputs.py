@@ -175,6 +175,17 @@ def test_damaged_result_csvs_resume_or_are_refused_in_one_line(data):
         assert_clean(*outcome([*TINY, "--output", f"{folder}/r.csv", "--resume"]))
 
 
+@EXAMPLES
+@given(data=st.data())
+def test_damaged_run_metadata_resumes_or_is_refused_in_one_line(data):
+    record = {"run_id": RUN_ID, "config": {}, "complete": {"rows": {"results": 2}}}
+    content = data.draw(JSON) if data.draw(st.booleans()) else mutate(record, data.draw)
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "r.csv").write_bytes(good_csv())
+        (Path(folder) / f"r.{RUN_ID}.json").write_text(json.dumps(content))
+        assert_clean(*outcome([*TINY, "--output", f"{folder}/r.csv", *data.draw(st.sampled_from([[], ["--resume"]]))]))
+
+
 # ----- study.json ---------------------------------------------------------------------------------------------------
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6),
