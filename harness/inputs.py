@@ -12,6 +12,7 @@ plus any registry already imported (plugins registered at run time).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -117,9 +118,15 @@ def _check_sweep_epochs(value) -> None:
                          f"[1, {LIMITS['epochs']}]. Received: sweep_epochs={value!r}")
 
 
+@functools.cache
+def _declared(kind: str) -> tuple:
+    """The plugins of ``kind`` declared in their files (parsed once per process)."""
+    return tuple(catalog.plugins(kind))
+
+
 def known(kind: str) -> list[str]:
     """Names of ``kind`` declared in the plugin files, plus those of its registry if it is imported already."""
-    names = {p.name for p in catalog.plugins(kind)}
+    names = {p.name for p in _declared(kind)}
     module, registry = REGISTRIES[kind]
     if module in sys.modules and hasattr(sys.modules[module], registry):
         names |= set(getattr(sys.modules[module], registry).names())
@@ -141,7 +148,7 @@ def task_facts(name) -> dict:
     if not isinstance(name, str):
         raise ValueError(f"task must be a task name. Received: task={name!r}; available: {known('task')}")
     check_choice("task", name, known("task"))
-    attributes = next((p.attributes for p in catalog.plugins("task") if p.name == name), None)
+    attributes = next((p.attributes for p in _declared("task") if p.name == name), None)
     if "tasks" in sys.modules or attributes is None or not isinstance(attributes.get("num_classes"), int):
         import tasks
 
@@ -158,7 +165,7 @@ def check_names(settings: dict) -> None:
     """
     task = settings.get("task", RunConfig.task)
     check_choice("task", task, known("task"))
-    attributes = next((p.attributes for p in catalog.plugins("task") if p.name == task), None)
+    attributes = next((p.attributes for p in _declared("task") if p.name == task), None)
     if attributes is not None and settings.get("model") is not None:
         models = sorted(attributes.get("models", []))
         if models and "tasks" not in sys.modules:  # models registered at run time join the imported registry
