@@ -352,17 +352,22 @@ def check_args(args, study: bool = False) -> None:
         check_setting(name, value)
     check_names(settings)
     if study or grid is not None or table is not None or options:
-        from harness.study import parse_seeds  # a plain run imports no study layer
-
-        seeds = options.pop("seeds", None)
-        if seeds is not None and "seed" in settings:
-            raise ValueError(f"give --seed or --seeds, not both. Received: seed={settings['seed']}, seeds={seeds!r}")
-        check_grid_table(grid or {}, source)
-        check_study(options, source)
-        if seeds is not None:
-            parse_seeds(seeds)
-        if "storage" in options:
-            check_writable(Path(options["storage"]), f"to storage {options['storage']}")
-        check_study_record(options)
+        _check_study_args(settings, grid or {}, options, source)
     else:
         check_output(settings.get("output", RunConfig.output))
+
+
+def _check_study_args(settings: dict, grid: dict, options: dict, source: str) -> None:
+    """A study's grid, ``[study]`` table and options (seeds, storage, an existing study.json)."""
+    from harness.study import parse_seeds  # a plain run imports no study layer
+
+    seeds = options.pop("seeds", None)
+    if seeds is not None and "seed" in settings:
+        raise ValueError(f"give --seed or --seeds, not both. Received: seed={settings['seed']}, seeds={seeds!r}")
+    check_grid_table(grid, source)
+    check_study(options, source)
+    if seeds is not None:
+        parse_seeds(seeds)
+    if "storage" in options:
+        check_writable(Path(options["storage"]), f"to storage {options['storage']}")
+    check_study_record(options)
