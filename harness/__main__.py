@@ -25,7 +25,7 @@ EXIT_STATUS = """exit status:
   0    done, or the run was already complete
   1    some measures failed; the others' rows are written
   2    bad input, reported before any data is loaded
-  3    the same run is being written by another process
+  3    the same run or study is being written by another process
   4    training diverged; no rows were written for that epoch
   130  interrupted (Ctrl-C, SIGTERM); every completed sweep is in the CSV"""
 
@@ -155,9 +155,12 @@ def sweep_epochs_arg(tokens: list[str]) -> str | list[int]:
     Raises:
         ValueError: several words that are not all integers.
     """
-    if len(tokens) == 1 and not tokens[0].isdigit():
+    def number(token: str) -> bool:
+        return token.isascii() and token.isdigit()
+
+    if len(tokens) == 1 and not number(tokens[0]):
         return tokens[0]
-    if not all(token.isdigit() for token in tokens):
+    if not all(number(token) for token in tokens):
         raise ValueError(f"sweep_epochs must be 'all', 'every:N' or a list of epochs. Received: sweep_epochs={tokens}")
     return [int(token) for token in tokens]
 
@@ -191,6 +194,12 @@ def _already_complete(args: argparse.Namespace) -> str | None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from harness.inputs import check_args  # refusals need no TensorFlow: checked before it is imported
+
+    try:
+        check_args(args)
+    except ValueError as error:
+        return _fail(error, 2)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     if is_study(args):
         from harness.study import run_from_args  # only studies import the study layer and Ray

@@ -17,6 +17,7 @@ and the next older one is tried.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from harness.results import write_metadata
+from harness.results import DiskFull, disk_full, write_metadata
 
 MANIFEST = "manifest.json"
 EPOCH_FOLDER = re.compile(r"epoch-(\d+)")
@@ -95,39 +96,75 @@ def save(folder: Path, state: TrackedState, epoch: int, info: dict | None = None
     is the data-order position. Checkpoints of later epochs (left by an
     earlier pass of the same run) are kept until overwritten.
     """
+    if folder.exists() and not folder.is_dir():
+        remove(folder)  # a file where the checkpoint folder belongs: damaged, replaced
     folder.mkdir(parents=True, exist_ok=True)
     final, tmp = folder / f"epoch-{epoch}", folder / f"epoch-{epoch}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove(tmp)
+    try:
+        _write(tmp, state, epoch, info)
+    except (OSError, tf.errors.ResourceExhaustedError, tf.errors.UnknownError) as error:
+        remove(tmp)
+        if isinstance(error, DiskFull) or not _disk_is_full(error):
+            raise
+        raise disk_full(tmp, _bytes_needed(state)) from None
+    remove(final)
+    os.replace(tmp, final)
+    remove(folder / "latest.json") if (folder / "latest.json").is_dir() else None
+    write_metadata(folder / "latest.json", dict(epoch=epoch, path=f"epoch-{epoch}/ckpt"))
+    for old in [e for e in epochs(folder) if e < epoch][keep - 1:]:
+        remove(folder / f"epoch-{old}")
+
+
+def _write(tmp: Path, state: TrackedState, epoch: int, info: dict | None) -> None:
+    """The TensorFlow checkpoint and its manifest, into the temporary folder ``tmp``."""
     state.checkpoint.write(str(tmp / "ckpt"))
     files = {p.name: dict(size=p.stat().st_size, sha256=_sha256(p)) for p in sorted(tmp.iterdir())}
     write_metadata(tmp / MANIFEST, dict(epoch=epoch, files=files, info=info or {}, **_random_states()))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    write_metadata(folder / "latest.json", dict(epoch=epoch, path=f"epoch-{epoch}/ckpt"))
-    for old in [e for e in epochs(folder) if e < epoch][keep - 1:]:
-        shutil.rmtree(folder / f"epoch-{old}", ignore_errors=True)
+
+
+def _disk_is_full(error: Exception) -> bool:
+    """Whether a write failed for want of space (TensorFlow reports it as ResourceExhausted or in its message)."""
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(error, tf.errors.ResourceExhaustedError) or "No space left on device" in str(error)
+
+
+def _bytes_needed(state: TrackedState) -> int:
+    """About the bytes a checkpoint of ``state`` takes: its variables' values."""
+    return int(sum(np.prod(v.shape) * v.dtype.size for v in state.variables))
+
+
+def remove(path: Path) -> None:
+    """Remove a file or folder at ``path``, whichever it is (nothing if absent)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def epochs(folder: Path) -> list[int]:
-    """Epochs with a checkpoint folder (intact or not), newest first."""
+    """Epochs with a checkpoint (intact or not; a file in its folder's place counts, as damaged), newest first."""
     if not folder.is_dir():
         return []
-    found = [EPOCH_FOLDER.fullmatch(p.name) for p in folder.iterdir() if p.is_dir()]
+    found = [EPOCH_FOLDER.fullmatch(p.name) for p in folder.iterdir()]
     return sorted((int(m.group(1)) for m in found if m), reverse=True)
 
 
 def damage(path: Path) -> str | None:
     """What is wrong with the checkpoint folder ``path`` compared to its manifest, or None if intact."""
+    if not path.is_dir():
+        return "a file, not a folder"
     try:
-        manifest = json.loads((path / MANIFEST).read_text())
-        files = manifest["files"]
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return f"{MANIFEST} is missing"
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError) as error:
         return f"{MANIFEST} is unreadable: {error}"
-    if not any(name.startswith("ckpt.index") for name in files):
-        return f"{MANIFEST} lists no ckpt.index"
-    for name, expected in files.items():
+    problem = manifest_problem(manifest)
+    if problem:
+        return f"{MANIFEST} {problem}"
+    for name, expected in manifest["files"].items():
         file = path / name
         if not file.is_file():
             return f"{name} is missing"
@@ -135,6 +172,31 @@ def damage(path: Path) -> str | None:
             return f"{name} has {file.stat().st_size} of its {expected['size']} bytes"
         if _sha256(file) != expected["sha256"]:
             return f"{name} does not match its SHA-256"
+    return None
+
+
+def manifest_problem(manifest) -> str | None:
+    """What makes ``manifest`` unlike the manifests :func:`save` writes, or None."""
+    if not isinstance(manifest, dict):
+        return f"holds a JSON {type(manifest).__name__}, not an object"
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        return f"has files={str(files)[:60]}, not an object of file names"
+    if not any(name.startswith("ckpt.index") for name in files):
+        return "lists no ckpt.index"
+    for name, expected in files.items():
+        if not name or "/" in name or name in (".", "..", MANIFEST):
+            return f"lists a file named {name!r}"
+        if not isinstance(expected, dict) or not isinstance(expected.get("size"), int) \
+                or isinstance(expected.get("size"), bool) or not isinstance(expected.get("sha256"), str):
+            return f"has no size and SHA-256 for {name}"
+    if not isinstance(manifest.get("info"), dict) or not isinstance(manifest["info"].get("history"), list):
+        return "has no info.history"
+    python_random, numpy_random = manifest.get("python_random"), manifest.get("numpy_random")
+    if not isinstance(python_random, list) or len(python_random) != 3 or not isinstance(python_random[1], list):
+        return "has no python_random state"
+    if not isinstance(numpy_random, list) or len(numpy_random) != 5 or not isinstance(numpy_random[1], list):
+        return "has no numpy_random state"
     return None
 
 
@@ -169,6 +231,10 @@ def restore(folder: Path, state: TrackedState, at_most: int, say: Callable[[str]
         ``(epoch, info)``, or None when no intact checkpoint exists; then the
         variables and generators are as they were before the call.
     """
+    if folder.exists() and not folder.is_dir():
+        say(f"checkpoint folder {folder} is a file; deleted, starting without a checkpoint")
+        remove(folder)
+        return None
     _check_pointer(folder, say)
     before = None
     for epoch in epochs(folder):
@@ -180,15 +246,15 @@ def restore(folder: Path, state: TrackedState, at_most: int, say: Callable[[str]
             before = before or state.snapshot()
             try:
                 return epoch, read(path, state)
-            except (tf.errors.OpError, AssertionError, ValueError, KeyError, TypeError) as error:
+            except (tf.errors.OpError, AssertionError, ValueError, KeyError, TypeError, IndexError, OverflowError) as error:
                 problem = f"TensorFlow cannot read it: {type(error).__name__}: {str(error).splitlines()[0]}"
         say(f"checkpoint {path} is damaged ({problem}); deleted, trying an earlier one")
-        shutil.rmtree(path, ignore_errors=True)
+        remove(path)
     if before is not None:
         state.put_back(before)
     return None
 
 
 def clear(folder: Path) -> None:
-    """Delete every checkpoint in ``folder``."""
-    shutil.rmtree(folder, ignore_errors=True)
+    """Delete every checkpoint in ``folder`` (or a file in its place)."""
+    remove(folder)

@@ -19,6 +19,8 @@ NOT_RESULT_DEFINING = ("output", "data_dir", "progress", "resume", "keep_checkpo
                        "sweep_method")
 BOOLEANS = ("deterministic", "progress", "resume", "xla", "per_class")
 MAX_SEED = 2**32 - 1  # NumPy's global seed range
+LIMITS = {"epochs": 100_000, "batch_size": 2**31 - 1, "importance_samples": 2**31 - 1, "keep_checkpoints": 100_000}
+MAX_THRESHOLDS = 10_001  # a step of 1e-4 in [0, 1]
 
 
 @dataclass
@@ -135,7 +137,9 @@ class RunConfig:
         if not isinstance(self.task, str):
             raise ValueError(f"task must be a task name. Received: task={self.task!r}; available: {tasks.TASKS.names()}")
         task = tasks.get_task(self.task)
-        self.model = self.model or task.default_model
+        if self.model is not None and not isinstance(self.model, str):
+            raise ValueError(f"model must be a model name. Received: model={self.model!r}; available: {sorted(task.models)}")
+        self.model = task.default_model if self.model is None else self.model
         check_choice(f"model for task {self.task!r}", self.model, sorted(task.models))
         self.measures = self.measures if self.measures is not None else measures.MEASURES.names()
         self.aggregations = self.aggregations if self.aggregations is not None else aggregations.AGGREGATIONS.names()
@@ -179,8 +183,8 @@ class RunConfig:
             raise ValueError("threshold_rule 'legacy_cutoff' (score < cutoff) removes the least important first only. "
                              f"Received: threshold_rule={self.threshold_rule!r}, orders={self.orders}")
         self.thresholds = _check_thresholds(self.thresholds)
-        for name in ("epochs", "batch_size", "importance_samples", "keep_checkpoints"):
-            _check_positive_int(name, getattr(self, name))
+        for name, limit in LIMITS.items():
+            _check_positive_int(name, getattr(self, name), limit)
         _check_number("learning_rate", self.learning_rate, "a finite number > 0", lambda x: math.isfinite(x) and x > 0)
         _check_number("divergence_factor", self.divergence_factor, "a number > 1 (inf: never stop on this rule)",
                       lambda x: x > 1)
@@ -358,6 +362,8 @@ def _check_lamp_and_output(config: RunConfig, built: dict) -> None:
 
 def _check_thresholds(thresholds) -> list:
     values = _check_list("thresholds", thresholds, (int, float), "numbers")
+    if len(values) > MAX_THRESHOLDS:
+        raise ValueError(f"thresholds may hold at most {MAX_THRESHOLDS} values. Received: {len(values)} thresholds")
     if not all(0.0 <= t <= 1.0 for t in values):
         raise ValueError(f"thresholds must lie in [0, 1]. Received: thresholds={values}")
     return values
@@ -368,9 +374,11 @@ def _check_number(name: str, value, what: str, valid) -> None:
         raise ValueError(f"{name} must be {what}. Received: {name}={value!r}")
 
 
-def _check_positive_int(name: str, value) -> None:
+def _check_positive_int(name: str, value, limit: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
+    if limit is not None and value > limit:
+        raise ValueError(f"{name} must be at most {limit}. Received: {name}={value!r}")
 
 
 def swept_epochs(spec, epochs: int) -> set[int]:

@@ -21,13 +21,16 @@ This module imports no TensorFlow (checkpoints are read and written through
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
+import errno
 import io
 import json
 import logging
 import os
 import platform
+import shutil
 import socket
 import subprocess
 from collections.abc import Callable
@@ -47,6 +50,34 @@ log = logging.getLogger("harness")
 
 class RunLocked(RuntimeError):
     """Another process holds the run's lock: the same run is already being written."""
+
+
+class DiskFull(OSError):
+    """The disk holding a run's files is full; the message names the file and the bytes needed."""
+
+
+def disk_full(path: Path, needed: int) -> DiskFull:
+    """A :class:`DiskFull` naming ``path``, the bytes the write needed and the bytes free."""
+    folder = Path(os.path.abspath(path))
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = f"{shutil.disk_usage(folder).free} free"
+    except OSError:
+        free = "free space unknown"
+    return DiskFull(f"No space left on device writing {path}: {needed} bytes needed, {free}. "
+                    "Free some space (or choose another output path), then continue with --resume.")
+
+
+@contextlib.contextmanager
+def reporting_full_disk(path: Path, needed: int):
+    """Turn ENOSPC/EDQUOT while writing ``path`` into :class:`DiskFull` (other errors pass through)."""
+    try:
+        yield
+    except OSError as error:
+        if isinstance(error, DiskFull) or error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise disk_full(path, needed) from None
 
 
 def read_header(path: Path) -> list[str] | None:
@@ -145,7 +176,7 @@ class Table:
         if _cut_partial_line(self.path):
             log.warning("%s: cut a partial last line left by a writer that died", self.path)
         text = format_rows(rows, read_header(self.path) is None, list(self.columns))
-        with self.path.open("a", newline="", encoding="utf-8") as f:
+        with reporting_full_disk(self.path, len(text.encode())), self.path.open("a", newline="", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -157,15 +188,28 @@ class Table:
         if read_header(self.path) is None:
             return pd.DataFrame(columns=list(self.columns), dtype=str)
         data = self.path.read_bytes()
-        return pd.read_csv(io.BytesIO(data[: data.rfind(b"\n") + 1]), dtype=str, keep_default_na=False)
+        try:
+            frame = pd.read_csv(io.BytesIO(data[: data.rfind(b"\n") + 1]), dtype=str, keep_default_na=False)
+        except (ValueError, csv.Error) as error:  # pandas' ParserError is a ValueError
+            raise ValueError(f"{self.path} cannot be read as a CSV ({one_line(error)}); repair or move it.") from None
+        bad = ~frame["epoch"].str.fullmatch(r"\d+") if "epoch" in frame else None
+        if bad is not None and bad.any():
+            line = int(np.flatnonzero(bad.to_numpy())[0]) + 2
+            raise ValueError(f"{self.path} line {line} has epoch {frame['epoch'][bad].iloc[0]!r}, not a whole number; "
+                             "repair or move it.")
+        return frame
 
     def rewrite(self, frame) -> None:
         """Replace the file by ``frame``'s rows: a temporary file, fsynced, then renamed."""
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w", newline="", encoding="utf-8") as f:
-            frame.to_csv(f, index=False, lineterminator="\n")
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with reporting_full_disk(tmp, self.path.stat().st_size), tmp.open("w", newline="", encoding="utf-8") as f:
+                frame.to_csv(f, index=False, lineterminator="\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
         os.replace(tmp, self.path)
 
 
@@ -247,6 +291,7 @@ class RunStore:
         self.tables = tables or [results_table(self.csv)]
         self.keep_checkpoints = keep_checkpoints
         self._run_lock: filelock.FileLock | None = None
+        self._created: list[Path] = []  # the lock file and folders acquire() created, removed if the run is refused
 
     def sidecar(self, suffix: str) -> Path:
         """A file beside the CSV named after this run (``.json``, ``.log``, ``.ckpt``)."""
@@ -293,28 +338,40 @@ class RunStore:
             ValueError: the lock cannot be created beside the CSV (read-only folder, a file in the path).
         """
         path = self.lock_path
+        created = [p for p in (path, *path.parents) if not p.exists()]
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             holder = _read_text(path)  # before trying: a losing contender may empty it with older filelock versions
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))  # an unwritable folder is reported as such
             lock = filelock.FileLock(str(path), timeout=0, thread_local=False)
             lock.acquire()
         except filelock.Timeout:
+            _remove_created(created)
             who = holder.strip() or "another process (its PID was not recorded)"
             raise RunLocked(f"run {self.run_id} is already being written to {self.csv} by {who}; "
                             f"this process stops. Lock: {path}") from None
         except OSError as error:
+            _remove_created(created)
             raise ValueError(f"Cannot write beside {self.csv}: {error.strerror or error} ({path}). "
                              "Choose another output path.") from None
-        self._run_lock = lock
+        self._run_lock, self._created = lock, created
         started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
         path.write_text(f"PID {os.getpid()} on {socket.gethostname()} since {started}\n")
 
-    def release(self) -> None:
-        """Empty and release the run's lock (idempotent); the OS releases it too if the process dies."""
+    def release(self, refused: bool = False) -> None:
+        """Empty and release the run's lock (idempotent); the OS releases it too if the process dies.
+
+        Args:
+            refused: The run was refused before writing anything: the lock file and the folders
+                :meth:`acquire` created are removed too, so a refusal leaves nothing behind.
+        """
         if self._run_lock is not None:
-            self.lock_path.write_text("")
+            with contextlib.suppress(OSError):
+                self.lock_path.write_text("")
             self._run_lock.release()
             self._run_lock = None
+            if refused:
+                _remove_created(self._created)
 
     def _csv_lock(self) -> filelock.FileLock:
         return _csv_lock(self.csv)
@@ -418,10 +475,11 @@ class RunStore:
     def verify_complete(self, scan: Scan | None = None) -> bool:
         """Whether the metadata says complete and every table still holds the rows it recorded."""
         marker = (self.read_metadata() or {}).get("complete")
-        if not marker:
+        rows = marker.get("rows") if isinstance(marker, dict) else None
+        if not isinstance(rows, dict) or not all(isinstance(n, int) for n in rows.values()):
             return False
         scan = scan or self._count_rows()
-        return all(scan.rows.get(name, 0) >= n for name, n in marker.get("rows", {}).items())
+        return all(scan.rows.get(name, 0) >= n for name, n in rows.items())
 
     def mark_complete(self, scan: Scan, **info) -> None:
         """Record in the metadata that every sweep is written: rows per table, time, and ``info``."""
@@ -470,6 +528,19 @@ class RunStore:
         checkpoint.clear(self.checkpoint_folder)
 
 
+def _remove_created(created: list[Path]) -> None:
+    """Remove the lock file and the then-empty folders in ``created`` (a lock file first, then folders, innermost first)."""
+    for path in created:
+        with contextlib.suppress(OSError):
+            path.rmdir() if path.is_dir() else path.unlink()
+
+
+def one_line(error: BaseException) -> str:
+    """The first line of an error's message."""
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
 def _check_text(path: Path) -> None:
     data = path.read_bytes()
     try:
@@ -505,12 +576,16 @@ def _read_text(path: Path) -> str:
 
 def _read_json(path: Path) -> dict | None:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        content = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as error:
         log.warning("%s is unreadable (%s); ignored", path, error)
         return None
+    if not isinstance(content, dict):
+        log.warning("%s holds a JSON %s, not an object; ignored", path, type(content).__name__)
+        return None
+    return content
 
 
 def append_rows(path: Path, rows: list[dict]) -> None:
@@ -569,8 +644,13 @@ def write_metadata(path: Path, content: dict) -> None:
     """Write ``content`` as JSON atomically: a temporary file, flushed and fsynced, then renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        json.dump(content, f, indent=2, default=str)
-        f.flush()
-        os.fsync(f.fileno())
+    text = json.dumps(content, indent=2, default=str)
+    try:
+        with reporting_full_disk(tmp, len(text.encode())), tmp.open("w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)

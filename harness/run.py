@@ -166,13 +166,20 @@ class Experiment:
         self.store.check_output()
         if config.resume and not self.store.metadata_path.exists():
             self._refuse_other_runs()
+        scan = self.store.scan()  # reads only: a complete run, or a refusal, takes no lock and writes nothing
+        complete = self.store.verify_complete(scan)
+        self.complete = complete and not scan.needs_repair
+        if self.complete:
+            return
+        if not (complete or config.resume):
+            self._refuse_partial(scan)
         self.store.acquire()
         try:
             self.complete = self._open()
             if not self.complete:
                 self._load()
         except BaseException:
-            self.store.release()
+            self.store.release(refused=True)
             raise
 
     def sidecar(self, suffix: str) -> Path:
@@ -193,7 +200,8 @@ class Experiment:
     def _refuse_other_runs(self) -> None:
         old = self.store.other_run_metadata()
         if old is not None:
-            diff = differences(old.get("config", {}), self.config.result_defining())
+            theirs = old.get("config") if isinstance(old.get("config"), dict) else {}
+            diff = differences(theirs, self.config.result_defining())
             raise ValueError(f"Cannot resume: {self.path} holds no run with these parameters (run {self.run_id}). "
                              f"Its latest run {old.get('run_id')} differs in (theirs, yours): {diff}")
 
@@ -205,16 +213,20 @@ class Experiment:
                 self._repair()
             return True
         if not self.config.resume:
-            held = scan.rows[self.store.tables[0].name]
-            if held:
-                raise ValueError(f"{self.path} already holds {held} rows of run {self.run_id} "
-                                 "(the same parameters) but not all its sweeps. Continue it with --resume, "
-                                 "or choose another --output or --seed.")
+            self._refuse_partial(scan)
             return False
         if self.store.is_complete():
             self.store.update_metadata(complete=None)  # rows were removed since it completed
         self.done = (self._repair() if scan.needs_repair else scan).done
         return False
+
+    def _refuse_partial(self, scan: results.Scan) -> None:
+        """Without ``resume``, a CSV holding part of this run is refused (continue it with ``--resume``)."""
+        held = scan.rows[self.store.tables[0].name]
+        if held:
+            raise ValueError(f"{self.path} already holds {held} rows of run {self.run_id} "
+                             "(the same parameters) but not all its sweeps. Continue it with --resume, "
+                             "or choose another --output or --seed.")
 
     def _repair(self) -> results.Scan:
         scan = self.store.repair()
@@ -477,6 +489,8 @@ class Experiment:
                                  enabled=self.config.progress, nested=True, leave=False):
             try:
                 self.sweep_measure(spec, epoch, replacement)
+            except results.DiskFull:
+                raise  # the run stops; --resume continues once there is space
             except Exception as error:  # noqa: BLE001 - one measure's failure must not stop the others
                 log.exception("epoch %d, measure %r failed", epoch, spec)
                 self.failures.append(f"epoch {epoch} measure {spec!r}: {error!r}")

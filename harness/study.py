@@ -25,22 +25,25 @@ the differences.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
 import itertools
 import json
+import math
 import os
+import socket
 import sys
+import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-import tomllib
 from filelock import FileLock, Timeout
 
 from harness import results
-from harness.config import NOT_RESULT_DEFINING, RunConfig
+from harness.config import MAX_SEED, NOT_RESULT_DEFINING, RunConfig
 
 DEFAULT_STORAGE = "data/studies"
 STUDY_HELP = """Command line: python -m harness.study [options] runs a study: a grid of runs on Ray, one folder.
@@ -54,6 +57,12 @@ FIELDS = [f.name for f in dataclasses.fields(RunConfig)]
 AXES = [name for name in FIELDS if name not in NOT_RESULT_DEFINING]
 ENGINE_KEYS = ["workers", "address", "gpus_per_trial", "max_retries", "dashboard"]
 STUDY_KEYS = ["name", "storage", *ENGINE_KEYS]
+MAX_TRIALS = 100_000
+ADDRESS_TIMEOUT = 3.0  # seconds to reach a Ray cluster's address before the study is refused
+
+
+class StudyLocked(results.RunLocked):
+    """Another process is running this study (its driver holds ``study.lock``)."""
 
 
 @dataclass
@@ -93,7 +102,8 @@ class Engine:
         if not isinstance(self.dashboard, bool):
             raise ValueError(f"dashboard must be true or false. Received: dashboard={self.dashboard!r}")
         gpus = self.gpus_per_trial
-        if isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or gpus < 0 or (gpus > 1 and gpus % 1):
+        if isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or not math.isfinite(gpus) or gpus < 0 \
+                or (gpus > 1 and gpus % 1):
             raise ValueError("gpus_per_trial must be a fraction in [0, 1] or a whole number of GPUs. "
                              f"Received: gpus_per_trial={gpus!r}")
 
@@ -104,13 +114,22 @@ def parse_seeds(text: str) -> list[int]:
     Raises:
         ValueError: not written that way, or a seed repeats.
     """
-    seeds = []
+    if not isinstance(text, str):
+        raise ValueError(f"seeds must be text such as 0-9 or 0,3,5 or 0-4,10-14. Received: seeds={text!r}")
+    ranges = []
     try:
         for part in text.split(","):
             low, _, high = part.strip().partition("-")
-            seeds += list(range(int(low), int(high or low) + 1))
+            if not (low.strip().isascii() and (high or low).strip().isascii()):
+                raise ValueError
+            ranges.append((int(low), int(high or low)))
     except ValueError:
         raise ValueError(f"seeds must look like 0-9 or 0,3,5 or 0-4,10-14. Received: seeds={text!r}") from None
+    if any(not 0 <= low <= MAX_SEED or not 0 <= high <= MAX_SEED for low, high in ranges):
+        raise ValueError(f"seeds must lie in [0, {MAX_SEED}]. Received: seeds={text!r}")
+    if sum(max(0, high - low + 1) for low, high in ranges) > MAX_TRIALS:
+        raise ValueError(f"seeds name more than {MAX_TRIALS} trials, the most a study may hold. Received: seeds={text!r}")
+    seeds = [seed for low, high in ranges for seed in range(low, high + 1)]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be non-empty and distinct. Received: seeds={text!r}")
     return seeds
@@ -179,6 +198,8 @@ class Study:
         self.run_ids = [config.run_id for config in self.configs]
         self._refuse_duplicate_runs()
         self.study_id = hashlib.sha256(json.dumps(sorted(self.run_ids)).encode()).hexdigest()[:12]
+        if not isinstance(storage, (str, os.PathLike)) or not os.fspath(storage):
+            raise ValueError(f"storage must be a folder path. Received: storage={storage!r}")
         self.place(Path(storage).resolve() / (self.name or self.study_id))
 
     def place(self, folder: Path) -> None:
@@ -197,9 +218,13 @@ class Study:
         Raises:
             ValueError: an unknown key; the message lists the valid ones.
         """
-        with open(path, "rb") as f:
-            values = tomllib.load(f)
+        from harness.inputs import check_grid_table, read_toml
+
+        values = read_toml(path)
         file_grid, options = values.pop("grid", {}), values.pop("study", {})
+        if not isinstance(options, dict):
+            raise ValueError(f"study in {path} must be a table ([study] and its keys). Received: study={options!r}")
+        check_grid_table(file_grid, str(path))
         for table, keys, label in [(values, FIELDS, "setting"), (options, STUDY_KEYS, "[study] key")]:
             unknown = sorted(set(table) - set(keys))
             if unknown:
@@ -248,11 +273,19 @@ class Study:
         path = self.folder / "study.json"
         if not path.exists():
             return self.record()
-        old = json.loads(path.read_text())
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{path} is unreadable ({error}); remove it, or use another name.") from None
+        problem = record_problem(old)
+        if problem:
+            raise ValueError(f"{path} is not a study record ({problem}); remove it, or use another name.")
         if old["study_id"] != self.study_id:
             raise ValueError(f"{self.folder} holds study {old['study_id']}, not this one ({self.study_id}); "
                              f"differences (theirs, yours): {self._differences(old)}. "
                              "Use another name, or remove that folder.")
+        if sorted(t["run_id"] for t in old["trials"]) != sorted(self.run_ids):
+            raise ValueError(f"{path} lists other trials than study {self.study_id} has; remove it, or use another name.")
         return old
 
     def _differences(self, old: dict) -> dict:
@@ -261,7 +294,8 @@ class Study:
         grid = {f"grid {k}": v for k, v in differences(old.get("grid", {}), _jsonable(self.grid)).items()}
         diff = grid | differences(old.get("settings", {}), _jsonable(self.settings))
         # equal as written, yet other runs (a default changed, e.g. a measure was registered since): show the configs
-        return diff or differences(old["trials"][0]["config"], _jsonable(self.configs[0].result_defining()))
+        first = old["trials"][0].get("config", {}) if old["trials"] else {}
+        return diff or differences(first, _jsonable(self.configs[0].result_defining()))
 
     def is_complete(self, trial: dict) -> bool:
         """A trial is complete when ``study.json`` says so and its CSV is there."""
@@ -282,19 +316,34 @@ class Study:
             KeyboardInterrupt: interrupted; every ended trial is recorded.
         """
         engine = Engine(**(self.options | options))
-        self.folder.mkdir(parents=True, exist_ok=True)
+        lock = results.lock_path(self.folder / "study")
+        created = [p for p in (lock, *lock.parents) if not p.exists()]
         try:
-            with FileLock(results.lock_path(self.folder / "study"), timeout=0):
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(lock, timeout=0):
                 return self._run(engine)
         except Timeout:
-            raise ValueError(f"study {self.label} is being run by another process "
-                             f"(lock {results.lock_path(self.folder / 'study')}).") from None
+            raise StudyLocked(f"study {self.label} is being run by another process (lock {lock}).") from None
+        except OSError as error:
+            self._remove_created(created)
+            raise ValueError(f"Cannot write the study folder {self.folder}: {error.strerror or error}") from None
+        except ValueError:
+            self._remove_created(created)
+            raise
+
+    @staticmethod
+    def _remove_created(created: list[Path]) -> None:
+        """After a refusal: remove the lock file and the (then empty) folders this call created."""
+        for path in created:
+            with contextlib.suppress(OSError):
+                path.unlink() if path.suffix == ".lock" else path.rmdir()
 
     def _run(self, engine: Engine) -> dict:
         record = self.load_record()
         todo = [i for i, trial in enumerate(record["trials"]) if not self.is_complete(trial)]
         if not todo:
             return record
+        check_address(engine.address)
         self.save(record)
         from harness.engine import execute  # Ray is imported only when there is work to do
 
@@ -312,6 +361,54 @@ class Study:
         """Write ``study.json`` atomically (the driver is its only writer)."""
         record["updated"] = _now()
         results.write_metadata(self.folder / "study.json", record)
+
+
+def record_problem(record) -> str | None:
+    """What makes ``record`` no study record (the shape :meth:`Study.record` writes), or None."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not an object"
+    if not isinstance(record.get("study_id"), str):
+        return "no study_id"
+    trials = record.get("trials")
+    if not isinstance(trials, list) or not trials:
+        return "no list of trials"
+    for trial in trials:
+        if not isinstance(trial, dict) or not all(isinstance(trial.get(k), str) for k in ("run_id", "status", "csv")):
+            return f"a trial without run_id, status and csv: {str(trial)[:80]}"
+        if trial["csv"] != f"trials/{trial['run_id']}.csv" or not isinstance(trial.get("params", {}), dict):
+            return f"trial {trial['run_id']!r} has csv {trial['csv']!r}, not trials/<run_id>.csv"
+    for key in ("grid", "settings"):
+        if not isinstance(record.get(key, {}), dict):
+            return f"{key} is not an object"
+    return None
+
+
+def check_address(address: str | None, timeout: float = ADDRESS_TIMEOUT) -> None:
+    """That the Ray cluster at ``address`` answers within ``timeout`` seconds (None: Ray starts locally).
+
+    ``auto`` is looked up as Ray does: ``$RAY_ADDRESS``, else the cluster started on this machine
+    (``/tmp/ray/ray_current_cluster``).
+
+    Raises:
+        ValueError: not ``auto``, ``host:port`` or ``ray://host:port``, no cluster found, or no answer in time.
+    """
+    if address is None:
+        return
+    target = address
+    if address == "auto":
+        current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+        target = os.environ.get("RAY_ADDRESS") or (current.read_text().strip() if current.is_file() else "")
+        if not target:
+            raise ValueError("address='auto' finds no running Ray cluster on this machine (no $RAY_ADDRESS, no "
+                             f"{current}); start one with 'ray start --head', or leave address out to start Ray locally.")
+    host, _, port = target.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"address must be 'auto', host:port or ray://host:port. Received: address={address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as error:
+        raise ValueError(f"Cannot reach the Ray cluster at {target} within {timeout:g} s ({error}). "
+                         f"Received: address={address!r}") from None
 
 
 def versions() -> dict:
@@ -420,7 +517,8 @@ def run_from_args(args) -> int:
     """Run the study parsed ``python -m harness`` arguments describe; return the exit status.
 
     0: every trial complete. 1: some trials failed (named, with their logs).
-    2: bad input, reported before Ray starts. 130: interrupted; re-running resumes.
+    2: bad input, reported before Ray starts. 3: another process is running this study.
+    130: interrupted; re-running resumes.
     """
     from harness import instant, quiet
 
@@ -436,6 +534,9 @@ def run_from_args(args) -> int:
         record = study.run(progress=args.progress is not False)
         if all(study.is_complete(trial) for trial in record["trials"]):
             instant.remember(study.folder / "study.json", _request(args)[1])
+    except StudyLocked as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -449,6 +550,7 @@ def run_from_args(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``python -m harness.study``: the options of ``python -m harness``, always as a study."""
     from harness.__main__ import parser
+    from harness.inputs import check_args
 
     args = parser("python -m harness.study", STUDY_HELP).parse_args(argv)
     if args.list:
@@ -456,6 +558,11 @@ def main(argv: list[str] | None = None) -> int:
 
         print(catalog.listing())
         return 0
+    try:
+        check_args(args, study=True)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return run_from_args(args)
 
 

@@ -24,6 +24,7 @@ import pytest
 import analysis
 from harness import results
 from harness.__main__ import main as harness_main
+from harness.localize.__main__ import main as localize_main
 from tasks import TASKS
 
 
@@ -45,7 +46,15 @@ def analysis_cli(argv: list[str], tmp: Path) -> int:
         return stop.code
 
 
-ENTRY_POINTS = {"harness": harness_cli, "study": study_cli, "analysis": analysis_cli}
+def localize_cli(argv: list[str], tmp: Path) -> int:
+    """``python -m harness.localize``, writing under the case's folder."""
+    try:
+        return localize_main([*argv, "--output", str(tmp / "localize"), "--no-progress"])
+    except SystemExit as stop:  # argparse's usage errors
+        return stop.code
+
+
+ENTRY_POINTS = {"harness": harness_cli, "study": study_cli, "analysis": analysis_cli, "localize": localize_cli}
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))
 RANDOM_BYTES = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
 OTHER_SCHEMA = b"a,b\n1,2\n"
@@ -222,6 +231,63 @@ CASES = [
     ("analysis", ["{tmp}/no.csv", "--loss-tol", "-1"], "Tolerances must be >= 0", 1),
     ("analysis", ["{tmp}/good.csv", "--format", "jpg"], "invalid choice: 'jpg'", 2),
     ("analysis", ["{tmp}/good.csv", "--interval", "z"], "invalid choice: 'z'", 2),
+    # types of every TOML key and table, sizes with their limit, messages naming the option or file
+    ("harness", "grid = [1, 2]\n", "grid in {tmp}/exp.toml must be a table ([grid] and its keys). Received: grid=[1, 2]",
+     2),
+    ("harness", 'grid = ""\n', "grid in {tmp}/exp.toml must be a table ([grid] and its keys). Received: grid=''", 2),
+    ("harness", 'study = ""\n', "study in {tmp}/exp.toml must be a table ([study] and its keys). Received: study=''",
+     2),
+    ("harness", "[study]\nstorage = 5\n", "storage must be a folder path. Received: storage=5", 2),
+    ("harness", "[grid]\nseed = 3\n", "grid axis 'seed' must be a non-empty list of values. Received: seed=3", 2),
+    ("harness", "[grid]\nepochs = [1, 0]\n", "epochs must be a positive integer. Received: epochs=0", 2),
+    ("harness", "[grid]\nsead = [1]\n", "Unknown grid axis 'sead' in {tmp}/exp.toml", 2),
+    ("harness", 'model = ""\n', "Unknown model for task 'digits' ''; available: ['mlp']", 2),
+    ("harness", "model = 3\n", "model must be a name. Received: model=3", 2),
+    ("harness", "epochs = 9223372036854775807\n",
+     "epochs must be at most 100000. Received: epochs=9223372036854775807", 2),
+    ("harness", ["--epochs", "1000000000000"], "epochs must be at most 100000. Received: epochs=1000000000000", 2),
+    ("harness", ["--batch-size", str(2**40)], f"batch_size must be at most {2**31 - 1}. Received: batch_size={2**40}",
+     2),
+    ("harness", "thresholds = [" + ", ".join(str(i / 20000) for i in range(10002)) + "]\n",
+     "thresholds may hold at most 10001 values. Received: 10002 thresholds", 2),
+    ("harness", "learning_rate = \"0.1\"\n", "learning_rate must be a finite number > 0. Received: learning_rate='0.1'",
+     2),
+    ("harness", "data_dir = 5\n", "data_dir must be a path. Received: data_dir=5", 2),
+    ("harness", "sweep_epochs = [1, true]\n", "sweep_epochs must be 'all', 'every:N' or a list of epochs", 2),
+    ("harness", ["--sweep-epochs", "²"], "Received: sweep_epochs='²'", 2),
+    ("harness", ["--sweep-epochs", "1", "²"], "Received: sweep_epochs=['1', '²']", 2),
+    ("harness", ["--measures", ":kind=true"], "A measure spec needs the measure's name before ':' (e.g. fisher:kind="
+     "true). Received: measures=[':kind=true']", 2),
+    ("harness", ["--output", "/proc/r.csv"], "Cannot write beside /proc/r.csv", 2),
+    ("harness", ["--output", "{tmp}/ragged.csv"], "{tmp}/ragged.csv cannot be read as a CSV (Error tokenizing data", 2,
+     {"ragged.csv": results.format_rows([], header=True).encode() + b"a,b\n" + b"1," * 30 + b"\n"}),
+    ("harness", ["--output", "{tmp}/epochs.csv"], "{tmp}/epochs.csv line 2 has epoch 'x', not a whole number", 2,
+     {"epochs.csv": results.format_rows([dict.fromkeys(results.COLUMNS, "x") | dict(run_id="r")], header=True).encode()}),
+    # studies: seeds, engine settings, storage, address, study.json
+    ("study", ["--seeds", "0-5000000000"], "seeds must lie in [0, 4294967295]. Received: seeds='0-5000000000'", 2),
+    ("study", ["--seeds", "0-100000"], "seeds name more than 100000 trials", 2),
+    ("study", ["--seeds", "0-²"], "seeds must look like 0-9", 2),
+    ("study", ["--seeds", "0-1", "--gpus-per-trial", "nan"], "Received: gpus_per_trial=nan", 2),
+    ("study", ["--seeds", "0-1", "--gpus-per-trial", "inf"], "Received: gpus_per_trial=inf", 2),
+    ("study", ["--seeds", "0-1", "--address", "nowhere"],
+     "address must be 'auto', host:port or ray://host:port. Received: address='nowhere'", 2),
+    ("study", ["--seeds", "0-1", "--measures", "magnitude", "--address", "ray://127.0.0.1:1"],
+     "Cannot reach the Ray cluster at ray://127.0.0.1:1 within 3 s", 2),
+    ("harness", ["--seeds", "0-1", "--storage", "{tmp}/blocked/s"], "Cannot write to storage {tmp}/blocked/s", 2,
+     {"blocked": b"a file where a folder should be"}),
+    ("study", ["--seeds", "0-1", "--measures", "magnitude", "--name", "s"],
+     "{tmp}/s/study.json is not a study record (no study_id)", 2, {"s/study.json": b"{}"}),
+    ("study", ["--seeds", "0-1", "--measures", "magnitude", "--name", "s"],
+     "{tmp}/s/study.json is not a study record (a JSON list, not an object)", 2, {"s/study.json": b"[]"}),
+    ("study", ["--seeds", "0-1", "--measures", "magnitude", "--name", "s"],
+     "{tmp}/s/study.json is unreadable (Expecting value", 2, {"s/study.json": b"{\"study_id\": "}),
+    # python -m harness.localize
+    ("localize", ["--learning-rate", "inf"], "learning_rate must be a finite number > 0. Received: learning_rate=inf", 2),
+    ("localize", ["--groups", "null"], "groups must be JSON such as [[1,7],[6,8]]. Received: 'null'", 2),
+    ("localize", ["--task", "digits", "--data-dir", "{tmp}/missing"],
+     "Task 'digits' reads no data folder; remove data_dir. Received: data_dir=", 2),
+    ("localize", ["--hidden", str(10**10)], "hidden must be at most 100000. Received: hidden=10000000000", 2),
+    ("localize", "task = digits\n", "exp.toml is not valid TOML: Invalid value (at line 1, column 8)", 2),
 ]
 
 
@@ -289,6 +355,7 @@ def prepare(tmp: Path, files: dict) -> None:
             (tmp / name).mkdir()
             (tmp / name).chmod(0o555)
         else:
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_bytes(content)
 
 

@@ -214,3 +214,24 @@ def test_a_dashboard_without_its_packages_is_refused_before_ray_starts(monkeypat
     monkeypatch.setattr(engine.ray, "init", lambda **kwargs: pytest.fail("Ray was started"))
     with pytest.raises(ValueError, match=r"^--dashboard needs the dashboard's packages: pip install 'ray\[default\]'"):
         engine.connect(Engine(dashboard=True))
+
+
+def test_the_losing_study_driver_exits_3_like_a_losing_run(tmp_path, monkeypatch, capsys):
+    from filelock import FileLock
+
+    no_ray(monkeypatch)
+    argv = ["--seeds", "0-1", "--epochs", "1", "--measures", "magnitude", "--aggregations", "weight",
+            "--thresholds", "0", "1", "--name", "s", "--storage", str(tmp_path), "--no-progress"]
+    (tmp_path / "s" / ".locks").mkdir(parents=True)
+    with FileLock(tmp_path / "s" / ".locks" / "study.lock", timeout=0):
+        assert main(argv) == 3
+    assert "study s is being run by another process" in capsys.readouterr().err
+    assert not (tmp_path / "s" / "study.json").exists()
+
+
+def test_a_refused_study_leaves_no_folder_or_lock(tmp_path, monkeypatch, capsys):
+    no_ray(monkeypatch)
+    study = Study(TINY, {"seed": [0, 1]}, name="s", storage=tmp_path / "new")
+    with pytest.raises(ValueError, match="Cannot reach the Ray cluster at 127.0.0.1:1 within"):
+        study.run(address="127.0.0.1:1", progress=False)
+    assert not (tmp_path / "new").exists()

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from harness import results
-from harness.localize.config import LocalizeConfig
+from harness.localize.config import LocalizeConfig  # TensorFlow is imported by run() only: refusals stay fast
 
 RESULT, TABLE = "result.json", "parameters.csv"
 

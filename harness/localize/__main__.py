@@ -14,14 +14,18 @@ import sys
 from pathlib import Path
 
 from harness import instant, quiet
+from harness.localize import LocalizeConfig, run
 from harness.localize.config import ACTIVATIONS, INPUT_SCALINGS, TALLY_HALVES
 
 
 def _groups(text: str):
     try:
-        return json.loads(text)
+        groups = json.loads(text)
     except json.JSONDecodeError:
-        raise argparse.ArgumentTypeError(f"groups must be JSON such as [[1,7],[6,8]]. Received: {text!r}") from None
+        groups = None
+    if not isinstance(groups, list):
+        raise argparse.ArgumentTypeError(f"groups must be JSON such as [[1,7],[6,8]]. Received: {text!r}")
+    return groups
 
 
 def parser() -> argparse.ArgumentParser:
@@ -69,28 +73,39 @@ def _already_complete(folder: Path, run_id: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return 0 when done, 2 on bad input (before training, no traceback), 130 when interrupted.
 
-    A run this same command finished before (on this code) is reported without importing TensorFlow.
+    A run this same command finished before (on this code) is reported without importing TensorFlow, and so is
+    every refusal.
     """
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as stop:  # --help, or argparse's one-line usage error
+        return stop.code if isinstance(stop.code, int) else 2
     given = {k: v for k, v in vars(args).items() if v is not None and k != "config"}
     key = instant.request_key("localize", given, args.config)
     found = instant.find(_records({**given, "config": args.config}), key)
     if found is not None:
         return _already_complete(found[0].parent, found[1].get("run_id", "?"))
+    try:  # refusals come before TensorFlow is imported
+        config = LocalizeConfig.from_toml(args.config, **given) if args.config else LocalizeConfig(**given)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if _same_result(config):
+        instant.remember(config.folder / "result.json", key)
+        return _already_complete(config.folder, config.run_id)
+    return _run(config, key)
+
+
+def _run(config: LocalizeConfig, key: str) -> int:
     device = quiet.load_tensorflow()
-    import tasks
-    from harness.localize import LocalizeConfig, run
+    from tasks import DatasetUnavailable
 
     try:
-        config = LocalizeConfig.from_toml(args.config, **given) if args.config else LocalizeConfig(**given)
-        if _same_result(config):
-            instant.remember(config.folder / "result.json", key)
-            return _already_complete(config.folder, config.run_id)
         print(f"localize {config.run_id}: {config.activation}, groups {config.groups}, seeds {config.seeds} "
               f"-> {config.folder}")
         print(device)
         folder = run(config)
-    except (ValueError, tasks.DatasetUnavailable, OSError) as error:
+    except (ValueError, DatasetUnavailable, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -5,15 +5,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomllib
 
+from harness.inputs import check_choice, task_facts
+
 ACTIVATIONS = ("softplus", "relu", "sigmoid")
 TALLY_HALVES = ("first", "second", "all")
 INPUT_SCALINGS = ("seed", "unit")
 NOT_RESULT_DEFINING = ("output", "progress")
+LIMITS = {"hidden": 100_000, "batch_size": 2**31 - 1, "phase1_examples": 10_000_000, "fork_examples": 10_000_000}
 
 
 @dataclass
@@ -60,27 +64,28 @@ class LocalizeConfig:
     progress: bool = True
 
     def __post_init__(self):
-        import tasks  # imports TensorFlow: ``--help`` and a finished run's report do without
-        from harness.threshold import check_choice
-
-        num_classes = tasks.get_task(self.task).num_classes
+        task = task_facts(self.task)
+        if self.data_dir is not None and not task["reads_data_dir"]:
+            raise ValueError(f"Task {self.task!r} reads no data folder; remove data_dir. "
+                             f"Received: data_dir={self.data_dir!r}")
+        num_classes = task["num_classes"]
         self.groups = check_groups(self.groups, num_classes)
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("tally", self.tally, TALLY_HALVES)
         check_choice("inputs", self.inputs, INPUT_SCALINGS)
         for name in ("hidden", "batch_size", "phase1_examples"):
-            _check_positive_int(name, getattr(self, name))
+            _check_positive_int(name, getattr(self, name), LIMITS[name])
         if self.phase1_examples % 4:
             raise ValueError(f"phase1_examples must be a multiple of 4 (equal numbers of the four classes). "
                              f"Received: phase1_examples={self.phase1_examples}")
         if self.fork_examples is not None:
-            _check_positive_int("fork_examples", self.fork_examples)
+            _check_positive_int("fork_examples", self.fork_examples, LIMITS["fork_examples"])
             if self.fork_examples % 2:
                 raise ValueError("fork_examples must be even (half from each side). "
                                  f"Received: fork_examples={self.fork_examples}")
         if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float)) \
-                or not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive. Received: learning_rate={self.learning_rate!r}")
+                or not math.isfinite(self.learning_rate) or not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be a finite number > 0. Received: learning_rate={self.learning_rate!r}")
         self.learning_rate = float(self.learning_rate)
         self.seeds = _check_seeds(self.seeds)
 
@@ -105,8 +110,13 @@ class LocalizeConfig:
         Raises:
             ValueError: a key is not a field; the message lists the valid keys.
         """
-        with open(path, "rb") as f:
-            values = tomllib.load(f)
+        try:
+            with open(path, "rb") as f:
+                values = tomllib.load(f)
+        except OSError as error:
+            raise ValueError(f"Cannot read the config file {path}: {error.strerror or error}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path} is not valid TOML: {error}") from None
         valid = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(values) - set(valid))
         if unknown:
@@ -135,9 +145,11 @@ def check_groups(groups, num_classes: int) -> list[list[int]]:
     return [list(g) for g in groups]
 
 
-def _check_positive_int(name: str, value) -> None:
+def _check_positive_int(name: str, value, limit: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
+    if value > limit:
+        raise ValueError(f"{name} must be at most {limit}. Received: {name}={value!r}")
 
 
 def _check_seeds(seeds) -> list[int]:
