@@ -40,7 +40,7 @@ FIELDS = [f.name for f in dataclasses.fields(RunConfig)]
 NAME_LISTS = ("measures", "aggregations", "poolings", "scopes", "normalizations", "replacements", "orders")
 CLASS_LISTS = ("importance_classes", "forget_classes")
 TEXTS = ("task", "model", "threshold_rule", "augmentation", "contrast", "prunable", "sweep_method")
-STUDY_KEYS = ("name", "storage", "workers", "address", "gpus_per_trial", "max_retries")  # harness.study's, not imported
+STUDY_KEYS = ("name", "storage", "workers", "address", "gpus_per_trial", "max_retries", "dashboard")  # = harness.study's
 CHOICES = {"threshold_rule": ("threshold_rule", ("harness/threshold.py", "THRESHOLD_RULES")),
            "sweep_method": ("sweep method", ("harness/sweep.py", "METHODS")),
            "contrast": ("contrast", ("harness/forgetting.py", "CONTRASTS"))}
@@ -265,12 +265,12 @@ def check_output(output: str) -> None:
 
 
 def check_study(options: dict, source: str) -> None:
-    """The ``[study]`` table or study options: name, storage, workers, address, gpus_per_trial, max_retries.
+    """The ``[study]`` table or study options: name, storage, workers, address, gpus_per_trial, max_retries, dashboard.
 
     Raises:
         ValueError: names the key and its value.
     """
-    from harness.study import Engine, check_name
+    from harness.study import ENGINE_KEYS, Engine, check_name
 
     unknown = sorted(set(options) - set(STUDY_KEYS))
     if unknown:
@@ -283,7 +283,7 @@ def check_study(options: dict, source: str) -> None:
     host, _, port = address.removeprefix("ray://").rpartition(":") if isinstance(address, str) else ("", "", "")
     if address not in (None, "auto") and (not host or not port.isdigit()):
         raise ValueError(f"address must be 'auto', host:port or ray://host:port. Received: address={address!r}")
-    Engine(**{k: options[k] for k in ("workers", "address", "gpus_per_trial", "max_retries") if k in options})
+    Engine(**{k: options[k] for k in ENGINE_KEYS if k in options})
 
 
 def check_study_record(options: dict) -> None:
