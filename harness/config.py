@@ -29,7 +29,8 @@ class RunConfig:
         task: Registered task name.
         model: One of the task's models; None for the task's default.
         measures: Measure specs (``"fisher"``, ``"obd:hessian=exact"``); None for all registered.
-        aggregations: Aggregation names; None for all registered.
+        aggregations: Aggregation specs (``"unit"``, ``"unit:direction=out"``); None for all
+            registered. Written in canonical form (``unit:direction=in`` is ``unit``).
         poolings: Poolings of item scores (mean, sum, max, min, l2).
         scopes: ``layer``, ``global`` and/or ``output`` (per output unit; used by
             per-weight aggregations only, see ``harness.threshold.segment_ids``).
@@ -68,6 +69,11 @@ class RunConfig:
             other classes: ``ratio`` or ``difference`` (:func:`harness.forgetting.contrast`);
             None: ``ratio`` in a forgetting run; refused without ``forget_classes``.
         prunable: ``kernels``, ``kernels+biases``, ``all`` or ``hidden-kernels`` (all kernels but the output layer's).
+        structured_bn: ``zero`` (default): a removed unit or filter also masks the prunable scale and
+            shift of the BatchNormalization after it, so its output after BatchNorm is 0;
+            ``keep``: they stay single weights (the behaviour before; ``aggregations/unit.py``).
+            It changes results only with ``prunable = "all"``, so it enters the run id only
+            there, and only as ``zero``: a ``keep`` run keeps the run id it had before.
         output: Result CSV path.
         data_dir: Folder with a local copy of the task's dataset; refused for tasks that read none.
             Not part of the run id: the same data at another path is the same run.
@@ -115,6 +121,7 @@ class RunConfig:
     forget_classes: list[int] | None = None
     contrast: str | None = None
     prunable: str = "kernels"
+    structured_bn: str = "zero"
     output: str = "data/results.csv"
     data_dir: str | None = None
     deterministic: bool = False
@@ -161,7 +168,8 @@ class RunConfig:
         built = {spec: measures.make_measure(spec) for spec in self.measures}
         _check_class_options(self, built, task)
         self.aggregations = _check_list("aggregations", self.aggregations)
-        aggregations.AGGREGATIONS.check(self.aggregations)
+        self.aggregations = _check_list("aggregations", [aggregations.get_aggregation(a, self.structured_bn).spec
+                                                         for a in self.aggregations])
         for name, choices in [("pooling", POOLINGS), ("scope", SCOPES), ("normalization", NORMALIZATIONS),
                               ("replacement", REPLACEMENTS), ("order", ORDERS)]:
             setattr(self, name + "s", _check_list(name + "s", getattr(self, name + "s")))
@@ -222,7 +230,10 @@ class RunConfig:
 
     def result_defining(self) -> dict:
         """The parameters that define results (all but output path, progress, resume and sweep method)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_RESULT_DEFINING}
+        defining = {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_RESULT_DEFINING}
+        if self.structured_bn == "keep" or self.prunable != "all":  # the results (and run id) of before
+            defining.pop("structured_bn")
+        return defining
 
     @property
     def run_id(self) -> str:
