@@ -394,7 +394,9 @@ class Thresholder:
         return [(self._rank[ids], self._segment[ids]) for ids in self._element_items]
 
     def n_replaced(self, t: float) -> int:
-        """Number of parameters replaced at ``t``."""
+        """Number of parameters replaced at ``t`` (those the items cover included)."""
+        if self.element_covers is not None:
+            return int(sum(mask.sum() for mask in self.masks(t)))
         counts = self.counts(t)
         last = self._starts + counts - 1
         base = np.where(self._starts > 0, self._cumsizes[np.maximum(self._starts - 1, 0)], 0)
