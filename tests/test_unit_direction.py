@@ -194,3 +194,26 @@ def test_direction_is_in_the_spec_and_in_the_run_id_only_when_set():
     assert RunConfig(structured_bn="keep", **base).run_id == RunConfig(**base).run_id  # no BatchNorm prunable
     assert RunConfig(prunable="all", structured_bn="keep", **base).run_id != \
         RunConfig(prunable="all", **base).run_id
+
+
+@pytest.mark.slow
+def test_a_run_records_the_direction_in_the_csv_and_the_fallback_in_its_notes(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from harness import results
+    from harness.config import RunConfig
+    from harness.run import Experiment
+
+    out = tmp_path / "r.csv"
+    config = RunConfig(output=str(out), measures=["magnitude"], aggregations=["unit", "unit:direction=out",
+                       "unit:direction=group"], epochs=1, thresholds=[0.0, 0.5], progress=False)
+    Experiment(config).run()
+    frame = pd.read_csv(out)
+    assert sorted(set(frame.aggregation)) == ["unit", "unit:direction=group", "unit:direction=out"]
+    at_half = frame[frame.threshold == 0.5].set_index("aggregation")
+    assert at_half.loc["unit:direction=group", "n_replaced"] > at_half.loc["unit", "n_replaced"]  # the rows go too
+    notes = json.loads(results.sidecar(out, config.run_id, ".json").read_text())["notes"]
+    assert "aggregation 'unit:direction=out': logits: its outputs are the model's outputs; its units pool their " \
+           "incoming weights (direction 'in')" in notes
