@@ -78,6 +78,7 @@ class Aggregation:
 
     name: ClassVar[str]
     pools: ClassVar[bool] = True  # False when every item is one parameter, so pooling has no effect
+    by_default: ClassVar[bool] = True  # whether a run that names no aggregations sweeps it
     options: dict = {}  # the non-default options of this instance (they enter the spec and the numbering's key)
 
     @property

@@ -39,8 +39,8 @@ def _list_options() -> dict[str, str]:
     choices = {name: " ".join(catalog.grid_choices(name)) for name in catalog.GRID_CHOICES}
     return {
         "measures": "measure specs, e.g. fisher obd:hessian=exact (default: every registered measure; see --list)",
-        "aggregations": "aggregation specs, e.g. unit unit:direction=out filter:direction=group (default: every "
-                        "registered one; 'filter' is skipped on models without conv layers, where its items are "
+        "aggregations": "aggregation specs, e.g. unit unit:direction=out filter:direction=group head (default: every "
+                        "registered one but head; 'filter' is skipped on models without conv layers, where its items are "
                         "single weights as in 'weight'; see --list)",
         "poolings": f"item poolings: {choices['poolings']} (default: {' '.join(_default('poolings'))})",
         "scopes": f"{choices['scopes']} ('output': per output unit, per-weight aggregations only) "

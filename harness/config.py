@@ -30,7 +30,8 @@ class RunConfig:
         model: One of the task's models; None for the task's default.
         measures: Measure specs (``"fisher"``, ``"obd:hessian=exact"``); None for all registered.
         aggregations: Aggregation specs (``"unit"``, ``"unit:direction=out"``); None for all
-            registered. Written in canonical form (``unit:direction=in`` is ``unit``).
+            registered but ``head`` (swept when named). Written in canonical form
+            (``unit:direction=in`` is ``unit``).
         poolings: Poolings of item scores (mean, sum, max, min, l2).
         scopes: ``layer``, ``global`` and/or ``output`` (per output unit; used by
             per-weight aggregations only, see ``harness.threshold.segment_ids``).
@@ -145,7 +146,8 @@ class RunConfig:
         self.model = self.model or task.default_model
         check_choice(f"model for task {self.task!r}", self.model, sorted(task.models))
         self.measures = self.measures if self.measures is not None else measures.MEASURES.names()
-        self.aggregations = self.aggregations if self.aggregations is not None else aggregations.AGGREGATIONS.names()
+        self.aggregations = self.aggregations if self.aggregations is not None else \
+            [name for name in aggregations.AGGREGATIONS.names() if aggregations.AGGREGATIONS.get(name).by_default]
         defaults = task.training_defaults(self.model)
         for name in ("epochs", "batch_size", "learning_rate", "augmentation"):
             setattr(self, name, defaults[name] if getattr(self, name) is None else getattr(self, name))

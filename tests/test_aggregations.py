@@ -15,8 +15,8 @@ def dense_params(prunable="kernels+biases"):
 
 
 def test_registry():
-    assert AGGREGATIONS.names() == ["filter", "unit", "weight"]
-    with pytest.raises(ValueError, match=r"Unknown aggregation 'units'; available: \['filter', 'unit', 'weight'\]"):
+    assert AGGREGATIONS.names() == ["filter", "head", "unit", "weight"]
+    with pytest.raises(ValueError, match=r"Unknown aggregation 'units'; available: \['filter', 'head', 'unit', 'weight'\]"):
         get_aggregation("units")
 
 
