@@ -30,6 +30,10 @@ controls beside the measures with no special code.
   unstructured mask of its per-layer densities. For the ``weight``
   aggregation, items are weights and the two coincide in distribution, but
   not in draws (independent random streams).
+- Items that also mask elements they cover (``unit:direction=group``: a unit's
+  consuming rows) keep doing so: ``random_matched`` removes the random units
+  with their rows, and ``shuffled`` permutes the measure's weight mask with the
+  covered rows in it (:func:`harness.threshold.element_values`).
 
 Seeds: every control of a sweep draws from ``default_rng([seed, stream,
 layer])`` with the seed of the epoch (:func:`control_seed`), so all measures

@@ -217,3 +217,18 @@ def test_a_run_records_the_direction_in_the_csv_and_the_fallback_in_its_notes(tm
     notes = json.loads(results.sidecar(out, config.run_id, ".json").read_text())["notes"]
     assert "aggregation 'unit:direction=out': logits: its outputs are the model's outputs; its units pool their " \
            "incoming weights (direction 'in')" in notes
+
+
+def test_the_catalogue_shows_the_direction_option():
+    import inspect
+
+    from aggregations import AGGREGATIONS
+    from harness import catalog
+
+    options = {p.name: p.options for p in catalog.plugins("aggregation")}
+    for name in ("unit", "filter"):
+        assert [(o.name, o.default, o.choices) for o in options[name]] == [("direction", "'in'", ["in", "out", "group"])]
+        assert list(inspect.signature(AGGREGATIONS.get(name)).parameters) == ["direction"]
+    assert options["weight"] == [] and options["head"] == []
+    assert "  unit          Pool each unit's incoming weights" in catalog.listing()
+    assert "direction: in | out | group (default in)" in catalog.listing()
