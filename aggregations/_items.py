@@ -27,6 +27,10 @@ class Items:
             (see :func:`output_units`); -1 for an item with no output unit
             (parameters of other layers, e.g. BatchNorm) or spanning several.
             None when unknown; scope ``output`` then refuses the items.
+        element_covers: Per parameter, the second item whose removal also
+            masks each element (-1 where none; None for a parameter without),
+            or None when items mask only what they own (:class:`Span`).
+        notes: One line per layer whose items fell back (``unit:direction=out``).
     """
 
     scores: np.ndarray
