@@ -232,15 +232,19 @@ class RunConfig:
 
     def result_defining(self) -> dict:
         """The parameters that define results (all but output path, progress, resume and sweep method)."""
-        defining = {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_RESULT_DEFINING}
-        if self.structured_bn == "keep" or self.prunable != "all":  # the results (and run id) of before
-            defining.pop("structured_bn")
-        return defining
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_RESULT_DEFINING}
 
     @property
     def run_id(self) -> str:
-        """12 hex digits of the SHA-256 of the result-defining parameters as canonical JSON."""
-        text = json.dumps(self.result_defining(), sort_keys=True)
+        """12 hex digits of the SHA-256 of the result-defining parameters as canonical JSON.
+
+        ``structured_bn`` is left out where it gives the results of before (``keep``, or ``prunable``
+        other than ``all``), so those runs keep the run id they had.
+        """
+        defining = self.result_defining()
+        if self.structured_bn == "keep" or self.prunable != "all":
+            defining.pop("structured_bn")
+        text = json.dumps(defining, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     @classmethod
