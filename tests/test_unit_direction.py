@@ -232,3 +232,19 @@ def test_the_catalogue_shows_the_direction_option():
     assert options["weight"] == [] and options["head"] == []
     assert "  unit          Pool each unit's incoming weights" in catalog.listing()
     assert "direction: in | out | group (default in)" in catalog.listing()
+
+
+def test_a_residual_connection_falls_back_with_a_note():
+    inputs = keras.Input((4,))
+    d1 = keras.layers.Dense(4, activation="relu", name="d1")(inputs)
+    d2 = keras.layers.Dense(4, name="d2")(d1)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="d3")(keras.layers.Add(name="add")([d1, d2])))
+    params = prunable_params(model, "kernels")
+    s = hand_scores(params)
+    out = get_aggregation("unit:direction=out")(params, s, "sum")
+    np.testing.assert_allclose(out.scores, get_aggregation("unit")(params, s, "sum").scores)  # every layer falls back
+    assert out.notes == ("d1: d1 feeds 2 layers (a branch or residual connection); its units pool their incoming "
+                         "weights (direction 'in')",
+                         "d2: Add add lies before the next layer; its units pool their incoming weights (direction 'in')",
+                         "d3: its outputs are the model's outputs; its units pool their incoming weights "
+                         "(direction 'in')")
