@@ -30,7 +30,8 @@ class Unit(Aggregation):
       (``aggregations/_graph.py``): for a Flatten, every position of its
       channel (row ``r`` is fed by channel ``r % channels``). The original
       study's unit (seed 003).
-    - ``group``: both, the unit's whole dependency group (Torch-Pruning's group
+    - ``group``: both (its BatchNorm parameters with ``structured_bn = "zero"``,
+      which it then owns), the unit's whole dependency group (Torch-Pruning's group
       importance; Molchanov et al. 2019); removing it also masks its
       consuming slice, which the consumer's units own (so the achieved
       sparsity exceeds t; the ``sparsity`` column records it).
