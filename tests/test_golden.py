@@ -55,9 +55,16 @@ def rows(case: str, folder: Path, **extra) -> pd.DataFrame:
     return pd.read_csv(out, dtype=str, keep_default_na=False).drop(columns=TIMING)
 
 
+@pytest.fixture
+def toy_task():
+    """The toy conv task, registered for one test only (other tests list the registered tasks)."""
+    yield register()
+    TASKS.unregister("golden_digits_conv")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_rows_are_unchanged(case, tmp_path):
+def test_rows_are_unchanged(case, tmp_path, toy_task):
     extra = {"structured_bn": "keep"} if case == "digits_conv_bn" else {}
     got = rows(case, tmp_path, **extra)
     expected = pd.read_csv(GOLDEN / f"{case}.csv", dtype=str, keep_default_na=False)
