@@ -176,8 +176,8 @@ def check_names(settings: dict) -> None:
             raise ValueError(f"A measure spec needs the measure's name before ':' (e.g. fisher:kind=true). "
                              f"Received: measures={settings['measures']!r}")
         check_choice("measure", name, known("measure"))
-    for name in settings.get("aggregations") or []:
-        check_choice("aggregation", name, known("aggregation"))
+    for spec in settings.get("aggregations") or []:  # unit:direction=out: the options are checked with the plugin
+        check_choice("aggregation", spec.partition(":")[0].strip(), known("aggregation"))
     for option in ("poolings", "scopes", "normalizations", "replacements", "orders", "controls"):
         for value in settings.get(option) or []:
             check_choice(option[:-1], value, catalog.grid_choices(option))

@@ -150,7 +150,7 @@ def count_rows(table, run_id: str) -> int:
 def complete_text(run_id: str, csv: Path | str) -> str:
     """What a complete run prints (the ordinary path prints the same)."""
     return (f"run {run_id} is already complete in {csv}; nothing was recomputed.\n"
-            f"next: python analysis.py {csv} --out figures")
+            f"next: python analysis.py {csv}")
 
 
 def toml_value(config_file: str | None, name: str):

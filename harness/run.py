@@ -569,7 +569,7 @@ class Experiment:
         """What the run did: rows, time, where its files are, the unthresholded losses, and the next command."""
         if self.complete:
             return (f"run {self.run_id} is already complete in {self.path}; nothing was recomputed.\n"
-                    f"next: python analysis.py {self.path} --out figures")
+                    f"next: python analysis.py {self.path}")
         checkpoints = checkpoint.epochs(self.store.checkpoint_folder)
         lines = [f"run {self.run_id}: {self.rows_written} rows written in {self.seconds:.1f} s"
                  + (f"; {len(self.failures)} measure evaluation(s) failed" if self.failures else ""),
@@ -580,7 +580,7 @@ class Experiment:
         for h in self.history:
             train = f"{h['train_loss']:10.4f}" if "train_loss" in h else f"{'-':>10}"
             lines.append(f"{'':24}{h['epoch']:5d}  {train}  {h['val_loss']:10.4f}  {h['val_accuracy']:12.4f}")
-        lines.append(f"next: python analysis.py {self.path} --out figures")
+        lines.append(f"next: python analysis.py {self.path}")
         return "\n".join(lines)
 
 
