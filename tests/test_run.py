@@ -102,7 +102,7 @@ def test_end_of_run_summary(digits_run):
     text = experiment.summary()
     assert f"{experiment.rows_written} rows written" in text and experiment.rows_written == 40
     assert str(out) in text and str(experiment.store.log_path) in text and "epoch-2" in text
-    assert f"next: python analysis.py {out}\n" in text
+    assert text.endswith(f"next: python analysis.py {out}")
     epochs = [line.split() for line in text.splitlines() if line.split()[:1] in (["1"], ["2"])]
     assert [float(e[2]) for e in epochs] == [round(h["val_loss"], 4) for h in experiment.history[1:]]
 
