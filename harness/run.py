@@ -25,6 +25,7 @@ from harness.threshold import Thresholder
 from harness.train import NonFiniteTraining, Trainer
 from measures import MeasureContext, make_measure, prunable_params
 from tasks import get_task
+from tasks._outputs import logits_model
 
 log = logging.getLogger("harness")
 
@@ -232,8 +233,10 @@ class Experiment:
         self.task = get_task(config.task)
         self.data = self.task.load(config.data_dir)
         seed_everything(config.seed, config.deterministic)
-        self.model = self.task.build_model(config.model, self.data.x_train.shape[1:])
-        self.loss = self.task.loss()
+        self.model, self.loss, output_note = logits_model(self.task.build_model(config.model, self.data.x_train.shape[1:]),
+                                                          self.task.loss())
+        if output_note:
+            self.note(output_note)
         self.params = prunable_params(self.model, config.prunable)
         self.grid = self._grid()
         self._draw_samples()
