@@ -23,7 +23,7 @@ from harness.seed import derived_seed, seed_everything
 from harness.sweep import REPLACEMENTS, Evaluator, replacement_values, sweep
 from harness.threshold import Thresholder
 from harness.train import NonFiniteTraining, Trainer
-from measures import MeasureContext, make_measure, prunable_params
+from measures import Measure, MeasureContext, make_measure, prunable_params
 from tasks import get_task
 from tasks._model_file import check_model_shapes, file_sha256, load_model_file
 from tasks._outputs import logits_model
@@ -143,7 +143,8 @@ class Experiment:
         config: The validated parameters.
 
     Raises:
-        ValueError: the CSV has another schema or is not text; or it holds part
+        ValueError: a measure cannot score the model (``Measure.unsupported``; before any file or data is
+            touched where the task's example shape is known); the CSV has another schema or is not text; or it holds part
             of this run and ``resume`` is off; or ``resume`` is on and the CSV
             holds only runs with other parameters (the message names the differences).
         harness.results.RunLocked: another process is writing this run.
@@ -154,6 +155,8 @@ class Experiment:
         self._started = time.perf_counter()
         self.config, self.run_id, self.path = config, config.run_id, Path(config.output)
         self.measures = {spec: make_measure(spec) for spec in config.measures}
+        self.task = get_task(config.task)
+        self.asked = self._refuse_unsupported()  # before any file is touched or data loaded, where the shape is known
         tables = [results.results_table(self.path, rows_per_sweep=len(config.thresholds))]
         if config.per_class:
             classes = get_task(config.task).num_classes
@@ -231,12 +234,13 @@ class Experiment:
     def _load(self) -> None:
         """Load the data, build the model, and everything a sweep needs."""
         config = self.config
-        self.task = get_task(config.task)
         self.data = self.task.load(config.data_dir)
         seed_everything(config.seed, config.deterministic)
         self.model, self.loss, output_note = logits_model(self._build_model(), self.task.loss())
         if output_note:
             self.note(output_note)
+        if not self.asked:
+            self._refuse_unsupported(self.model)
         self.params = prunable_params(self.model, config.prunable)
         self.grid = self._grid()
         self._draw_samples()
@@ -260,6 +264,31 @@ class Experiment:
         if file_sha256(Path(config.model_file).expanduser()) != config.result_defining()["model_file_sha256"]:
             raise ValueError(f"model_file changed since the run was configured. Received: model_file={config.model_file!r}")
         return model
+
+    def _refuse_unsupported(self, model=None) -> bool:
+        """Refuse a measure that cannot score this model (:meth:`measures.Measure.unsupported`); whether it was asked.
+
+        Without ``model``, a throwaway copy is built for the task's example shape (or loaded from the model file),
+        so the refusal comes before any data is loaded; a task whose shape is known only from its data is not asked.
+
+        Raises:
+            ValueError: names the measure, the model and the reason.
+        """
+        asking = {spec: m for spec, m in self.measures.items() if type(m).unsupported is not Measure.unsupported}
+        if not asking:
+            return True
+        if model is None:
+            config, shape = self.config, self.task.input_shape
+            if config.model_file is None and shape is None:
+                return False
+            built = load_model_file(config.model_file) if config.model_file else self.task.build_model(config.model, shape)
+            model = logits_model(built, self.task.loss())[0]
+        for spec, measure in asking.items():
+            reason = measure.unsupported(model)
+            if reason:
+                raise ValueError(f"measure {spec!r} cannot score model {self.config.model!r}: {reason}; remove it "
+                                 f"from measures. Received: measures={self.config.measures}")
+        return True
 
     def _epoch_numbers(self) -> range:
         """The epochs whose sweeps the run writes: 1..epochs, or 0 alone (a model file scored without training)."""

@@ -175,6 +175,9 @@ CASES = [
      {"m.keras": DIGITS_KERAS}),
     ("harness", ["--model-file", "{tmp}/m.keras", "--epochs", "-1"], "epochs must be a positive integer", 2,
      {"m.keras": DIGITS_KERAS}),
+    # a measure that cannot score the model (refused before the data load)
+    ("harness", ["--model", "vit", "--measures", "magnitude", "synflow"],
+     "measure 'synflow' cannot score model 'vit': synflow supports layers", 2),
     ("harness", ["--batch-size", "-3"], "batch_size must be a positive integer. Received: batch_size=-3", 2),
     ("harness", ["--importance-samples", "0"], "importance_samples must be a positive integer", 2),
     ("harness", ["--keep-checkpoints", "0"], "keep_checkpoints must be a positive integer. Received: keep_checkpoints=0",
