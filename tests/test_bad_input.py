@@ -70,7 +70,7 @@ CASES = [
     # the grid
     ("harness", ["--task", "cifar100"], "Unknown task 'cifar100'; available: ['cifar10', 'digits', 'mnist']", 2),
     ("harness", 'task = ["digits"]\n', "task must be a task name. Received: task=['digits']; available: [", 2),
-    ("harness", ["--model", "resnet"], "Unknown model for task 'digits' 'resnet'; available: ['mlp']", 2),
+    ("harness", ["--model", "resnet"], "Unknown model for task 'digits' 'resnet'; available: ['mlp', 'vit']", 2),
     ("harness", ["--aggregations", "neuron"], "Unknown aggregation 'neuron'; available: ['filter', 'unit', 'weight']", 2),
     ("harness", ["--poolings", "median"], "Unknown pooling 'median'; available: ['mean', 'sum', 'max', 'min', 'l2']", 2),
     ("harness", ["--scopes", "model"], "Unknown scope 'model'; available: ['layer', 'global', 'output']", 2),
