@@ -191,7 +191,7 @@ class Structure:
         else:
             cause = chain_break(model)
             for link in self.links:
-                link.reason = f"the model is not one chain of supported layers ({cause}); the shrunk method masks instead"
+                link.reason = f"the model is not one chain of supported layers ({cause})"
         self.notes = [f"{link.layer.name}: {link.reason}" for link in self.links if link.reason]
 
     def _find_consumers(self) -> None:
