@@ -25,11 +25,21 @@ last chunk) and with the current one. Cold (cache cleared, includes tracing)
 and warm, wall and CPU seconds, median of ``--repeats`` interleaved rounds;
 the floor is one compiled batched gradient of the loss over the same N.
 
-Usage: ``python benchmarks/measures.py [--n 1000] [--naive-n 100] [--models mlp,cnn] [--fisher-paths]``.
+Cost per training epoch (``--per-epoch resnet20,vit``): the MNIST models of ``tasks/`` (real MNIST
+from ``--data-dir`` when present, else random inputs), one training epoch on ``--train-size`` images
+with the model's default batch size and Adam (traced first), against each registered measure: a
+measure that scores after training is timed on N importance examples (cold: first call, traced;
+warm: the second, what later epochs cost); a training-time measure is timed as the extra seconds of
+an epoch with it hooked into the training step. A measure the model does not support is listed as
+refused, with its reason. Wall and CPU seconds; ratios are warm seconds over the plain epoch's.
+
+Usage: ``python benchmarks/measures.py [--n 1000] [--naive-n 100] [--models mlp,cnn] [--fisher-paths]
+[--per-epoch resnet20,vit --train-size 1024 --data-dir ../shared/data/mnist]``.
 """
 
 import argparse
 import contextlib
+import functools
 import os
 import sys
 import time
@@ -42,8 +52,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from harness.train import Trainer  # noqa: E402
 from measures import MEASURES, MeasureContext, _utils, make_measure, prunable_params  # noqa: E402
-from tasks import get_task  # noqa: E402
+from tasks import DatasetUnavailable, get_task  # noqa: E402
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 SPECS = ["fisher", "fisher:kind=true", "obd", "mas", "maav"]
@@ -229,6 +240,53 @@ def fisher_paths(n, batch_size, repeats):
     print(f"{'floor':10} {'':10} {'':9} {floor_s[0]:10.2f} {floor_s[1]:9.2f}   (one batched gradient over the N)")
 
 
+def mnist_arrays(data_dir, n):
+    """``n`` MNIST training images and labels (random ones of MNIST's shape without the files), and their source."""
+    try:
+        data = get_task("mnist").load(data_dir)
+        return data.x_train[:n], data.y_train[:n], f"MNIST images from {data_dir}"
+    except DatasetUnavailable:
+        rng = np.random.default_rng(0)
+        return rng.random((n, 28, 28, 1), np.float32), rng.integers(0, 10, n), "random MNIST-shaped inputs"
+
+
+def timed_epoch(model, loss, params, hooks, x, y, batch_size, learning_rate):
+    """Wall and CPU seconds of one training epoch (a fresh Adam; traced on two batches first)."""
+    trainer = Trainer(model, loss, keras.optimizers.Adam(learning_rate), params, hooks, batch_size, 0)
+    trainer.train_epoch(x[:2 * batch_size], y[:2 * batch_size], 0, progress=False)
+    return clock(lambda: trainer.train_epoch(x, y, 1, progress=False))
+
+
+def per_epoch(names, n, train_size, batch_size, data_dir):
+    """Each registered measure's cost on the reference models against one training epoch."""
+    task = get_task("mnist")
+    x, y, source = mnist_arrays(data_dir, max(n, train_size))
+    print(f"{source}: epochs of {train_size} images, measures on N={n} (chunks of {batch_size}); "
+          f"{os.cpu_count()} CPU cores; wall [CPU] seconds")
+    for name in names:
+        keras.utils.set_random_seed(0)
+        model, loss = task.build_model(name, x.shape[1:]), task.loss()
+        params, defaults = prunable_params(model), task.training_defaults(name)
+        fit = (x[:train_size], y[:train_size], defaults["batch_size"], defaults["learning_rate"])
+        epoch = timed_epoch(model, loss, params, [], *fit)
+        print(f"\n{name}: {model.count_params():,} parameters; training epoch {epoch[0]:.2f} s [{epoch[1]:.2f} s]"
+              f" (batch {defaults['batch_size']})")
+        print(f"  {'measure':18} {'cold s':>8} {'warm s':>8} {'warm / epoch':>13}")
+        for spec in MEASURES.names():
+            measure = make_measure(spec)
+            reason = measure.unsupported(model)
+            if reason:
+                print(f"  {spec:18} refused: {reason[:90]}")
+            elif measure.training_time:
+                extra = timed_epoch(model, loss, params, [measure], *fit) - epoch
+                print(f"  {spec:18} {'':8} {extra[0]:8.2f} {extra[0] / epoch[0]:13.3f}   (extra seconds of a hooked epoch)")
+            else:
+                ctx = MeasureContext(model, params, x[:n], y[:n], loss, seed=0, batch_size=batch_size)
+                score = functools.partial(measure.score, ctx)
+                cold, warm = clock(score), clock(score)
+                print(f"  {spec:18} {cold[0]:8.2f} {warm[0]:8.2f} {warm[0] / epoch[0]:13.3f}", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1000, help="importance sample size N (default 1000)")
@@ -237,7 +295,13 @@ def main():
     parser.add_argument("--models", default="mlp,cnn")
     parser.add_argument("--fisher-paths", action="store_true", help="only the seed003_cnn Fisher path comparison")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--per-epoch", help="reference models (resnet20,vit): every measure against a training epoch")
+    parser.add_argument("--train-size", type=int, default=1024, help="--per-epoch: images per timed epoch")
+    parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared/data/mnist"))
     args = parser.parse_args()
+    if args.per_epoch:
+        warm_up()
+        return per_epoch(args.per_epoch.split(","), args.n, args.train_size, args.batch_size, args.data_dir)
     if args.fisher_paths:
         warm_up()
         return fisher_paths(args.n, args.batch_size, args.repeats)

@@ -22,8 +22,14 @@ Also printed: the shrunk model's inference time against the full model's
 floor and sweep with XLA (``jit_compile=True``), plus one training epoch with
 and without XLA.
 
-Usage: ``python benchmarks/sweep.py [--data-dir ../shared/data/mnist] [--repeats 3] [--models mlp,cnn]``.
-Without MNIST files it times on random inputs of MNIST's shape.
+Reference models (``--models resnet20,vit``, the MNIST models of ``tasks/resnet20.py`` and
+``tasks/vit.py``, random initial weights): not chains, so every sweep masks (``auto``; ``shrunk``
+falls back to masking, :mod:`harness.structure`). Timed: the floor, the weight, unit and (ResNet-20)
+filter sweeps with masking, and the ranking; printed as ratios to the floor. The naive, batched and
+XLA lines are not run for them. ``--val-size`` keeps the first validation images only.
+
+Usage: ``python benchmarks/sweep.py [--data-dir ../shared/data/mnist] [--repeats 3] [--models mlp,cnn]
+[--val-size N]``. Without MNIST files it times on random inputs of MNIST's shape.
 """
 
 import argparse
@@ -159,6 +165,45 @@ def bench_model(name, data, repeats):
     train_epoch(model, loss, params, x_train, y_train)
 
 
+REFERENCE = ("resnet20", "vit")
+
+
+def bench_reference(name, data, repeats):
+    """Floor and masked sweeps of a residual or attention model (no shrunk, batched or naive lines)."""
+    x, y, _, _, source = data
+    task = get_task("mnist")
+    keras.utils.set_random_seed(0)
+    model, loss = task.build_model(name, x.shape[1:]), task.loss()
+    params = prunable_params(model)
+    scores = [np.abs(p.variable.numpy()) for p in params]
+    evaluate = Evaluator(model, loss, x, y)
+    replacement = replacement_values(params, "zero", 0)
+    aggregations = ["weight", "unit"] + (["filter"] if any(p.kind == "conv" for p in params) else [])
+    items = {agg: get_aggregation(agg)(params, scores) for agg in aggregations}
+    rankings = {agg: Thresholder(items[agg], "layer") for agg in aggregations}
+    runs = {"floor": lambda: [evaluate() for _ in THRESHOLDS], "ranking": lambda: Thresholder(items["weight"], "layer")}
+    runs |= {agg: (lambda agg=agg: sweep(params, rankings[agg], replacement, THRESHOLDS, evaluate))
+             for agg in aggregations}
+    runs["unit shrunk"] = lambda: sweep(params, rankings["unit"], replacement, THRESHOLDS, evaluate, "shrunk")
+    timer = Timer()
+    for fn in runs.values():
+        fn()
+    for _ in range(repeats):
+        for key, fn in runs.items():
+            timer(key, fn)
+    losses = {key: [row["val_loss"] for row in rows] for key, rows in timer.results.items() if isinstance(rows, list)
+              and rows and isinstance(rows[0], dict)}
+    np.testing.assert_allclose(losses["unit shrunk"], losses["unit"], rtol=1e-6)  # shrunk masks here
+    print(f"\nMNIST {name} ({sum(int(np.prod(p.shape)) for p in params):,} prunable weights, "
+          f"{model.count_params():,} parameters), {len(x)} {source}, {len(THRESHOLDS)} thresholds, median of {repeats}: "
+          "CPU time [wall]")
+    print(f"  floor (21 compiled forward passes)           {timer.seconds('floor')}")
+    for agg in aggregations:
+        print(f"  {agg + ' sweep / floor (masked)':45s}{timer.ratio(agg, 'floor')}")
+    print(f"  {'unit sweep, method shrunk (masks) / floor':45s}{timer.ratio('unit shrunk', 'floor')}")
+    print(f"  {'ranking / floor (Thresholder, weight items)':45s}{timer.ratio('ranking', 'floor')}")
+
+
 def recompute_products(evaluate):
     """Make the next shrunk sweep compute the first layer's products again, as the first sweep after training does."""
     first = evaluate._compiled.get("first layer")
@@ -199,12 +244,14 @@ def main():
     parser.add_argument("--data-dir", default=os.environ.get("MNIST_DIR", str(Path(__file__).resolve().parents[2]
                                                                                / "shared/data/mnist")))
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--models", default="mlp,cnn")
+    parser.add_argument("--models", default="mlp,cnn", help="mlp, cnn, resnet20, vit (comma-separated)")
+    parser.add_argument("--val-size", type=int, default=None, help="validation images timed (default: all)")
     args = parser.parse_args()
     data = validation_data(args.data_dir)
+    data = (data[0][:args.val_size], data[1][:args.val_size], *data[2:])
     print(f"load average before: {os.getloadavg()[0]:.2f} (on {os.cpu_count()} cores)")
     for name in args.models.split(","):
-        bench_model(name, data, args.repeats)
+        (bench_reference if name in REFERENCE else bench_model)(name, data, args.repeats)
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
 
 

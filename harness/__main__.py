@@ -83,13 +83,16 @@ def parser(prog: str = "python -m harness", description: str = __doc__) -> argpa
                    "aggregations, poolings, scopes, normalizations and replacements")
     p.add_argument("--task", help=f"task name (default: {_default('task')})")
     p.add_argument("--model", help="model of the task (default: the task's default; see --list)")
+    p.add_argument("--model-file", help="a trained Keras 3 model (.keras) used on the task's data instead of --model; "
+                   "--epochs 0 scores and sweeps it as it is, --epochs N fine-tunes it first (SHA-256 in the run id)")
     for name, text in _list_options().items():
         p.add_argument(f"--{name}", nargs="+", help=text)
     p.add_argument("--controls", nargs="*", help=f"matched controls swept beside each measure, rows measure~control: "
                    f"{' '.join(catalog.grid_choices('controls'))} (default: none)")
     p.add_argument("--thresholds", nargs="+", type=float, help="fractions in [0, 1] (default: 0 0.05 ... 1)")
     for name, kind in [("epochs", int), ("batch-size", int), ("learning-rate", float)]:
-        p.add_argument(f"--{name}", type=kind, help="(default: the task's; see --list)")
+        p.add_argument(f"--{name}", type=kind, help="(default: the task's; see --list)"
+                       + ("; 0 with --model-file: no training" if name == "epochs" else ""))
     p.add_argument("--seed", type=int, help=f"integer in [0, 2**32 - 1] (default: {_default('seed')})")
     p.add_argument("--importance-samples", type=int, help="training examples drawn once for data-driven "
                    f"measures, at most the training set (default: {_default('importance_samples')})")

@@ -16,7 +16,7 @@ import tomllib
 # ``python -m harness --help`` and reading the defaults stay fast.
 DEFAULT_THRESHOLDS = tuple(round(i / 20, 10) for i in range(21))
 NOT_RESULT_DEFINING = ("output", "data_dir", "progress", "resume", "keep_checkpoints", "divergence_factor",
-                       "sweep_method")
+                       "sweep_method", "model_file")
 BOOLEANS = ("deterministic", "progress", "resume", "xla", "per_class")
 MAX_SEED = 2**32 - 1  # NumPy's global seed range
 LIMITS = {"epochs": 100_000, "batch_size": 2**31 - 1, "importance_samples": 2**31 - 1, "keep_checkpoints": 100_000}
@@ -30,7 +30,8 @@ class RunConfig:
     Attributes:
         task: Registered task name.
         model: One of the task's models; None for the task's default.
-        measures: Measure specs (``"fisher"``, ``"obd:hessian=exact"``); None for all registered.
+        measures: Measure specs (``"fisher"``, ``"obd:hessian=exact"``); None for all registered (with
+            ``epochs`` 0, all but the training-time measures).
         aggregations: Aggregation specs (``"unit"``, ``"unit:direction=out"``); None for all
             registered but ``head`` (swept when named). Written in canonical form
             (``unit:direction=in`` is ``unit``).
@@ -95,6 +96,13 @@ class RunConfig:
             not enter the run id.
         xla: Compile the training step and the evaluation with XLA
             (``jit_compile``); off by default since it is not faster on CPUs.
+        model_file: A trained model saved by Keras 3 (``.keras``), used instead of
+            the task's models, on the task's data (:mod:`tasks._model_file`): its
+            input and output shapes are checked against the task, and the
+            model is named ``file:<file name>``. The file's SHA-256, not its path,
+            enters the run id. ``epochs`` 0 scores and sweeps its weights as
+            they are (training-time measures are refused); ``epochs`` N
+            fine-tunes it first.
 
     Raises:
         ValueError: any value is invalid; the message quotes it and lists the choices.
@@ -135,21 +143,25 @@ class RunConfig:
     sweep_epochs: str | list[int] = "all"
     sweep_method: str = "auto"
     xla: bool = False
+    model_file: str | None = None
 
     def __post_init__(self):
         import aggregations
-        import measures
         import tasks
         from harness.threshold import check_choice
 
         if not isinstance(self.task, str):
             raise ValueError(f"task must be a task name. Received: task={self.task!r}; available: {tasks.TASKS.names()}")
         task = tasks.get_task(self.task)
-        if self.model is not None and not isinstance(self.model, str):
-            raise ValueError(f"model must be a model name. Received: model={self.model!r}; available: {sorted(task.models)}")
-        self.model = task.default_model if self.model is None else self.model
-        check_choice(f"model for task {self.task!r}", self.model, sorted(task.models))
-        self.measures = self.measures if self.measures is not None else measures.MEASURES.names()
+        if self.model_file is None:
+            if self.model is not None and not isinstance(self.model, str):
+                raise ValueError(f"model must be a model name. Received: model={self.model!r}; "
+                                 f"available: {sorted(task.models)}")
+            self.model = task.default_model if self.model is None else self.model
+            check_choice(f"model for task {self.task!r}", self.model, sorted(task.models))
+        else:
+            self.model = _model_file_name(self.model, self.model_file)
+        self.measures = self.measures if self.measures is not None else _default_measures(self.epochs)
         self.aggregations = self.aggregations if self.aggregations is not None else \
             [name for name in aggregations.AGGREGATIONS.names() if aggregations.AGGREGATIONS.get(name).by_default]
         defaults = task.training_defaults(self.model)
@@ -194,7 +206,9 @@ class RunConfig:
                              f"Received: threshold_rule={self.threshold_rule!r}, orders={self.orders}")
         self.thresholds = _check_thresholds(self.thresholds)
         for name, limit in LIMITS.items():
-            _check_positive_int(name, getattr(self, name), limit)
+            if not (name == "epochs" and self.model_file is not None and _is_zero(self.epochs)):
+                _check_positive_int(name, getattr(self, name), limit)
+        _check_scoring_only(self.epochs, built)
         _check_number("learning_rate", self.learning_rate, "a finite number > 0", lambda x: math.isfinite(x) and x > 0)
         _check_number("divergence_factor", self.divergence_factor, "a number > 1 (inf: never stop on this rule)",
                       lambda x: x > 1)
@@ -206,6 +220,7 @@ class RunConfig:
         swept_epochs(self.sweep_epochs, self.epochs)
         check_choice("sweep method", self.sweep_method, METHODS)
         self._validate_paths(task)
+        self._model_sha256 = _check_model_file(self.model_file, task)
 
     def _validate_protocol(self) -> None:
         """Controls (a possibly empty list of choices) and recoveries (specs, made canonical)."""
@@ -236,7 +251,8 @@ class RunConfig:
 
     def result_defining(self) -> dict:
         """The parameters that define results (all but output path, progress, resume and sweep method)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_RESULT_DEFINING}
+        defining = {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_RESULT_DEFINING}
+        return defining if self.model_file is None else {**defining, "model_file_sha256": self._model_sha256}
 
     @property
     def run_id(self) -> str:
@@ -377,6 +393,49 @@ def _check_lamp_and_output(config: RunConfig, built: dict) -> None:
                          f"aggregations only (e.g. 'weight'). Received: aggregations={config.aggregations}")
 
 
+def _model_file_name(model, model_file) -> str:
+    """The model's name in rows, ``file:<file name>``; a task model named beside a file is refused."""
+    from tasks._model_file import check_model_path
+
+    if model is not None and not (isinstance(model, str) and model.startswith("file:")):
+        raise ValueError(f"model and model_file are exclusive: the file is the model. Received: model={model!r}, "
+                         f"model_file={model_file!r}")
+    return f"file:{check_model_path(model_file).name}"
+
+
+def _default_measures(epochs) -> list[str]:
+    """Every registered measure; with ``epochs`` 0 (nothing trains), every one but the training-time measures."""
+    import measures
+
+    names = measures.MEASURES.names()
+    return [n for n in names if not measures.MEASURES.get(n).training_time] if _is_zero(epochs) else names
+
+
+def _is_zero(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value == 0
+
+
+def _check_scoring_only(epochs, built: dict) -> None:
+    """With ``epochs`` 0 nothing trains, so the measures that accumulate over training steps are refused by name."""
+    trained = [spec for spec, measure in built.items() if measure.training_time]
+    if _is_zero(epochs) and trained:
+        raise ValueError(f"epochs 0 scores the file's weights without training; the training-time measures {trained} "
+                         "observe training steps and are refused (remove them, or fine-tune with epochs >= 1). "
+                         "Received: epochs=0")
+
+
+def _check_model_file(model_file, task) -> str | None:
+    """Load the model file and check its shapes against the task; return its SHA-256 (None without a file)."""
+    if model_file is None:
+        return None
+    from tasks._model_file import check_model_shapes, file_sha256, load_model_file
+
+    model = load_model_file(model_file)
+    check_model_shapes(model, task.input_shape, task.num_classes, task.name, model_file)
+    del model
+    return file_sha256(os.path.expanduser(model_file))
+
+
 def _check_thresholds(thresholds) -> list:
     values = _check_list("thresholds", thresholds, (int, float), "numbers")
     if len(values) > MAX_THRESHOLDS:
@@ -401,11 +460,18 @@ def _check_positive_int(name: str, value, limit: int | None = None) -> None:
 def swept_epochs(spec, epochs: int) -> set[int]:
     """The epochs ``sweep_epochs`` names: ``"all"``, ``"every:N"`` (N, 2N, ... up to ``epochs``) or a list.
 
+    With ``epochs`` 0 (a model file scored without training) the one sweep is after "epoch 0": ``{0}``.
+
     Raises:
         ValueError: any other value, N not a positive integer, or a listed
-            epoch outside ``[1, epochs]`` or repeated.
+            epoch outside ``[1, epochs]`` or repeated; with ``epochs`` 0, anything but ``"all"``.
     """
     valid = "'all', 'every:N' with N a positive integer, or a list of epochs"
+    if epochs == 0:  # a model file scored as it is: one sweep, "after epoch 0"
+        if spec != "all":
+            raise ValueError(f"with epochs 0 the only sweep is of the given weights; sweep_epochs must be 'all'. "
+                             f"Received: sweep_epochs={spec!r}")
+        return {0}
     if isinstance(spec, str):
         if spec == "all":
             return set(range(1, epochs + 1))

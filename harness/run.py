@@ -23,8 +23,10 @@ from harness.seed import derived_seed, seed_everything
 from harness.sweep import REPLACEMENTS, Evaluator, replacement_values, sweep
 from harness.threshold import Thresholder
 from harness.train import NonFiniteTraining, Trainer
-from measures import MeasureContext, make_measure, prunable_params
+from measures import Measure, MeasureContext, make_measure, prunable_params
 from tasks import get_task
+from tasks._model_file import check_model_shapes, file_sha256, load_model_file
+from tasks._outputs import logits_model
 
 log = logging.getLogger("harness")
 
@@ -141,7 +143,8 @@ class Experiment:
         config: The validated parameters.
 
     Raises:
-        ValueError: the CSV has another schema or is not text; or it holds part
+        ValueError: a measure cannot score the model (``Measure.unsupported``; before any file or data is
+            touched where the task's example shape is known); the CSV has another schema or is not text; or it holds part
             of this run and ``resume`` is off; or ``resume`` is on and the CSV
             holds only runs with other parameters (the message names the differences).
         harness.results.RunLocked: another process is writing this run.
@@ -152,6 +155,8 @@ class Experiment:
         self._started = time.perf_counter()
         self.config, self.run_id, self.path = config, config.run_id, Path(config.output)
         self.measures = {spec: make_measure(spec) for spec in config.measures}
+        self.task = get_task(config.task)
+        self.asked = self._refuse_unsupported()  # before any file is touched or data loaded, where the shape is known
         tables = [results.results_table(self.path, rows_per_sweep=len(config.thresholds))]
         if config.per_class:
             classes = get_task(config.task).num_classes
@@ -241,11 +246,13 @@ class Experiment:
     def _load(self) -> None:
         """Load the data, build the model, and everything a sweep needs."""
         config = self.config
-        self.task = get_task(config.task)
         self.data = self.task.load(config.data_dir)
         seed_everything(config.seed, config.deterministic)
-        self.model = self.task.build_model(config.model, self.data.x_train.shape[1:])
-        self.loss = self.task.loss()
+        self.model, self.loss, output_note = logits_model(self._build_model(), self.task.loss())
+        if output_note:
+            self.note(output_note)
+        if not self.asked:
+            self._refuse_unsupported(self.model)
         self.params = prunable_params(self.model, config.prunable)
         self.grid = self._grid()
         self._draw_samples()
@@ -258,6 +265,46 @@ class Experiment:
                                   classes=self.task.num_classes if config.per_class else None)
         self.state = checkpoint.tracked_state(self.model, optimizer, self.measures)
         self.recoveries = self._recoveries()
+
+    def _build_model(self):
+        """The task's model, or the model file's, checked against the data's example shape."""
+        config, shape = self.config, self.data.x_train.shape[1:]
+        if config.model_file is None:
+            return self.task.build_model(config.model, shape)
+        model = load_model_file(config.model_file)
+        check_model_shapes(model, shape, self.task.num_classes, config.task, config.model_file)
+        if file_sha256(Path(config.model_file).expanduser()) != config.result_defining()["model_file_sha256"]:
+            raise ValueError(f"model_file changed since the run was configured. Received: model_file={config.model_file!r}")
+        return model
+
+    def _refuse_unsupported(self, model=None) -> bool:
+        """Refuse a measure that cannot score this model (:meth:`measures.Measure.unsupported`); whether it was asked.
+
+        Without ``model``, a throwaway copy is built for the task's example shape (or loaded from the model file),
+        so the refusal comes before any data is loaded; a task whose shape is known only from its data is not asked.
+
+        Raises:
+            ValueError: names the measure, the model and the reason.
+        """
+        asking = {spec: m for spec, m in self.measures.items() if type(m).unsupported is not Measure.unsupported}
+        if not asking:
+            return True
+        if model is None:
+            config, shape = self.config, self.task.input_shape
+            if config.model_file is None and shape is None:
+                return False
+            built = load_model_file(config.model_file) if config.model_file else self.task.build_model(config.model, shape)
+            model = logits_model(built, self.task.loss())[0]
+        for spec, measure in asking.items():
+            reason = measure.unsupported(model)
+            if reason:
+                raise ValueError(f"measure {spec!r} cannot score model {self.config.model!r}: {reason}; remove it "
+                                 f"from measures. Received: measures={self.config.measures}")
+        return True
+
+    def _epoch_numbers(self) -> range:
+        """The epochs whose sweeps the run writes: 1..epochs, or 0 alone (a model file scored without training)."""
+        return range(1, self.config.epochs + 1) if self.config.epochs else range(0, 1)
 
     def _recoveries(self) -> list[str]:
         """The recoveries applied on this model (``bn`` is skipped without BatchNorm), and what they need."""
@@ -328,10 +375,19 @@ class Experiment:
         """The run's parameters, grid, data facts, parameter list, notes, package versions and git commit."""
         return dict(run_id=self.run_id, config=self.config.result_defining(), output=str(self.path),
                     data_dir=self.config.data_dir, num_classes=self.task.num_classes, data=self.data.info,
+                    model_file=self._model_file_facts(),
                     importance_samples_drawn=len(self.sample[0]), **self._sample_facts(), conditions=self.grid,
                     params=[dict(name=p.name, shape=list(p.shape), role=p.role, kind=p.kind) for p in self.params],
                     notes=list(self.notes), versions=results.package_versions(), git_commit=results.git_commit(),
                     created=datetime.datetime.now(datetime.timezone.utc).isoformat())
+
+    def _model_file_facts(self) -> dict | None:
+        """Path and SHA-256 of the model file, and whether its weights were fine-tuned; None without one."""
+        config = self.config
+        if config.model_file is None:
+            return None
+        return dict(path=str(Path(config.model_file).expanduser().resolve()),
+                    sha256=config.result_defining()["model_file_sha256"], fine_tuned_epochs=config.epochs)
 
     def _sample_facts(self) -> dict:
         """The classes the importance samples were drawn from and how many; the forgetting set-up."""
@@ -384,12 +440,12 @@ class Experiment:
             log.info(message)
         for note in self.evaluate.structure.notes:
             log.info("structured removal keeps the units of %s masked", note)
-        missing = sorted({k[0] for e in range(1, self.config.epochs + 1) for k in self.expected_keys(e) - self.done})
+        missing = sorted({k[0] for e in self._epoch_numbers() for k in self.expected_keys(e) - self.done})
         if missing:
             first = self._start(missing[0])
             with progress.bar(total=self.config.epochs, initial=first, desc=f"run {self.run_id}", unit="epoch",
                               enabled=self.config.progress) as bar:
-                if first:
+                if first or not self.config.epochs:
                     self.sweep_epoch(first)
                 for epoch in range(first + 1, missing[-1] + 1):
                     start = time.perf_counter()
@@ -455,7 +511,7 @@ class Experiment:
 
     def _mark_complete(self) -> None:
         scan = self.store.scan()
-        expected = {k for e in range(1, self.config.epochs + 1) for k in self.expected_keys(e)}
+        expected = {k for e in self._epoch_numbers() for k in self.expected_keys(e)}
         if expected <= scan.done:
             self.store.mark_complete(scan, epochs=self.history)
 

@@ -12,6 +12,15 @@ convolution layer keeps a constant constant and channels separate (pooling,
 flattening, dropout, element-wise activations), and the next layer sees no
 padding (``valid``, or ``same`` that pads nothing). Otherwise, and for the
 model's last layer, removed units stay in place as zero columns (masking).
+
+Models that are not one chain (residual additions, attention, several
+branches) have no shrunk forward pass: the ``shrunk`` sweep method falls back
+to masking there, and :attr:`Structure.notes` says so for every Dense and
+convolution layer, naming the first layer that breaks the chain. Channels
+joined by an ``Add`` are coupled (a residual block's output channel ``c`` is
+the sum of its branch's channel ``c`` and its shortcut's), so removing one
+needs its whole group removed, as Torch-Pruning's dependency graph does; that
+grouping is not implemented, so masking is what such models get, exactly.
 """
 
 from __future__ import annotations
@@ -108,6 +117,24 @@ def chain_layers(model) -> list | None:
     return layers if previous is outputs[0] else None
 
 
+def chain_break(model) -> str:
+    """The first reason ``model`` is not one supported chain, in a few words (for notes)."""
+    if not getattr(model, "inputs", None) or len(model.inputs) != 1 or len(getattr(model, "outputs", None) or []) != 1:
+        return f"model {model.name!r} is not a functional model with one input and one output"
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    for layer in layers:  # merges first: they name the coupling (a residual Add sums channel c of both branches)
+        inputs = [t for node in layer._inbound_nodes for t in node.input_tensors]
+        if len(inputs) > 1:
+            coupled = ", so the channels it adds are coupled" if isinstance(layer, keras.layers.Add) else ""
+            return f"{type(layer).__name__} {layer.name!r} joins {len(inputs)} tensors{coupled}"
+    for layer in layers:
+        if len(layer._outbound_nodes) > 1:
+            return f"{layer.name!r} feeds {len(layer._outbound_nodes)} layers"
+        if not runnable(layer):
+            return f"{type(layer).__name__} {layer.name!r} is not supported by the shrunk forward pass"
+    return "its layers do not follow each other in order"
+
+
 def runnable(layer) -> bool:
     """Whether the chain forward pass supports ``layer``."""
     if is_dense_or_conv(layer):
@@ -161,6 +188,10 @@ class Structure:
         self.links = [Link(layer, output_positions(layer)) for layer in leaves if is_dense_or_conv(layer)]
         if self.chain is not None:
             self._find_consumers()
+        else:
+            cause = chain_break(model)
+            for link in self.links:
+                link.reason = f"the model is not one chain of supported layers ({cause})"
         self.notes = [f"{link.layer.name}: {link.reason}" for link in self.links if link.reason]
 
     def _find_consumers(self) -> None:

@@ -10,7 +10,9 @@ Three ways to evaluate the thresholds of one sweep, equal to rtol 1e-5:
   which units whose whole kernel slice is zero are dropped and their constant
   outputs folded into the next layer's bias (:mod:`harness.structure`, after
   the "Removing activations" posts of seed 000's series). Chains of Dense,
-  convolution, pooling, flattening and element-wise layers only.
+  convolution, pooling, flattening and element-wise layers only; on any other
+  model (residual additions, attention) it masks, and the run's log says so
+  per layer.
 - ``batched``: every threshold in one pass: K masked copies of the prunable
   weights, a batched matmul or grouped convolution per layer (same chains).
 
@@ -239,6 +241,8 @@ def choose_method(method: str, evaluate, schedule: Schedule, params: list[Param]
     """
     check_choice("sweep method", method, METHODS)
     reason = _unavailable(evaluate, params, hook)
+    if method == "shrunk" and reason and isinstance(evaluate, Evaluator) and hook is None:
+        return "masked"  # the model's structure: Structure.notes say why, per layer (residual, attention)
     if method in ("shrunk", "batched") and reason:
         raise ValueError(f"sweep method {method!r} cannot run: {reason}")
     if method != "auto":

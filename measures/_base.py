@@ -24,7 +24,9 @@ class Param:
         layer_index: Position of ``layer`` among layers with prunable variables;
             the group used by layer-wise scope and by unit aggregation.
         role: ``"kernel"``, ``"bias"`` or ``"other"``.
-        kind: ``"dense"``, ``"conv"`` or ``"other"`` (the layer's type).
+        kind: ``"dense"``, ``"conv"``, ``"einsum"`` (an ``EinsumDense`` layer,
+            e.g. a query, key, value or output projection of a
+            ``MultiHeadAttention``) or ``"other"`` (the layer's type).
     """
 
     variable: keras.Variable
@@ -35,8 +37,8 @@ class Param:
 
     @property
     def name(self) -> str:
-        """``layer/variable`` name, unique within a model."""
-        return f"{self.layer.name}/{self.variable.name}"
+        """``layer/variable`` name, unique within a model (the variable's path for ``einsum`` layers, whose names repeat)."""
+        return self.variable.path if self.kind == "einsum" else f"{self.layer.name}/{self.variable.name}"
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -45,6 +47,8 @@ class Param:
 
 
 def _leaf_layers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
+    if isinstance(layer, keras.layers.MultiHeadAttention):  # its four projections, in the order they are applied
+        return [layer._query_dense, layer._key_dense, layer._value_dense, layer._output_dense]
     children = getattr(layer, "layers", None)
     if not children:
         return [layer]
@@ -56,6 +60,8 @@ def _kind(layer: keras.layers.Layer) -> str:
         return "dense"
     if isinstance(layer, CONV_LAYERS) and not isinstance(layer, CONV_TRANSPOSE):
         return "conv"
+    if isinstance(layer, keras.layers.EinsumDense):
+        return "einsum"
     return "other"
 
 
@@ -79,7 +85,10 @@ def prunable_params(model: keras.Model, prunable: str = "kernels") -> list[Param
 
     Args:
         model: A built Keras model.
-        prunable: ``"kernels"`` (Dense and Conv kernels, the default),
+        prunable: ``"kernels"`` (Dense, Conv and EinsumDense kernels, the
+            default; a ``MultiHeadAttention`` layer contributes the kernels of
+            its query, key, value and output projections, of shapes
+            ``(d, heads, d_head)`` and ``(heads, d_head, d)``),
             ``"kernels+biases"`` (and their biases), ``"all"`` (every
             trainable variable, as in the original study, seed 003) or
             ``"hidden-kernels"`` (the kernels but the output layer's, the last
@@ -207,6 +216,13 @@ class Measure:
     def score(self, ctx: MeasureContext) -> list[np.ndarray]:
         """Return one importance array per parameter in ``ctx.params``."""
         raise NotImplementedError
+
+    def unsupported(self, model: keras.Model) -> str:
+        """Why this measure cannot score ``model``, in one sentence; ``""`` when it can (the default).
+
+        The harness asks before training and refuses the run with the reason.
+        """
+        return ""
 
     def build(self, params: list[Param]) -> None:
         """Create training-time accumulators (``tf.Variable``) for ``params``."""

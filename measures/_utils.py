@@ -160,8 +160,14 @@ def _expected_pfor_fallback():
 
 
 def _pfor_step(model, params, loss, terms_fn, transform):
-    """Generic path: each example's gradient materialised by ``tf.vectorized_map``, then transformed and summed."""
+    """Generic path: each example's gradient materialised by ``tf.vectorized_map``, then transformed and summed.
+
+    Gradients of ``EinsumDense`` kernels (attention projections) are not vectorised: TensorFlow 2.21's pfor
+    of them aborts the process in its oneDNN build ("double free or corruption"), so those parameters loop over the
+    chunk's examples in the graph (``tf.map_fn``; no Python loop), slower but exact.
+    """
     variables = [p.variable for p in params]
+    vectorize = not any(p.kind == "einsum" for p in params)
 
     def one(example):
         with tf.GradientTape() as tape:
@@ -170,13 +176,16 @@ def _pfor_step(model, params, loss, terms_fn, transform):
             first = terms[0]
         if terms.shape[0] == 1:
             return [transform(g) for g in tape.gradient(first, variables, unconnected_gradients=ZERO)]
-        jac = tape.jacobian(terms, variables, unconnected_gradients=ZERO, experimental_use_pfor=True)
+        jac = tape.jacobian(terms, variables, unconnected_gradients=ZERO, experimental_use_pfor=vectorize)
         return [tf.reduce_sum(transform(j), axis=0) for j in jac]
+
+    signature = [tf.TensorSpec(v.shape, tf.float32) for v in variables]
 
     @tf.function(reduce_retracing=True)
     def step(chunk):
         with _expected_pfor_fallback():
-            per_example = tf.vectorized_map(one, chunk)
+            per_example = tf.vectorized_map(one, chunk) if vectorize else \
+                tf.map_fn(one, chunk, fn_output_signature=signature)
         return [tf.reduce_sum(g, axis=0) for g in per_example]
 
     return step
@@ -500,7 +509,8 @@ FLOW_ACTIVATIONS = tuple(getattr(keras.layers, n) for n in "Activation ReLU Leak
 FLOW_LAYERS = FLOW_ACTIVATIONS + tuple(getattr(keras.layers, n) for n in (
     "InputLayer Dense Conv1D Conv2D Flatten Reshape Permute Identity BatchNormalization Dropout SpatialDropout1D "
     "SpatialDropout2D Add Concatenate MaxPooling1D MaxPooling2D AveragePooling1D AveragePooling2D ZeroPadding1D "
-    "ZeroPadding2D GlobalAveragePooling1D GlobalAveragePooling2D GlobalMaxPooling1D GlobalMaxPooling2D").split())
+    "ZeroPadding2D ZeroPadding3D GlobalAveragePooling1D GlobalAveragePooling2D GlobalMaxPooling1D "
+    "GlobalMaxPooling2D").split())
 
 
 def _is_relu(layer) -> bool:  # ReLU, linear, or no activation at all
@@ -515,6 +525,11 @@ def _skeleton_layer(layer):  # the layer in float64; an activation other than Re
         return keras.layers.Identity(name=layer.name, dtype="float64")
     linear = {} if _is_relu(layer) else {"activation": "linear"}
     return layer.__class__.from_config({**layer.get_config(), "dtype": "float64", **linear})
+
+
+def check_flow_model(model: keras.Model) -> None:
+    """Raise the ValueError of :func:`absolute_flow` for a model it cannot run (checked before training)."""
+    _check_flow_model(model)
 
 
 def _check_flow_model(model: keras.Model) -> None:

@@ -35,7 +35,8 @@ class MeanActivatedAbsoluteValue(Measure):
         Conv kernel W (kh, kw, cin, cout):
                                        S_pqco = mean_{n, output position} |patch_pqc| * |W_pqco|
         Bias b:                        S = |b|
-        Other parameters:              S = |theta|   (fallback: no defined input)
+        Other parameters:              S = |theta|   (fallback: no defined input; EinsumDense kernels of
+                                                     attention projections included)
 
     Since |a w| = |a| |w|, the per-example products are never materialised.
     ``a_n`` is the layer's input for example ``n`` of ``ctx.x`` in inference

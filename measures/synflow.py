@@ -3,7 +3,7 @@
 import numpy as np
 
 from measures import Measure, MeasureContext, register_measure
-from measures._utils import absolute_flow
+from measures._utils import absolute_flow, check_flow_model
 
 
 @register_measure("synflow")
@@ -35,6 +35,14 @@ class SynFlow(Measure):
     Source: Tanaka, Kunin, Yamins and Ganguli 2020, "Pruning neural networks
     without any data by iteratively conserving synaptic flow", NeurIPS.
     """
+
+    def unsupported(self, model) -> str:
+        """Why the flow cannot be computed on ``model`` (e.g. a transformer's attention and LayerNorm), or ``""``."""
+        try:
+            check_flow_model(model)
+        except ValueError as error:
+            return str(error)
+        return ""
 
     def score(self, ctx: MeasureContext) -> list[np.ndarray]:
         """Return ``|theta * dR/dtheta| / R`` for each parameter."""

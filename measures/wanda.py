@@ -30,7 +30,8 @@ class Wanda(Measure):
 
         Dense kernel (in, out):  S_io = |W_io| * ||X_i||, X_i = input i over the N examples (and positions)
         Conv kernel (kh, kw, cin, cout): X_pqc = input under tap (p, q, c) over examples and output positions
-        Bias: S_o = |b_o| * ||1|| (it multiplies a constant 1);   other parameters: S = |theta|
+        Bias: S_o = |b_o| * ||1|| (it multiplies a constant 1)
+        Other parameters (EinsumDense kernels and biases of attention projections included): S = |theta|
 
     ``norm="rms"`` (default): ``||X_i|| / sqrt(N P)``, the root mean square of x
     over examples and output positions; ``"l2"``: the paper's ``||X_i||_2``
@@ -71,7 +72,7 @@ class Wanda(Measure):
 
     def _one(self, param: Param, squares: dict, n: int) -> np.ndarray:
         magnitude = np.abs(np.asarray(param.variable.numpy(), np.float64))
-        if param.kind == "other" or param.role not in ("kernel", "bias"):
+        if param.kind not in ("dense", "conv") or param.role not in ("kernel", "bias"):
             return magnitude.astype(np.float32)
         scale = n * _positions(param.layer) if self.norm == "l2" else 1.0
         if param.role == "bias":

@@ -51,6 +51,8 @@ class Task:
         num_classes: Number of classes.
         batch_size, epochs, learning_rate: Training defaults.
         reads_data_dir: Whether :meth:`load` reads a ``data_dir``; a run refuses one given to a task that does not.
+        input_shape: Shape of one example, when known before the data load (a
+            ``--model-file`` is checked against it before anything runs); None: checked after the load.
     """
 
     name: ClassVar[str]
@@ -63,6 +65,7 @@ class Task:
     epochs: ClassVar[int] = 3
     learning_rate: ClassVar[float] = 1e-3
     reads_data_dir: ClassVar[bool] = True
+    input_shape: ClassVar[tuple[int, ...] | None] = None
 
     def load(self, data_dir: str | None = None) -> TaskData:
         """Return the task's data; ``data_dir`` names a local copy."""

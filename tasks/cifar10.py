@@ -54,6 +54,7 @@ class Cifar10(Task):
     models = {"cnn": cifar_cnn}
     default_model = "cnn"
     num_classes = 10
+    input_shape = (32, 32, 3)
     batch_size = 64
     epochs = 5
 

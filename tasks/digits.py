@@ -34,6 +34,7 @@ class Digits(Task):
     epochs = 5
     learning_rate = 1e-2
     reads_data_dir = False  # the data ship with scikit-learn
+    input_shape = (64,)
 
     def load(self, data_dir: str | None = None) -> TaskData:
         """Return the split digits; ``data_dir`` is ignored (the data ship with scikit-learn; a run refuses one).

@@ -94,6 +94,7 @@ class Mnist(Task):
     augmentations = {"none": None, "seed003": seed003_augmentation}
     default_model = "mlp"
     num_classes = 10
+    input_shape = (28, 28, 1)
     batch_size = 64
     epochs = 3
 

@@ -115,3 +115,41 @@ def loss_case(name: str, n: int = 20, seed: int = 1, batch_size: int = 8):
         loss_fn = lambda t, out: keras.losses.sparse_categorical_crossentropy(t, out, from_logits=True)  # noqa: E731
     ctx = MeasureContext(model, prunable_params(model, "kernels+biases"), x, y, loss, seed=0, batch_size=batch_size)
     return ctx, loss_fn
+
+
+def digits_model_file(path, softmax: bool = True, n_in: int = 64, seed: int = 0, custom_module: str | None = None):
+    """Save a small digits-shaped MLP (optionally ending in a softmax) as a ``.keras`` file at ``path``; return path.
+
+    ``custom_module``: rewrite the archive so its hidden layer names a class of that (missing) module, as a model
+    saved with a custom layer does.
+    """
+    import json
+    import zipfile
+    from pathlib import Path
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((n_in,))
+    h = keras.layers.Dense(16, activation="relu", name="fc1")(inputs)
+    outputs = keras.layers.Dense(10, activation="softmax" if softmax else None, name="out")(h)
+    path = Path(path)
+    keras.Model(inputs, outputs, name="saved_mlp").save(path)
+    if custom_module is not None:
+        with zipfile.ZipFile(path) as archive:
+            files = {name: archive.read(name) for name in archive.namelist()}
+        config = json.loads(files["config.json"])
+        layer = next(lay for lay in config["config"]["layers"] if lay["name"] == "fc1")
+        layer.update(module=custom_module, class_name="GatedDense", registered_name="Custom>GatedDense")
+        files["config.json"] = json.dumps(config).encode()
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, content in files.items():
+                archive.writestr(name, content)
+    return path
+
+
+def model_file_bytes(**options) -> bytes:
+    """The bytes of :func:`digits_model_file`, for the bad-input table."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        return digits_model_file(Path(folder) / "m.keras", **options).read_bytes()

@@ -26,6 +26,7 @@ from harness import results
 from harness.__main__ import main as harness_main
 from harness.localize.__main__ import main as localize_main
 from tasks import TASKS
+from tests.helpers import model_file_bytes
 
 
 def harness_cli(argv: list[str], tmp: Path) -> int:
@@ -58,6 +59,9 @@ ENTRY_POINTS = {"harness": harness_cli, "study": study_cli, "analysis": analysis
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))
 RANDOM_BYTES = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
 OTHER_SCHEMA = b"a,b\n1,2\n"
+DIGITS_KERAS = model_file_bytes()  # a digits-shaped MLP ending in a softmax, as model.save writes it
+CUSTOM_KERAS = model_file_bytes(custom_module="lab_layers.gates")  # names a layer class of a module that is not there
+EMPTY_ZIP = b"PK\x05\x06" + bytes(18)  # a valid zip archive holding nothing
 
 CASES = [
     # measures and their options
@@ -75,7 +79,7 @@ CASES = [
     # the grid
     ("harness", ["--task", "cifar100"], "Unknown task 'cifar100'; available: ['cifar10', 'digits', 'mnist']", 2),
     ("harness", 'task = ["digits"]\n', "task must be a task name. Received: task=['digits']; available: [", 2),
-    ("harness", ["--model", "resnet"], "Unknown model for task 'digits' 'resnet'; available: ['mlp']", 2),
+    ("harness", ["--model", "resnet"], "Unknown model for task 'digits' 'resnet'; available: ['mlp', 'vit']", 2),
     ("harness", ["--aggregations", "neuron"],
      "Unknown aggregation 'neuron'; available: ['filter', 'head', 'unit', 'weight']", 2),
     ("harness", ["--aggregations", "unit:direction=sideways"],
@@ -170,6 +174,30 @@ CASES = [
     ("harness", "seed = true\n", "seed must be an integer in [0, 4294967295]. Received: seed=True", 2),
     ("harness", ["--epochs", "0"], "epochs must be a positive integer. Received: epochs=0", 2),
     ("harness", ["--epochs", "x"], "argument --epochs: invalid int value: 'x'", 2),
+    # a model from a file
+    ("harness", ["--model-file", "{tmp}/none.keras"],
+     "model_file does not exist or is not a file. Received: model_file='{tmp}/none.keras'", 2),
+    ("harness", ["--model-file", "{tmp}/m.h5"], "model_file must be a .keras file", 2, {"m.h5": RANDOM_BYTES}),
+    ("harness", ["--model-file", "{tmp}/bad.keras"], "model_file is not a Keras 3 .keras archive (not a zip file)", 2,
+     {"bad.keras": RANDOM_BYTES}),
+    ("harness", ["--model-file", "{tmp}/e.keras"], "model_file could not be loaded (", 2, {"e.keras": EMPTY_ZIP}),
+    ("harness", ["--task", "mnist", "--model-file", "{tmp}/m.keras"],
+     "model_file's input shape (64,) does not match task 'mnist', whose examples have shape (28, 28, 1)", 2,
+     {"m.keras": DIGITS_KERAS}),
+    ("harness", ["--model-file", "{tmp}/c.keras"],
+     "model_file uses custom objects that cannot be imported: ['lab_layers.gates.GatedDense']", 2,
+     {"c.keras": CUSTOM_KERAS}),
+    ("harness", ["--model-file", "{tmp}/m.keras", "--epochs", "0", "--measures", "si", "magnitude"],
+     "the training-time measures ['si'] observe training steps and are refused", 2, {"m.keras": DIGITS_KERAS}),
+    ("harness", ["--model-file", "{tmp}/m.keras", "--epochs", "0", "--sweep-epochs", "1"],
+     "with epochs 0 the only sweep is of the given weights; sweep_epochs must be 'all'", 2, {"m.keras": DIGITS_KERAS}),
+    ("harness", ["--model", "mlp", "--model-file", "{tmp}/m.keras"], "model and model_file are exclusive", 2,
+     {"m.keras": DIGITS_KERAS}),
+    ("harness", ["--model-file", "{tmp}/m.keras", "--epochs", "-1"], "epochs must be a positive integer", 2,
+     {"m.keras": DIGITS_KERAS}),
+    # a measure that cannot score the model (refused before the data load)
+    ("harness", ["--model", "vit", "--measures", "magnitude", "synflow"],
+     "measure 'synflow' cannot score model 'vit': synflow supports layers", 2),
     ("harness", ["--batch-size", "-3"], "batch_size must be a positive integer. Received: batch_size=-3", 2),
     ("harness", ["--importance-samples", "0"], "importance_samples must be a positive integer", 2),
     ("harness", ["--keep-checkpoints", "0"], "keep_checkpoints must be a positive integer. Received: keep_checkpoints=0",

@@ -8,7 +8,7 @@ from harness.config import RunConfig
 
 @pytest.mark.parametrize("kwargs,message", [
     (dict(task="cifar100"), r"Unknown task 'cifar100'; available: \["),
-    (dict(model="resnet"), r"Unknown model for task 'digits' 'resnet'; available: \['mlp'\]"),
+    (dict(model="resnet"), r"Unknown model for task 'digits' 'resnet'; available: \['mlp', 'vit'\]"),
     (dict(measures=["fishr"]), r"Unknown measure 'fishr'; available: \[.*'magnitude'"),
     (dict(measures=["magnitude:foo=1"]), r"takes no options. Received: \{'foo': 1\}"),
     (dict(aggregations=["neuron"]), r"Unknown aggregation 'neuron'; available: \['filter', 'head', 'unit', 'weight'\]"),

@@ -33,7 +33,7 @@ def test_a_registered_model_joins_the_task_everywhere():
     finally:
         unregister_model("digits", "toy")
     assert "toy" not in get_task("digits").models
-    with pytest.raises(ValueError, match=r"Unknown model for task 'digits' 'toy'; available: \['mlp'\]"):
+    with pytest.raises(ValueError, match=r"Unknown model for task 'digits' 'toy'; available: \['mlp', 'vit'\]"):
         RunConfig(task="digits", model="toy")
 
 
