@@ -98,8 +98,13 @@ class Aggregation:
         """The items on ``params``: by default the partition of :meth:`local_items`, nothing spanning further."""
         return Span(*_number_items(self, params))
 
-    def local_items(self, param: Param) -> tuple[np.ndarray, bool]:
-        """Return ``(ids, shared)``: an item id per element, and whether ids are layer-wide."""
+    def local_items(self, param: Param) -> tuple[np.ndarray, bool | tuple]:
+        """Return ``(ids, shared)``: an item id per element, and whether ids are layer-wide.
+
+        ``shared`` may also be a hashable key (a tuple): parameters of several layers that return the
+        same key share their ids (an attention head's query, key, value and output slices); those items
+        belong to the layer group of the first such parameter.
+        """
         raise NotImplementedError
 
     def applies_to(self, params: list[Param]) -> bool:
@@ -229,7 +234,7 @@ def _number_items(aggregation: Aggregation, params: list[Param]) -> tuple[list[n
     element_items = []
     for position, param in enumerate(params):
         ids, shared = aggregation.local_items(param)
-        key = param.layer_index if shared else ("private", position)
+        key = (param.layer_index if shared is True else shared) if shared else ("private", position)
         if key not in offsets:
             offsets[key] = count
             layers.append(np.full(int(ids.max()) + 1, param.layer_index, np.int64))

@@ -13,7 +13,7 @@ def head_axis(param) -> int | None:
     Query, key and value kernels ``(in, heads, dim)`` and biases ``(heads, dim)``:
     axis -2; output kernel ``(heads, dim, out)``: axis 0; the output bias has none.
     """
-    layer = param.layer
+    layer = param.owner if param.owner is not None else param.layer
     if not isinstance(layer, keras.layers.MultiHeadAttention):
         return None
     for dense in (layer._query_dense, layer._key_dense, layer._value_dense):
@@ -34,8 +34,9 @@ class Head(Aggregation):
     nothing to the layer's output; its query and key slices go with it. The
     output bias and every other parameter are per element.
 
-    MultiHeadAttention's variables are prunable with ``prunable = "all"``
-    (they are not Dense or convolution kernels). The shrunk sweep does not
+    The projections' kernels are prunable kernels (``prunable = "kernels"``,
+    the default; their biases with ``kernels+biases`` or ``all``); each
+    parameter knows its ``MultiHeadAttention`` (``Param.owner``). The shrunk sweep does not
     apply (``auto`` masks). On a model without attention :meth:`applies_to`
     is False and a run skips it. Not in the default grid: name it
     (``--aggregations weight head``).
@@ -51,9 +52,10 @@ class Head(Aggregation):
         return any(head_axis(p) is not None for p in params)
 
     def local_items(self, param):
-        """An attention slice: item = head (shared by the layer's slices); else per element."""
+        """An attention slice: item = head (shared by the attention layer's four projections); else per element."""
         axis = head_axis(param)
         if axis is None:
             return per_element(param)
         heads = np.arange(param.shape[axis]).reshape([-1] + [1] * (len(param.shape) - 1 - axis))
-        return np.broadcast_to(heads, param.shape).copy(), True
+        owner = param.owner if param.owner is not None else param.layer
+        return np.broadcast_to(heads, param.shape).copy(), ("head", id(owner))  # one id per head across projections

@@ -27,6 +27,7 @@ class Param:
         kind: ``"dense"``, ``"conv"``, ``"einsum"`` (an ``EinsumDense`` layer,
             e.g. a query, key, value or output projection of a
             ``MultiHeadAttention``) or ``"other"`` (the layer's type).
+        owner: The ``MultiHeadAttention`` whose projection ``layer`` is, else None.
     """
 
     variable: keras.Variable
@@ -34,6 +35,7 @@ class Param:
     layer_index: int
     role: str
     kind: str
+    owner: keras.layers.Layer | None = None
 
     @property
     def name(self) -> str:
@@ -46,12 +48,14 @@ class Param:
         return tuple(self.variable.shape)
 
 
-def _leaf_layers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
+def _leaf_layers(layer: keras.layers.Layer) -> list[tuple[keras.layers.Layer, keras.layers.Layer | None]]:
+    """(leaf layer, the MultiHeadAttention it projects for or None), in model order."""
     if isinstance(layer, keras.layers.MultiHeadAttention):  # its four projections, in the order they are applied
-        return [layer._query_dense, layer._key_dense, layer._value_dense, layer._output_dense]
+        return [(dense, layer) for dense in (layer._query_dense, layer._key_dense, layer._value_dense,
+                                             layer._output_dense)]
     children = getattr(layer, "layers", None)
     if not children:
-        return [layer]
+        return [(layer, None)]
     return [leaf for child in children for leaf in _leaf_layers(child)]
 
 
@@ -106,13 +110,13 @@ def prunable_params(model: keras.Model, prunable: str = "kernels") -> list[Param
     params: list[Param] = []
     layers = _leaf_layers(model)
     if prunable == "hidden-kernels":
-        output = [layer for layer in layers if _kind(layer) != "other"][-1:]
-        layers, prunable = [layer for layer in layers if layer not in output], "kernels"
-    for layer in layers:
+        output = [layer for layer, _ in layers if _kind(layer) != "other"][-1:]
+        layers, prunable = [(layer, owner) for layer, owner in layers if layer not in output], "kernels"
+    for layer, owner in layers:
         kind = _kind(layer)
         chosen = [v for v in layer.trainable_weights if _wanted(kind, _role(layer, v), prunable)]
         index = len({p.layer_index for p in params})
-        params += [Param(v, layer, index, _role(layer, v), kind) for v in chosen]
+        params += [Param(v, layer, index, _role(layer, v), kind, owner) for v in chosen]
     if not params:
         raise ValueError(f"Model {model.name!r} has no prunable variables for prunable={prunable!r}.")
     return params

@@ -71,3 +71,24 @@ def test_head_sweeps_equal_the_direct_masked_evaluation():
     reference = direct_losses(model, params, thresholder, replacement, evaluate)
     rows = sweep(params, thresholder, replacement, THRESHOLDS, evaluate, "auto")
     np.testing.assert_allclose([r["val_loss"] for r in rows], reference, rtol=1e-5)
+
+
+def test_the_heads_of_the_vision_transformer_span_its_four_projections():
+    from tasks.vit import vit_model
+
+    keras.utils.set_random_seed(0)
+    model = vit_model((8, 8, 1), 10)
+    params = prunable_params(model)  # default kernels: each projection is its own leaf layer, owned by its attention
+    attention = [p for p in params if isinstance(p.owner, keras.layers.MultiHeadAttention)]
+    assert len(attention) == 8 and len({p.layer_index for p in attention}) == 8
+    scores = [np.random.default_rng(i).random(p.shape) for i, p in enumerate(params)]
+    items = get_aggregation("head")(params, scores, "sum")
+    for block in range(2):
+        q, k, v, o = attention[4 * block: 4 * block + 4]
+        heads = q.shape[1]
+        for h in range(heads):
+            hand = sum(scores[params.index(p)][(slice(None), h) if p is not o else h].sum() for p in (q, k, v, o))
+            ids = {int(items.element_items[params.index(p)][(slice(None), h) if p is not o else h].ravel()[0])
+                   for p in (q, k, v, o)}
+            assert len(ids) == 1  # one item covers the head's slices in all four projections
+            np.testing.assert_allclose(items.scores[ids.pop()], hand, rtol=1e-12)
