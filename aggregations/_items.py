@@ -292,9 +292,14 @@ def output_units(param: Param) -> np.ndarray:
 
 
 def item_units(ids: np.ndarray, units: np.ndarray, n_items: int) -> np.ndarray:
-    """Output unit of each item from its elements' (``ids``, ``units``): their common unit, or -1 if they differ."""
+    """Output unit of each item: the common unit of its elements that have one (``units >= 0``), or -1.
+
+    Elements without a unit (a BatchNorm scale or shift that a unit owns) do not
+    change the item's unit; elements of different units make it -1.
+    """
+    has = units >= 0
     first = np.full(n_items, -1, np.int64)
-    first[ids] = units
+    first[ids[has]] = units[has]
     mixed = np.zeros(n_items, bool)
-    mixed[ids[first[ids] != units]] = True
+    mixed[ids[has & (first[ids] != units)]] = True
     return np.where(mixed, -1, first)

@@ -120,7 +120,8 @@ def _write(tmp: Path, state: TrackedState, epoch: int, info: dict | None) -> Non
     """The TensorFlow checkpoint and its manifest, into the temporary folder ``tmp``."""
     state.checkpoint.write(str(tmp / "ckpt"))
     files = {p.name: dict(size=p.stat().st_size, sha256=_sha256(p)) for p in sorted(tmp.iterdir())}
-    write_metadata(tmp / MANIFEST, dict(epoch=epoch, files=files, info=info or {}, **_random_states()))
+    info = {"history": [], **(info or {})}  # every manifest has a history list: one without is damaged
+    write_metadata(tmp / MANIFEST, dict(epoch=epoch, files=files, info=info, **_random_states()))
 
 
 def _disk_is_full(error: Exception) -> bool:

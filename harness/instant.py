@@ -94,7 +94,12 @@ def find(records: Iterable[Path], key: str | None) -> tuple[Path, dict] | None:
 
 
 def remember(path: Path, key: str | None) -> None:
-    """Write ``request = key`` into the record at ``path`` (atomically); nothing when it is unreadable or read-only.
+    """Write ``request = key`` into the record at ``path`` (atomically) if it holds none; else leave it as it is.
+
+    Only the command that wrote a record marks it, so reporting a complete run
+    changes no file; the same result reached by another command (other
+    options, a TOML) is found through the ordinary path. Nothing happens when
+    the record is unreadable or read-only.
 
     Best effort: a record that cannot be rewritten (a read-only folder) only
     means the next identical command takes the ordinary path.
@@ -102,7 +107,7 @@ def remember(path: Path, key: str | None) -> None:
     from harness import results
 
     content = _read(Path(path))
-    if key is not None and content is not None and content.get("request") != key:
+    if key is not None and content is not None and content.get("request") is None:  # the first command that wrote it
         try:
             results.write_metadata(Path(path), {**content, "request": key})
         except OSError:

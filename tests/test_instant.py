@@ -67,7 +67,7 @@ def test_a_finished_run_is_reported_without_tensorflow(tmp_path):
     done, heavy, seconds = entry("harness", [*RUN, "--output", str(csv)], tmp_path)
     assert done.returncode == 0 and heavy == [], done.stderr
     assert done.stdout == (f"run 0123456789ab is already complete in {csv}; nothing was recomputed.\n"
-                           f"next: python analysis.py {csv} --out figures\n")
+                           f"next: python analysis.py {csv}\n")
     assert seconds < 10  # the 2 s target is timed by benchmarks/startup.py; a loaded CI machine is slower
 
 

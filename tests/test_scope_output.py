@@ -25,8 +25,10 @@ def test_items_carry_output_units():
     params = prunable_params(dense_bn_model(), "all")
     weight = get_aggregation("weight")(params, SCORES)
     assert weight.units.tolist() == [0, 1, 0, 1, 0, 1, 0, 1, -1, -1, -1, -1]  # kernel (i, j) -> j; bias; BN: none
-    unit = get_aggregation("unit")(params, SCORES)
+    unit = get_aggregation("unit", structured_bn="keep")(params, SCORES)
     assert unit.units.tolist() == [0, 1, -1, -1, -1, -1] and unit.sizes.tolist() == [4, 4, 1, 1, 1, 1]
+    unit = get_aggregation("unit")(params, SCORES)  # structured_bn zero: a unit owns its BatchNorm scale and shift
+    assert unit.units.tolist() == [0, 1] and unit.sizes.tolist() == [6, 6]
 
 
 def test_each_output_unit_and_each_unitless_layer_is_its_own_segment():
@@ -44,8 +46,9 @@ def test_each_output_unit_and_each_unitless_layer_is_its_own_segment():
 
 def test_whole_unit_items_and_items_without_units_are_refused():
     params = prunable_params(dense_bn_model(), "all")
-    with pytest.raises(ValueError, match=r"2 items are whole units .*use aggregation 'weight'"):
-        Thresholder(get_aggregation("unit")(params, SCORES), "output")
+    for structured_bn in ("zero", "keep"):
+        with pytest.raises(ValueError, match=r"2 items are whole units .*use aggregation 'weight'"):
+            Thresholder(get_aggregation("unit", structured_bn=structured_bn)(params, SCORES), "output")
     bare = Items(np.ones(3), np.ones(3, np.int64), np.zeros(3, np.int64), [np.arange(3)])
     with pytest.raises(ValueError, match="scope 'output' needs the output unit of every item"):
         segment_ids(bare, "output")
