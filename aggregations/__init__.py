@@ -1,19 +1,46 @@
 """Aggregations: one file each, registered with ``@register_aggregation``."""
 
+import inspect
+
 from aggregations._items import POOLINGS, Aggregation, Items, pool
+from aggregations._units import STRUCTURED_BN
 from tasks._registry import Registry, import_all
 
 AGGREGATIONS: Registry = Registry("aggregation")
 register_aggregation = AGGREGATIONS.register
 
 
-def get_aggregation(name: str) -> Aggregation:
-    """Return a new instance of the aggregation registered as ``name``.
+def get_aggregation(spec: str, structured_bn: str = "zero") -> Aggregation:
+    """Return a new instance of the aggregation ``spec``: a name, or ``name:key=value,...`` (``unit:direction=out``).
+
+    Args:
+        spec: The name and options; its :attr:`Aggregation.spec` is the
+            canonical form (options at their default left out).
+        structured_bn: ``zero`` or ``keep``: whether units own their
+            BatchNorm scale and shift (``aggregations/unit.py``).
 
     Raises:
-        ValueError: ``name`` is unknown; the message lists the valid names.
+        ValueError: unknown name, option or option value (listing the valid
+            ones), an option of an aggregation that takes none, or a bad ``structured_bn``.
     """
-    return AGGREGATIONS.get(name)()
+    if structured_bn not in STRUCTURED_BN:
+        raise ValueError(f"Unknown structured_bn {structured_bn!r}; available: {list(STRUCTURED_BN)}. "
+                         f"Received: structured_bn={structured_bn!r}")
+    name, _, rest = str(spec).partition(":")
+    cls = AGGREGATIONS.get(name.strip())
+    options = {}
+    for item in [part.strip() for part in rest.split(",") if part.strip()]:
+        key, sep, value = item.partition("=")
+        if not sep or key.strip() in options:
+            raise ValueError(f"Aggregation options are written name:key=value,... once each. Received: {spec!r}")
+        options[key.strip()] = value.strip()
+    valid = list(inspect.signature(cls).parameters)
+    if set(options) - set(valid):
+        raise ValueError(f"Unknown option(s) {sorted(set(options) - set(valid))} of aggregation {name.strip()!r}; "
+                         f"available: {valid}. Received: {spec!r}")
+    aggregation = cls(**options)
+    aggregation.structured_bn = structured_bn
+    return aggregation
 
 
 import_all(__name__, __path__)

@@ -27,6 +27,10 @@ class Items:
             (see :func:`output_units`); -1 for an item with no output unit
             (parameters of other layers, e.g. BatchNorm) or spanning several.
             None when unknown; scope ``output`` then refuses the items.
+        element_covers: Per parameter, the second item whose removal also
+            masks each element (-1 where none; None for a parameter without),
+            or None when items mask only what they own (:class:`Span`).
+        notes: One line per layer whose items fell back (``unit:direction=out``).
     """
 
     scores: np.ndarray
@@ -34,6 +38,35 @@ class Items:
     layers: np.ndarray
     element_items: list[np.ndarray]
     units: np.ndarray | None = None
+    element_covers: list[np.ndarray | None] | None = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass
+class Span:
+    """Which elements each item masks and which scores it pools, when that is more than a partition.
+
+    Attributes:
+        owner: Per parameter, the item owning every element (int64 of its
+            shape): the items partition the parameters, and an item's size is
+            its owned elements. A unit owns its kernel slice and bias (and,
+            with ``structured_bn = "zero"``, its BatchNorm scale and shift).
+        layers: Layer of each item, shape ``(n_items,)``.
+        covers: Per parameter, the item whose output feeds the element's
+            kernel row (its consuming slice), -1 where none; None: no covers.
+        pool_owned: Per item, whether it pools the scores of its owned elements.
+        pool_covered: Per item, whether it pools the scores of the elements it covers.
+        mask_covered: Whether removing an item also masks the elements it covers.
+        notes: One line per layer whose units fell back, saying why.
+    """
+
+    owner: list[np.ndarray]
+    layers: np.ndarray
+    covers: list[np.ndarray | None] | None = None
+    pool_owned: np.ndarray | None = None
+    pool_covered: np.ndarray | None = None
+    mask_covered: bool = False
+    notes: tuple[str, ...] = ()
 
 
 class Aggregation:
@@ -49,6 +82,21 @@ class Aggregation:
 
     name: ClassVar[str]
     pools: ClassVar[bool] = True  # False when every item is one parameter, so pooling has no effect
+    by_default: ClassVar[bool] = True  # whether a run that names no aggregations sweeps it
+    options: dict = {}  # the non-default options of this instance (they enter the spec and the numbering's key)
+
+    @property
+    def spec(self) -> str:
+        """``name`` or ``name:key=value,...`` with the non-default options (the CSV's ``aggregation``)."""
+        return self.name + ("" if not self.options else ":" + ",".join(f"{k}={v}" for k, v in self.options.items()))
+
+    def key(self) -> tuple:
+        """What, beside the class and the parameters, the items depend on (the numbering's cache key)."""
+        return tuple(self.options.items())
+
+    def span(self, params: list[Param]) -> Span:
+        """The items on ``params``: by default the partition of :meth:`local_items`, nothing spanning further."""
+        return Span(*_number_items(self, params))
 
     def local_items(self, param: Param) -> tuple[np.ndarray, bool]:
         """Return ``(ids, shared)``: an item id per element, and whether ids are layer-wide."""
@@ -85,7 +133,8 @@ class Aggregation:
             sizes = numbering.ones
         else:
             pooled, sizes = numbering.pool(flat_scores, pooling), numbering.sizes
-        return Items(pooled, sizes, numbering.layers, list(numbering.element_items), numbering.units)
+        return Items(pooled, sizes, numbering.layers, list(numbering.element_items), numbering.units,
+                     numbering.element_covers, numbering.notes)
 
 
 RECENT_NUMBERINGS = 8
@@ -105,7 +154,8 @@ class Numbering:
     """
 
     def __init__(self, aggregation: Aggregation, params: list[Param]):
-        element_items, layers = _number_items(aggregation, params)
+        span = aggregation.span(params)
+        element_items, layers, self.notes = span.owner, span.layers, tuple(span.notes)
         self.element_items = [_frozen(ids) for ids in element_items]
         self.layers, self.n_items = _frozen(np.asarray(layers, np.int64)), len(layers)
         self.flat_ids = np.concatenate([ids.ravel() for ids in element_items]) if element_items \
@@ -116,11 +166,16 @@ class Numbering:
         self.sizes = _frozen(np.bincount(self.flat_ids, minlength=self.n_items))
         self.ones = _frozen(np.ones(self.n_items, np.int64))
         self._grouped = None  # element order grouped by item, and where each item starts (max and min pooling)
+        self.element_covers = [None if c is None else _frozen(c) for c in span.covers] \
+            if span.covers is not None and span.mask_covered else None
+        self.scored = _scored(span, self.flat_ids, self.n_items)  # (elements, their items, sizes) or None
+
 
     @classmethod
     def of(cls, aggregation: Aggregation, params: list[Param]) -> Numbering:
         """The numbering of ``params`` by ``aggregation``'s class, made on first use and kept."""
-        key = (type(aggregation), tuple(id(p) for p in params), tuple(p.shape for p in params))
+        key = (type(aggregation), aggregation.key(), tuple(id(p) for p in params),
+               tuple(p.shape for p in params))
         held = _NUMBERINGS.get(key)
         if held is None or any(ref() is not p for ref, p in zip(held[0], params)):  # an id reused by a new Param
             held = _NUMBERINGS[key] = ([weakref.ref(p) for p in params], cls(aggregation, params))
@@ -130,12 +185,35 @@ class Numbering:
 
     def pool(self, values: np.ndarray, pooling: str) -> np.ndarray:
         """:func:`pool` of flat ``values`` by item, with the grouping of the elements computed once."""
+        if self.scored is not None:  # items pool other elements than those they own
+            elements, ids, sizes = self.scored
+            return pool(values[elements], ids, self.n_items, pooling, sizes)[0]
         if pooling not in ("max", "min"):
             return pool(values, self.flat_ids, self.n_items, pooling, self.sizes)[0]
         if self._grouped is None:
             self._grouped = (np.argsort(self.flat_ids, kind="stable"), np.r_[0, np.cumsum(self.sizes)[:-1]])
         order, starts = self._grouped
         return (np.maximum if pooling == "max" else np.minimum).reduceat(values[order], starts)
+
+
+def _scored(span: Span, owner: np.ndarray, n_items: int) -> tuple | None:
+    """The (element, item) pairs pooled when they differ from ``owner``: flat elements, their items, items' counts.
+
+    Raises:
+        ValueError: an item would pool no score.
+    """
+    if span.covers is None or (span.pool_owned.all() and not span.pool_covered.any()):
+        return None
+    covers = np.concatenate([np.full(ids.size, -1, np.int64) if c is None else c.ravel()
+                             for ids, c in zip(span.owner, span.covers)]) if span.covers else owner
+    owned = span.pool_owned[owner]
+    covered = (covers >= 0) & span.pool_covered[np.maximum(covers, 0)]
+    elements = np.r_[np.flatnonzero(owned), np.flatnonzero(covered)]
+    ids = np.r_[owner[owned], covers[covered]]
+    sizes = np.bincount(ids, minlength=n_items)
+    if not sizes.all():
+        raise ValueError(f"{int((sizes == 0).sum())} items pool no score; every item needs one.")
+    return elements, ids, sizes
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:

@@ -2,6 +2,10 @@
 
 from aggregations import Aggregation, register_aggregation
 from aggregations._items import per_element, per_output_channel
+from aggregations._units import unit_span
+from aggregations.unit import check_unit_options
+
+DIRECTIONS = ("in", "out", "group")
 
 
 @register_aggregation("filter")
@@ -14,11 +18,30 @@ class Filter(Aggregation):
     Never pooled across output channels (the original study's bug, seed 003).
     Dense kernels, Dense biases and other parameters are per element.
 
-    On a model without conv layers every item is a single weight, as in
+    ``direction`` (``in``, ``out``, ``group``) and ``structured_bn`` as for
+    ``unit`` (see ``aggregations/unit.py``): ``out`` pools the next layer's
+    kernel rows fed by the filter, every position of its channel after a
+    Flatten. On a model without conv layers every item is a single weight, as in
     ``weight``; :meth:`applies_to` is then False and a run skips it.
+
+    Args:
+        direction: ``in`` (default), ``out`` or ``group``; ``filter:direction=out``.
+
+    Raises:
+        ValueError: unknown direction, naming the choices.
 
     Source: Li et al. 2017, "Pruning Filters for Efficient ConvNets".
     """
+
+    structured_bn = "zero"  # the run's option, set by make_aggregation
+
+    def __init__(self, direction: str = "in"):
+        self.options = check_unit_options(self.name, direction, DIRECTIONS)
+        self.direction = direction
+
+    def key(self):
+        """The direction and structured_bn."""
+        return self.direction, self.structured_bn
 
     def applies_to(self, params):
         """True when some prunable parameter belongs to a conv layer."""
@@ -29,3 +52,7 @@ class Filter(Aggregation):
         if param.kind == "conv" and param.role in ("kernel", "bias"):
             return per_output_channel(param)
         return per_element(param)
+
+    def span(self, params):
+        """The filters in :attr:`direction` (``aggregations/_units.py``)."""
+        return unit_span(self, params, self.direction, self.structured_bn)

@@ -39,8 +39,9 @@ def _list_options() -> dict[str, str]:
     choices = {name: " ".join(catalog.grid_choices(name)) for name in catalog.GRID_CHOICES}
     return {
         "measures": "measure specs, e.g. fisher obd:hessian=exact (default: every registered measure; see --list)",
-        "aggregations": "aggregations (default: every registered one; 'filter' is skipped on models without "
-                        "conv layers, where its items are single weights as in 'weight')",
+        "aggregations": "aggregation specs, e.g. unit unit:direction=out filter:direction=group head (default: every "
+                        "registered one but head; 'filter' is skipped on models without conv layers, where its items are "
+                        "single weights as in 'weight'; see --list)",
         "poolings": f"item poolings: {choices['poolings']} (default: {' '.join(_default('poolings'))})",
         "scopes": f"{choices['scopes']} ('output': per output unit, per-weight aggregations only) "
                   f"(default: {' '.join(_default('scopes'))})",
@@ -94,6 +95,8 @@ def parser(prog: str = "python -m harness") -> argparse.ArgumentParser:
                    "on the other classes")
     p.add_argument("--prunable", help=f"{' or '.join(catalog.grid_choices('prunable'))} "
                    f"(default: {_default('prunable')})")
+    p.add_argument("--structured-bn", help="zero (default): a removed unit or filter also masks the prunable "
+                   "BatchNorm scale and shift after it; keep: they stay single weights (the behaviour before)")
     p.add_argument("--output", help=f"result CSV (default: {_default('output')})")
     p.add_argument("--data-dir", help="folder holding a local copy of the task's dataset (not part of the run id)")
     p.add_argument("--threshold-rule", help="exact (default) or legacy_cutoff (the original study's score < cutoff)")

@@ -190,8 +190,8 @@ def listing() -> str:
     lines += [_task_line(t) for t in plugins("task")]
     lines += ["measures (--measures name or name:key=value,...):"]
     lines += [line for m in plugins("measure") for line in _measure_lines(m)]
-    lines += ["aggregations (--aggregations):"]
-    lines += [f"  {a.name:<14}{a.summary}" for a in plugins("aggregation")]
+    lines += ["aggregations (--aggregations name or name:key=value,...):"]
+    lines += [line for a in plugins("aggregation") for line in _measure_lines(a)]
     notes = {"normalizations": ", global scope only", "recoveries": "; bn:batches=B, finetune:steps=k"}
     lines += [f"{name} (--{name}{notes.get(name, '')}): {' '.join(grid_choices(name))}" for name in GRID_CHOICES]
     return "\n".join(lines)

@@ -29,7 +29,9 @@ class RunConfig:
         task: Registered task name.
         model: One of the task's models; None for the task's default.
         measures: Measure specs (``"fisher"``, ``"obd:hessian=exact"``); None for all registered.
-        aggregations: Aggregation names; None for all registered.
+        aggregations: Aggregation specs (``"unit"``, ``"unit:direction=out"``); None for all
+            registered but ``head`` (swept when named). Written in canonical form
+            (``unit:direction=in`` is ``unit``).
         poolings: Poolings of item scores (mean, sum, max, min, l2).
         scopes: ``layer``, ``global`` and/or ``output`` (per output unit; used by
             per-weight aggregations only, see ``harness.threshold.segment_ids``).
@@ -68,6 +70,11 @@ class RunConfig:
             other classes: ``ratio`` or ``difference`` (:func:`harness.forgetting.contrast`);
             None: ``ratio`` in a forgetting run; refused without ``forget_classes``.
         prunable: ``kernels``, ``kernels+biases``, ``all`` or ``hidden-kernels`` (all kernels but the output layer's).
+        structured_bn: ``zero`` (default): a removed unit or filter also masks the prunable scale and
+            shift of the BatchNormalization after it, so its output after BatchNorm is 0;
+            ``keep``: they stay single weights (the behaviour before; ``aggregations/unit.py``).
+            It changes results only with ``prunable = "all"``, so it enters the run id only
+            there, and only as ``zero``: a ``keep`` run keeps the run id it had before.
         output: Result CSV path.
         data_dir: Folder with a local copy of the task's dataset; refused for tasks that read none.
             Not part of the run id: the same data at another path is the same run.
@@ -115,6 +122,7 @@ class RunConfig:
     forget_classes: list[int] | None = None
     contrast: str | None = None
     prunable: str = "kernels"
+    structured_bn: str = "zero"
     output: str = "data/results.csv"
     data_dir: str | None = None
     deterministic: bool = False
@@ -138,7 +146,8 @@ class RunConfig:
         self.model = self.model or task.default_model
         check_choice(f"model for task {self.task!r}", self.model, sorted(task.models))
         self.measures = self.measures if self.measures is not None else measures.MEASURES.names()
-        self.aggregations = self.aggregations if self.aggregations is not None else aggregations.AGGREGATIONS.names()
+        self.aggregations = self.aggregations if self.aggregations is not None else \
+            [name for name in aggregations.AGGREGATIONS.names() if aggregations.AGGREGATIONS.get(name).by_default]
         defaults = task.training_defaults(self.model)
         for name in ("epochs", "batch_size", "learning_rate", "augmentation"):
             setattr(self, name, defaults[name] if getattr(self, name) is None else getattr(self, name))
@@ -161,7 +170,8 @@ class RunConfig:
         built = {spec: measures.make_measure(spec) for spec in self.measures}
         _check_class_options(self, built, task)
         self.aggregations = _check_list("aggregations", self.aggregations)
-        aggregations.AGGREGATIONS.check(self.aggregations)
+        self.aggregations = _check_list("aggregations", [aggregations.get_aggregation(a, self.structured_bn).spec
+                                                         for a in self.aggregations])
         for name, choices in [("pooling", POOLINGS), ("scope", SCOPES), ("normalization", NORMALIZATIONS),
                               ("replacement", REPLACEMENTS), ("order", ORDERS)]:
             setattr(self, name + "s", _check_list(name + "s", getattr(self, name + "s")))
@@ -226,8 +236,15 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
-        """12 hex digits of the SHA-256 of the result-defining parameters as canonical JSON."""
-        text = json.dumps(self.result_defining(), sort_keys=True)
+        """12 hex digits of the SHA-256 of the result-defining parameters as canonical JSON.
+
+        ``structured_bn`` is left out where it gives the results of before (``keep``, or ``prunable``
+        other than ``all``), so those runs keep the run id they had.
+        """
+        defining = self.result_defining()
+        if self.structured_bn == "keep" or self.prunable != "all":
+            defining.pop("structured_bn")
+        text = json.dumps(defining, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     @classmethod

@@ -30,6 +30,10 @@ controls beside the measures with no special code.
   unstructured mask of its per-layer densities. For the ``weight``
   aggregation, items are weights and the two coincide in distribution, but
   not in draws (independent random streams).
+- Items that also mask elements they cover (``unit:direction=group``: a unit's
+  consuming rows) keep doing so: ``random_matched`` removes the random units
+  with their rows, and ``shuffled`` permutes the measure's weight mask with the
+  covered rows in it (:func:`harness.threshold.element_values`).
 
 Seeds: every control of a sweep draws from ``default_rng([seed, stream,
 layer])`` with the seed of the epoch (:func:`control_seed`), so all measures
@@ -45,7 +49,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.seed import derived_seed
-from harness.threshold import Thresholder, check_choice
+from harness.threshold import Thresholder, check_choice, element_values
 
 CONTROLS = ("random_matched", "shuffled")
 SEPARATOR = "~"
@@ -99,6 +103,7 @@ class RandomMatched:
     def __init__(self, thresholder: Thresholder, layers: np.ndarray, seed: int):
         self.measure, self.layers, self.seed = thresholder, np.asarray(layers), seed
         self.element_items, self.n_params = thresholder.element_items, thresholder.n_params
+        self.element_covers = getattr(thresholder, "element_covers", None)
 
     def item_steps(self, thresholds) -> np.ndarray:
         """Step per item (see ``Thresholder.item_steps``): the layer's sorted measure steps in random-ranking order.
@@ -131,6 +136,7 @@ class Shuffled:
         self.element_items = [np.arange(a, b).reshape(ids.shape)
                               for a, b, ids in zip(sizes[:-1], sizes[1:], thresholder.element_items)]
         self.n_params = thresholder.n_params
+        self._covers = getattr(thresholder, "element_covers", None)
         self._measure_items = np.concatenate([ids.ravel() for ids in thresholder.element_items]) if sizes[-1] else \
             np.zeros(0, np.int64)
         self._groups = _permuted_within(np.asarray(layers)[self._measure_items], seed, 1)
@@ -141,7 +147,9 @@ class Shuffled:
         Returns:
             int64 array ``(n_elements,)``; per layer, the same multiset of steps as the measure's weights.
         """
-        steps = self.measure.item_steps(thresholds)[self._measure_items]
+        steps = self.measure.item_steps(thresholds)
+        steps = steps[self._measure_items] if self._covers is None else np.concatenate(
+            [s.ravel() for s in element_values(steps, self.measure.element_items, self._covers)])
         out = np.empty_like(steps)
         for positions, permuted in self._groups:
             out[positions] = steps[permuted]

@@ -7,7 +7,7 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-from harness.threshold import Thresholder, check_fraction
+from harness.threshold import Thresholder, check_fraction, element_values
 from measures import Param
 
 
@@ -22,7 +22,8 @@ class Schedule:
     Args:
         params: The prunable parameters, in the thresholder's order.
         thresholder: Ranking of the items; anything with ``item_steps``,
-            ``element_items`` and ``n_params`` whose masks are nested.
+            ``element_items`` and ``n_params`` whose masks are nested (and
+            ``element_covers``, when items also mask elements they cover).
         replacement: Values for replaced elements, one array per parameter.
         thresholds: Fractions t in [0, 1], any order.
 
@@ -38,7 +39,7 @@ class Schedule:
         self.thresholds = thresholds[self.order]
         self.k = k = len(thresholds)
         item_steps = thresholder.item_steps(self.thresholds).astype(np.int16 if k < 2**15 - 1 else np.int32)
-        self.steps = [item_steps[ids] for ids in thresholder.element_items]
+        self.steps = element_values(item_steps, thresholder.element_items, getattr(thresholder, "element_covers", None))
         self.flat_order = [np.argsort(s.ravel(), kind="stable").astype(np.int32) for s in self.steps]
         self.bounds = np.stack([np.r_[0, np.cumsum(np.bincount(s.ravel(), minlength=k + 1))] for s in self.steps])
         self.n_replaced = self.bounds[:, 1 : k + 1].sum(axis=0)

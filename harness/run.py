@@ -294,16 +294,23 @@ class Experiment:
         """The conditions swept on this model: aggregations that form no items of their own are skipped."""
         grid, skipped = [], []
         for condition in conditions(self.config):
-            if aggregations.get_aggregation(condition["aggregation"]).applies_to(self.params):
+            if self.aggregation(condition).applies_to(self.params):
                 grid.append(condition)
             elif condition["aggregation"] not in skipped:
                 skipped.append(condition["aggregation"])
         for name in skipped:
             self.note(f"aggregation {name!r} is skipped: on model {self.config.model!r} its items are single weights, "
                       "as in 'weight'")
+        for name in dict.fromkeys(c["aggregation"] for c in grid):
+            for line in aggregations.get_aggregation(name, self.config.structured_bn).span(self.params).notes:
+                self.note(f"aggregation {name!r}: {line}")
         if not grid:
             raise ValueError(f"No aggregation of {self.config.aggregations} applies to model {self.config.model!r}.")
         return grid
+
+    def aggregation(self, condition: dict):
+        """The aggregation of ``condition``, with the run's ``structured_bn``."""
+        return aggregations.get_aggregation(condition["aggregation"], self.config.structured_bn)
 
     def metadata(self) -> dict:
         """The run's parameters, grid, data facts, parameter list, notes, package versions and git commit."""
@@ -481,7 +488,7 @@ class Experiment:
             return
         scores, seconds = self.score(spec, epoch)
         for condition, sweeps in todo:
-            items = aggregations.get_aggregation(condition["aggregation"])(self.params, scores, condition["pooling"])
+            items = self.aggregation(condition)(self.params, scores, condition["pooling"])
             rankings = {None: self.thresholder(scores, condition, epoch, items)}
             for variant, mode, recovery in sweeps:
                 if variant not in rankings:
@@ -515,7 +522,7 @@ class Experiment:
     def thresholder(self, scores: list[np.ndarray], condition: dict, epoch: int, items=None) -> Thresholder:
         """Aggregate and pool the scores (unless ``items`` are given), then rank the items of one condition."""
         if items is None:
-            items = aggregations.get_aggregation(condition["aggregation"])(self.params, scores, condition["pooling"])
+            items = self.aggregation(condition)(self.params, scores, condition["pooling"])
         return Thresholder(items, condition["scope"], condition["normalization"], derived_seed(self.config.seed, epoch),
                            self.config.threshold_rule, condition["order"])
 

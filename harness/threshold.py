@@ -333,6 +333,7 @@ class Thresholder:
         ones = len(items.sizes) == 0 or items.sizes.max() == 1
         self._cumsizes = np.arange(1, len(order) + 1) if ones else np.cumsum(items.sizes[order])
         self._element_items = items.element_items
+        self.element_covers = items.element_covers
         self.n_params = int(items.sizes.sum())
 
     @functools.cached_property
@@ -377,18 +378,25 @@ class Thresholder:
 
     def masks(self, t: float) -> list[np.ndarray]:
         """Per parameter, a boolean array of its shape: True where replaced at ``t``."""
-        replaced = self.item_mask(t)
-        return [replaced[ids] for ids in self._element_items]
+        return element_values(self.item_mask(t), self._element_items, self.element_covers, np.logical_or)
 
     def element_ranks(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per parameter, ``(rank, segment)`` of every element's item, each of the parameter's shape.
 
         An element is replaced at ``t`` exactly when ``rank < counts(t)[segment]``.
+
+        Raises:
+            ValueError: the items also mask elements they cover (``group``):
+                an element then has two ranks.
         """
+        if self.element_covers is not None:
+            raise ValueError("element_ranks: these items also mask the elements they cover; use masks or item_steps.")
         return [(self._rank[ids], self._segment[ids]) for ids in self._element_items]
 
     def n_replaced(self, t: float) -> int:
-        """Number of parameters replaced at ``t``."""
+        """Number of parameters replaced at ``t`` (those the items cover included)."""
+        if self.element_covers is not None:
+            return int(sum(mask.sum() for mask in self.masks(t)))
         counts = self.counts(t)
         last = self._starts + counts - 1
         base = np.where(self._starts > 0, self._cumsizes[np.maximum(self._starts - 1, 0)], 0)
@@ -420,6 +428,27 @@ class Thresholder:
         item_steps = np.empty(len(steps), np.int64)
         item_steps[self._order] = steps
         return item_steps
+
+
+def element_values(item_values: np.ndarray, element_items: list[np.ndarray], element_covers=None,
+                   combine=np.minimum) -> list[np.ndarray]:
+    """Per parameter, every element's value from its item's: ``item_values[ids]``.
+
+    Where an element is also covered by another item (``Items.element_covers``,
+    -1 where not), the two values are combined (``np.minimum`` of the steps,
+    ``np.logical_or`` of the masks): removing either item masks it.
+
+    Args:
+        item_values: One value per item, shape ``(n_items,)``.
+        element_items: Per parameter, the item owning each element.
+        element_covers: Per parameter, the covering item or -1 (or None), or None.
+        combine: Binary ufunc joining an owner's value and a cover's.
+    """
+    values = [item_values[ids] for ids in element_items]
+    if element_covers is None:
+        return values
+    return [v if c is None else np.where(c >= 0, combine(v, item_values[np.maximum(c, 0)]), v)
+            for v, c in zip(values, element_covers)]
 
 
 def legacy_cutoff_count(sorted_scores: np.ndarray, cumsizes: np.ndarray, t: float) -> int:

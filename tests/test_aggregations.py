@@ -15,8 +15,8 @@ def dense_params(prunable="kernels+biases"):
 
 
 def test_registry():
-    assert AGGREGATIONS.names() == ["filter", "unit", "weight"]
-    with pytest.raises(ValueError, match=r"Unknown aggregation 'units'; available: \['filter', 'unit', 'weight'\]"):
+    assert AGGREGATIONS.names() == ["filter", "head", "unit", "weight"]
+    with pytest.raises(ValueError, match=r"Unknown aggregation 'units'; available: \['filter', 'head', 'unit', 'weight'\]"):
         get_aggregation("units")
 
 
@@ -98,7 +98,7 @@ def test_weight_aggregation_is_identity():
     assert (items.sizes == 1).all()
 
 
-def test_all_trainable_variables_include_batchnorm_per_element():
+def test_all_trainable_variables_include_batchnorm_per_element_or_in_its_unit():
     keras.utils.set_random_seed(0)
     inputs = keras.Input((4, 4, 1))
     h = keras.layers.Conv2D(2, 3)(inputs)
@@ -108,8 +108,14 @@ def test_all_trainable_variables_include_batchnorm_per_element():
     assert [(p.kind, p.role) for p in params] == [
         ("conv", "kernel"), ("conv", "bias"), ("other", "other"), ("other", "other"),
         ("dense", "kernel"), ("dense", "bias")]
-    items = get_aggregation("unit")(params, [np.ones(p.shape) for p in params], "mean")
+    items = get_aggregation("unit", structured_bn="keep")(params, [np.ones(p.shape) for p in params], "mean")
     assert len(items.scores) == 2 + 2 + 2 + 2  # conv units, gamma, beta per element, dense units
+    items = get_aggregation("unit")(params, [np.ones(p.shape) for p in params], "mean")  # structured_bn="zero"
+    assert len(items.scores) == 2 + 2  # conv units own their gamma and beta, dense units
+    conv_units = items.element_items[1]
+    np.testing.assert_array_equal(items.element_items[2], conv_units)
+    np.testing.assert_array_equal(items.element_items[3], conv_units)
+    np.testing.assert_array_equal(items.sizes[conv_units], 3 * 3 + 1 + 2)
 
 
 def test_numbering_is_computed_once_per_parameter_list_and_shared_read_only():
