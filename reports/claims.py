@@ -52,7 +52,10 @@ def load_claims(path: str | Path = "claims.toml") -> list[dict]:
     Raises:
         ValueError: a claim lacks ``id`` or ``kind``, has an unknown kind, or records an unknown verdict.
     """
-    claims = tomllib.loads(Path(path).read_text())["claim"]
+    text = Path(path).read_text()
+    claims = tomllib.loads(text).get("claim")
+    if not claims:
+        raise ValueError(f"no [[claim]] table in {path}")
     for claim in claims:
         if "id" not in claim or claim.get("kind") not in KINDS:
             raise ValueError(f"A claim needs an id and a kind among {list(KINDS)}. Received: {claim}")
@@ -172,9 +175,17 @@ def readme_verdicts(text: str) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print every entry's recomputed verdict and statistic, then the ledger table; 1 if a recorded verdict differs."""
+    """Print every entry's recomputed verdict and statistic, then the ledger table.
+
+    Returns 0, 1 when a recorded verdict differs from the recomputed one, 2 on a ledger that cannot be read (one line).
+    """
     path = (argv if argv is not None else sys.argv[1:]) or ["claims.toml"]
-    claims, cache, differs = load_claims(path[0]), {}, 0
+    try:
+        claims = load_claims(path[0])
+    except (OSError, ValueError, KeyError) as error:  # tomllib.TOMLDecodeError is a ValueError
+        print(f"error: cannot read the claims ledger {path[0]}: {error}", file=sys.stderr)
+        return 2
+    cache, differs = {}, 0
     for claim in claims:
         for entry in [claim, *claim["robustness"]]:
             got = evaluate(entry, cache=cache)

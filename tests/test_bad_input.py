@@ -24,6 +24,8 @@ import pytest
 import analysis
 from harness import results
 from harness.__main__ import main as harness_main
+from harness.localize.__main__ import main as localize_main
+from reports.claims import main as claims_main
 from tasks import TASKS
 
 
@@ -45,7 +47,18 @@ def analysis_cli(argv: list[str], tmp: Path) -> int:
         return stop.code
 
 
-ENTRY_POINTS = {"harness": harness_cli, "study": study_cli, "analysis": analysis_cli}
+def localize_cli(argv: list[str], tmp: Path) -> int:
+    """``python -m harness.localize`` writing under the case's folder."""
+    return localize_main([*argv, "--output", str(tmp / "localize"), "--no-progress"])
+
+
+def claims_cli(argv: list[str], tmp: Path) -> int:
+    """``python -m reports.claims LEDGER``."""
+    return claims_main(argv)
+
+
+ENTRY_POINTS = {"harness": harness_cli, "study": study_cli, "analysis": analysis_cli, "localize": localize_cli,
+                "claims": claims_cli}
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))
 RANDOM_BYTES = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
 OTHER_SCHEMA = b"a,b\n1,2\n"
@@ -231,6 +244,15 @@ CASES = [
     ("analysis", ["{tmp}/no.csv", "--loss-tol", "-1"], "Tolerances must be >= 0", 1),
     ("analysis", ["{tmp}/good.csv", "--format", "jpg"], "invalid choice: 'jpg'", 2),
     ("analysis", ["{tmp}/good.csv", "--interval", "z"], "invalid choice: 'z'", 2),
+    # python -m harness.localize (seed 002)
+    ("localize", ["--output-layer", "tanh"], "Unknown output_layer 'tanh'; available: ['softmax', 'sigmoid', 'softplus']",
+     2),
+    ("localize", ["--fork-passes", "0"], "fork_passes must be a positive integer. Received: fork_passes=0", 2),
+    # python -m reports.claims (the claims ledger)
+    ("claims", ["{tmp}/none.toml"], "cannot read the claims ledger {tmp}/none.toml", 2),
+    ("claims", ["{tmp}/ledger.toml"], "verdict must be one of ['supported', 'not supported', 'inconclusive']. "
+     "Received: verdict='maybe'", 2, {"ledger.toml": b'[[claim]]\nid = "x"\nkind = "ranking"\nverdict = "maybe"\n'}),
+    ("claims", ["{tmp}/ledger.toml"], "no [[claim]] table in {tmp}/ledger.toml", 2, {"ledger.toml": b"x = 1\n"}),
 ]
 
 
