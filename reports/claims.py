@@ -38,7 +38,7 @@ from reports.forgetting import forgetting_scores
 from reports.keys import key_columns
 from reports.loading import load
 from reports.metrics import Metric
-from reports.pairs import Family, holm, pair_tests, parse_pairs
+from reports.pairs import PAIR_FIELDS, Family, holm, pair_tests, parse_pairs
 
 VERDICTS = ("supported", "not supported", "inconclusive")
 KINDS = ("ranking", "forgetting", "correlation")
@@ -122,11 +122,16 @@ def verdict(pairs: pd.DataFrame, expect: str, alpha: float = 0.05) -> str:
 
 
 def statistic(pairs: pd.DataFrame) -> str:
-    """One clause per pair: median difference a - b [95% bootstrap], wins/ties/losses of a, rank-biserial r, Holm p."""
+    """One clause per pair: median difference a - b [95% bootstrap], wins/ties/losses of a, rank-biserial r, Holm p.
+
+    A clause starts with the condition (``measure=obd: ``) when the claim's pairs come from several conditions.
+    """
+    varying = [c for c in pairs.columns if c not in (*PAIR_FIELDS, "p_claim") and pairs[c].astype(str).nunique() > 1]
     return "; ".join(
-        f"{r.a} - {r.b}: {r.median_difference:+.3g} [{r.median_lo:+.3g}, {r.median_hi:+.3g}], "
+        "".join(f"{c}={r[c]}, " for c in varying).removesuffix(", ") + (": " if varying else "")
+        + f"{r.a} - {r.b}: {r.median_difference:+.3g} [{r.median_lo:+.3g}, {r.median_hi:+.3g}], "
         f"{r.wins}/{r.ties}/{r.losses} of {r.n} seeds, r = {r.rank_biserial:+.2f}, p {r.p_claim:.2g}"
-        for r in pairs.itertuples()
+        for _, r in pairs.iterrows()
     )
 
 
@@ -147,7 +152,7 @@ def correlation(spec: dict, root: Path) -> dict:
     verdict = "supported" if mean - half > 0 else "not supported" if mean + half < 0 else "inconclusive"
     r2 = seed_values(root / spec["data"][0], spec["field"].split(".")[0] + ".r2").mean()
     text = (f"{spec['field']}{' difference' if spec.get('versus') else ''} {mean:+.3f} [{mean - half:+.3f}, "
-            f"{mean + half:+.3f}], {(values > 0).sum()} of {len(values)} seeds > 0; R² {r2:.3f}")
+            f"{mean + half:+.3f}], {(values > 0).sum()} of {len(values)} seeds > 0; R² of s on r {r2:.3f}")
     return {"verdict": verdict, "statistic": text, "pairs": None}
 
 
