@@ -41,6 +41,33 @@ def test_selectivity_pairs_match_scipy_on_a_hand_made_study():
     assert (table["wins"].iloc[0], table["direction"].iloc[0]) == (6, "maav better")
 
 
+def forgetting_frame():
+    """Two measures over 7 seeds and two contrasts: selectivity = area of (R - A) accuracy over sparsity."""
+    t = np.linspace(0, 1, 5)
+    rows = []
+    for contrast, shift in (("ratio", 0.0), ("difference", 0.1)):
+        for seed in range(7):
+            for measure, gap in (("maav", 0.5 + shift + 0.01 * seed), ("random", 0.02 * seed - 0.05)):
+                rows.append(pd.DataFrame(dict(task="t", model="m", measure=measure, aggregation="weight", contrast=contrast,
+                                              epoch=1, run_id=f"{contrast}{seed}", seed=seed, threshold=t, sparsity=t,
+                                              retain_accuracy=0.9, forget_accuracy=0.9 - gap * np.minimum(1, 2 * t))))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_forgetting_pairs_test_selectivity_per_condition_against_scipy():
+    cache = {("hand-made",): forgetting_frame()}
+    spec = dict(kind="forgetting", data=["hand-made"], where=["aggregation=weight"], compare="measure",
+                pairs=["maav:random"], expect="maav")
+    got = ledger.evaluate(spec, ROOT, cache)
+    assert got["verdict"] == "supported" and len(got["pairs"]) == 2  # one pair per contrast, Holm over both
+    ratio = got["pairs"].set_index("contrast").loc["ratio"]
+    gap = lambda g: 0.25 * (0.5 * g / 2 + 1.5 * g / 2 + 2 * g)  # noqa: E731  trapezoids of g * min(1, 2t) at t = k/4
+    d = np.array([gap(0.5 + 0.01 * s) - gap(0.02 * s - 0.05) for s in range(7)])
+    assert ratio["median_difference"] == pytest.approx(np.median(d))
+    assert ratio["p_raw"] == pytest.approx(stats.wilcoxon(d).pvalue) and ratio["wins"] == 7
+    np.testing.assert_allclose(got["pairs"]["p_claim"], ledger.holm(got["pairs"]["p_raw"].to_numpy()))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("claim,entry", ENTRIES, ids=[f"{c['id']}-{e.get('setting', 'main')}" for c, e in ENTRIES])
 def test_recorded_verdict_is_the_recomputed_one(claim, entry):
