@@ -50,12 +50,15 @@ def test_input_baseline_by_hand():
     assert [a.shape for a in q] == [tuple(v.shape) for v in model.trainable_variables]
 
 
-def test_fork_passes_repeat_the_same_paired_order_and_squared_error_trains():
-    config = LocalizeConfig(**TINY, fork_passes=2, output_layer="softplus")
-    data = load_data(config)
-    run = run_seed(config, data, seed=0)
-    assert {f["steps"] for f in run.facts["forks"].values()} == {8}
-    assert len(run.baseline) == 4 and np.isfinite(run.baseline[0]).any()
+def test_fork_passes_train_each_fork_longer_from_the_same_phase_one():
+    one, two = (LocalizeConfig(**TINY, fork_passes=k, output_layer="softplus") for k in (1, 2))
+    data = load_data(one)
+    runs = [run_seed(config, data, seed=0) for config in (one, two)]
+    assert runs[0].facts["phase1_end_checksum"] == runs[1].facts["phase1_end_checksum"]
+    assert {f["steps"] for f in runs[1].facts["forks"].values()} == {8}
+    for name in runs[0].forks:
+        assert not all(np.array_equal(a, b) for a, b in zip(runs[0].forks[name], runs[1].forks[name]))
+    assert len(runs[1].baseline) == 4 and np.isfinite(runs[1].baseline[0]).any()
 
 
 def test_defaults_keep_the_run_ids_of_committed_results():
