@@ -1,4 +1,4 @@
-"""Seed 002's open settings (output layer and loss, fork passes) and the input-statistics baseline of issue 19."""
+"""Seed 002's open settings (output layer and loss, fork passes) and the input-statistics baseline."""
 
 import json
 

@@ -216,7 +216,7 @@ def input_baseline(model: keras.Model, x: np.ndarray, y: np.ndarray, groups: lis
     over the training examples of the four classes: each first-layer weight gets its input pixel's ratio, each
     hidden unit's bias and outgoing weights the same ratio of the unit's activation (at the end of phase 1, where
     the forks start), and the output biases (input 1) get 1. NaN where the denominator is 0 (a unit never active).
-    Source: issue 19 item 3, a control for what the correlation of r and s means.
+    Source: a control for what the correlation of r and s means (seed 002 gives none).
     """
     keep = np.isin(y, np.ravel(groups))
     first = np.isin(y[keep], groups[0])
