@@ -25,6 +25,7 @@ import analysis
 from harness import results
 from harness.__main__ import main as harness_main
 from harness.localize.__main__ import main as localize_main
+from reports.claims import main as claims_main
 from tasks import TASKS
 from tests.helpers import model_file_bytes
 
@@ -55,7 +56,13 @@ def localize_cli(argv: list[str], tmp: Path) -> int:
         return stop.code
 
 
-ENTRY_POINTS = {"harness": harness_cli, "study": study_cli, "analysis": analysis_cli, "localize": localize_cli}
+def claims_cli(argv: list[str], tmp: Path) -> int:
+    """``python -m reports.claims LEDGER``."""
+    return claims_main(argv)
+
+
+ENTRY_POINTS = {"harness": harness_cli, "study": study_cli, "analysis": analysis_cli, "localize": localize_cli,
+                "claims": claims_cli}
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))
 RANDOM_BYTES = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
 OTHER_SCHEMA = b"a,b\n1,2\n"
@@ -327,6 +334,15 @@ CASES = [
      "Task 'digits' reads no data folder; remove data_dir. Received: data_dir=", 2),
     ("localize", ["--hidden", str(10**10)], "hidden must be at most 100000. Received: hidden=10000000000", 2),
     ("localize", "task = digits\n", "exp.toml is not valid TOML: Invalid value (at line 1, column 8)", 2),
+    # python -m harness.localize (seed 002)
+    ("localize", ["--output-layer", "tanh"], "Unknown output_layer 'tanh'; available: ['softmax', 'sigmoid', 'softplus']",
+     2),
+    ("localize", ["--fork-passes", "0"], "fork_passes must be a positive integer. Received: fork_passes=0", 2),
+    # python -m reports.claims (the claims ledger)
+    ("claims", ["{tmp}/none.toml"], "cannot read the claims ledger {tmp}/none.toml", 2),
+    ("claims", ["{tmp}/ledger.toml"], "verdict must be one of ['supported', 'not supported', 'inconclusive']. "
+     "Received: verdict='maybe'", 2, {"ledger.toml": b'[[claim]]\nid = "x"\nkind = "ranking"\nverdict = "maybe"\n'}),
+    ("claims", ["{tmp}/ledger.toml"], "no [[claim]] table in {tmp}/ledger.toml", 2, {"ledger.toml": b"x = 1\n"}),
 ]
 
 

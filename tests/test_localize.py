@@ -126,7 +126,7 @@ def test_end_to_end_writes_table_json_and_figures(tmp_path):
             "--fork-examples", "8", "--output", str(out), "--no-progress"]
     assert main(args) == 0
     frame = pd.read_csv(out / "parameters.csv")
-    assert list(frame.columns) == ["seed", "parameter", "kind", "layer", "input", "unit", "a", "b", "r", "c", "d", "s"]
+    assert list(frame.columns) == ["seed", "parameter", "kind", "layer", "input", "unit", "a", "b", "r", "c", "d", "s", "q"]
     assert len(frame) == 2 * (64 * 4 + 4 + 4 * 2 + 2) and set(frame["kind"]) == {"weight", "bias"}
     assert frame.loc[frame["kind"] == "bias", "input"].isna().all()
     result = json.loads((out / "result.json").read_text())

@@ -68,10 +68,16 @@ def _metadata(config: LocalizeConfig, data, per_seed: list[dict]) -> dict:
 
     return dict(run_id=config.run_id, settings=config.result_defining(), command=" ".join(sys.argv),
                 summary=summary(per_seed), seed_002=SEED_002, seeds=per_seed, data=data.info,
-                model=f"{data.x.shape[1]}-{config.hidden}-2, {config.activation} hidden, logits out, softmax "
-                      "cross-entropy, plain SGD, He-normal kernels and biases",
+                model=f"{data.x.shape[1]}-{config.hidden}-2, {config.activation} hidden, {_output(config)}, plain SGD, "
+                      "He-normal kernels and biases",
                 versions=results.package_versions(), git_commit=results.git_commit(),
                 created=datetime.datetime.now(datetime.timezone.utc).isoformat())
+
+
+def _output(config: LocalizeConfig) -> str:
+    if config.output_layer == "softmax":
+        return "logits out, softmax cross-entropy"
+    return f"{config.output_layer} out, squared error on one-hot labels"
 
 
 __all__ = ["LocalizeConfig", "run"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from harness import instant, quiet
 from harness.localize import LocalizeConfig, run
-from harness.localize.config import ACTIVATIONS, INPUT_SCALINGS, TALLY_HALVES
+from harness.localize.config import ACTIVATIONS, INPUT_SCALINGS, OUTPUT_LAYERS, TALLY_HALVES
 
 
 def _groups(text: str):
@@ -38,10 +38,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--activation", help=f"hidden activation: {' '.join(ACTIVATIONS)} (default: softplus)")
     p.add_argument("--tally", help=f"half of phase 1 tallied for r: {' '.join(TALLY_HALVES)} (default: second)")
     p.add_argument("--inputs", help=f"input scaling: {' '.join(INPUT_SCALINGS)} (default: seed, [1/256, 1])")
+    p.add_argument("--output-layer", help=f"output layer and loss: {' '.join(OUTPUT_LAYERS)} (default: softmax; "
+                                          "sigmoid/softplus: squared error on one-hot labels)")
     for name, kind, text in [("hidden", int, "hidden units (default: 100)"), ("batch-size", int, "default: 1"),
                              ("learning-rate", float, "plain SGD step (default: 0.01)"),
                              ("phase1-examples", int, "phase-1 examples, a multiple of 4 (default: 1200)"),
-                             ("fork-examples", int, "steps per fork, even (default: all the data allow)")]:
+                             ("fork-examples", int, "steps per fork, even (default: all the data allow)"),
+                             ("fork-passes", int, "passes of each fork over its examples (default: 1)")]:
         p.add_argument(f"--{name}", type=kind, help=text)
     p.add_argument("--seeds", type=int, nargs="+", help="seeds run one after another (default: 0)")
     p.add_argument("--data-dir", help="folder with the task's data, e.g. ../shared/data/mnist")

@@ -16,8 +16,12 @@ from harness.inputs import check_choice, task_facts
 ACTIVATIONS = ("softplus", "relu", "sigmoid")
 TALLY_HALVES = ("first", "second", "all")
 INPUT_SCALINGS = ("seed", "unit")
+OUTPUT_LAYERS = ("softmax", "sigmoid", "softplus")
+# Settings added after results were committed: left out of the run id at their default, so those runs keep their ids.
+LATER_DEFAULTS = {"output_layer": "softmax", "fork_passes": 1}
 NOT_RESULT_DEFINING = ("output", "progress")
-LIMITS = {"hidden": 100_000, "batch_size": 2**31 - 1, "phase1_examples": 10_000_000, "fork_examples": 10_000_000}
+LIMITS = {"hidden": 100_000, "batch_size": 2**31 - 1, "phase1_examples": 10_000_000, "fork_examples": 10_000_000,
+          "fork_passes": 10_000}
 
 
 @dataclass
@@ -39,6 +43,10 @@ class LocalizeConfig:
             four classes (the seed: 1200); a multiple of 4.
         fork_examples: Steps of each fork, half from each side; None for as many
             as the examples left after phase 1 allow.
+        fork_passes: Passes of each fork over its examples (1: one pass, the seed's "the remainder").
+        output_layer: Output layer and loss: ``softmax`` (2 logits, softmax cross-entropy), ``sigmoid`` or
+            ``softplus`` (2 outputs with that activation, squared error on the one-hot labels: the
+            seed's [1, 0] / [0, 1] labels on a network written by hand).
         seeds: Seeds run one after another in this process (data draw, order, initialisation).
         data_dir: Folder with the task's data (the shared MNIST split, or full MNIST).
         output: Result folder; None for ``data/localize/<run_id>``.
@@ -58,6 +66,8 @@ class LocalizeConfig:
     inputs: str = "seed"
     phase1_examples: int = 1200
     fork_examples: int | None = None
+    fork_passes: int = 1
+    output_layer: str = "softmax"
     seeds: list = field(default_factory=lambda: [0])
     data_dir: str | None = None
     output: str | None = None
@@ -73,7 +83,8 @@ class LocalizeConfig:
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("tally", self.tally, TALLY_HALVES)
         check_choice("inputs", self.inputs, INPUT_SCALINGS)
-        for name in ("hidden", "batch_size", "phase1_examples"):
+        check_choice("output_layer", self.output_layer, OUTPUT_LAYERS)
+        for name in ("hidden", "batch_size", "phase1_examples", "fork_passes"):
             _check_positive_int(name, getattr(self, name), LIMITS[name])
         if self.phase1_examples % 4:
             raise ValueError(f"phase1_examples must be a multiple of 4 (equal numbers of the four classes). "
@@ -90,8 +101,9 @@ class LocalizeConfig:
         self.seeds = _check_seeds(self.seeds)
 
     def result_defining(self) -> dict:
-        """The settings that define results (all but the output folder and progress bars)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_RESULT_DEFINING}
+        """The settings that define results (all but the output folder, progress bars and later settings at default)."""
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if k not in NOT_RESULT_DEFINING and LATER_DEFAULTS.get(k, object()) != v}
 
     @property
     def run_id(self) -> str:

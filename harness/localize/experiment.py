@@ -25,6 +25,24 @@ from measures.update_tally import UpdateTally
 from tasks import get_task
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+class OneHotSquaredError(keras.losses.Loss):
+    """Squared error of 2 outputs against one-hot labels: ``mean_k (onehot(y)_k - f_k(x))^2`` per example.
+
+    The seed's labels are [1, 0] / [0, 1] on a network written by hand, most likely trained on squared error.
+    Averaged over the batch (``sum_over_batch_size``), so update tallies can split it by example.
+    """
+
+    def call(self, y_true, y_pred):
+        """Per-example mean over the 2 outputs; ``y_true`` class ids ``(B,)``, ``y_pred`` ``(B, 2)``."""
+        target = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32"), 2)
+        return keras.ops.mean(keras.ops.square(target - y_pred), axis=-1)
+
+
+def loss_for(output_layer: str) -> keras.losses.Loss:
+    """Softmax cross-entropy on logits for ``softmax``; one-hot squared error for a sigmoid or softplus output."""
+    return LOSS if output_layer == "softmax" else OneHotSquaredError()
 FORK_EPOCH = 3  # the Trainer's data order is a function of (seed, epoch): every fork uses the same permutation
 
 
@@ -48,6 +66,7 @@ class SeedRun:
     tallies: dict[str, list[np.ndarray]]
     forks: dict[str, list[np.ndarray]]
     facts: dict = field(default_factory=dict)
+    baseline: list[np.ndarray] = field(default_factory=list)
 
 
 def scale(x: np.ndarray, inputs: str) -> np.ndarray:
@@ -65,11 +84,15 @@ def load_data(config: LocalizeConfig) -> Data:
     return Data(flat[0], data.y_train, flat[1], data.y_val, data.info, image)
 
 
-def build_model(n_in: int, hidden: int, activation: str, seed: int) -> keras.Model:
-    """``n_in -> hidden (activation) -> 2 logits``; every kernel and bias from N(0, 2 / fan_in) (He, as in seed 002)."""
+def build_model(n_in: int, hidden: int, activation: str, seed: int, output_layer: str = "softmax") -> keras.Model:
+    """``n_in -> hidden (activation) -> 2 outputs``; every kernel and bias from N(0, 2 / fan_in) (He, as in seed 002).
+
+    The outputs are logits for ``output_layer="softmax"``, else sigmoid or softplus activations.
+    """
     inputs = keras.Input((n_in,), name="pixels")
     h = keras.layers.Dense(hidden, activation, name="hidden", **_he(n_in, seed))(inputs)
-    outputs = keras.layers.Dense(2, name="output", **_he(hidden, seed + 1))(h)
+    out_activation = None if output_layer == "softmax" else output_layer
+    outputs = keras.layers.Dense(2, out_activation, name="output", **_he(hidden, seed + 1))(h)
     return keras.Model(inputs, outputs, name="localize_mlp")
 
 
@@ -140,19 +163,23 @@ def run_seed(config: LocalizeConfig, data: Data, seed: int) -> SeedRun:
     """Phase 1 with tallies, then the four forks from identical weights, for one seed."""
     index = plan(data.y, config, seed)
     seed_everything(seed)
-    model = build_model(data.x.shape[1], config.hidden, config.activation, derived_seed(seed, 1) % 2**30)
+    model = build_model(data.x.shape[1], config.hidden, config.activation, derived_seed(seed, 1) % 2**30,
+                        config.output_layer)
     params = prunable_params(model, "kernels+biases")
     run = SeedRun([p.name for p in params], {}, {})
     run.facts["phase1"] = _phase1(model, params, data, index, config, seed, run.tallies)
     start, run.facts["phase1_end_checksum"] = model.get_weights(), checksum(model)
-    trainer = Trainer(model, LOSS, keras.optimizers.SGD(config.learning_rate), params, [], config.batch_size, seed)
+    run.baseline = input_baseline(model, data.x, data.y, config.groups)
+    loss = loss_for(config.output_layer)
+    trainer = Trainer(model, loss, keras.optimizers.SGD(config.learning_rate), params, [], config.batch_size, seed)
     run.facts["forks"] = {}
     for name in fork_names(config.groups):
         model.set_weights(start)
         trainer.optimizer.iterations.assign(0)  # plain SGD keeps no other state
         fact = dict(start_checksum=checksum(model), steps=len(index[name]))
         side = binary(data.y[index[name]], _fork_groups(name))
-        fact["train_loss"] = trainer.train_epoch(data.x[index[name]], side, FORK_EPOCH, config.progress)
+        fact["train_loss"] = [trainer.train_epoch(data.x[index[name]], side, FORK_EPOCH + k, config.progress)
+                              for k in range(config.fork_passes)][-1]
         fact["val_accuracy"] = accuracy(model, data.x_val, binary(data.y_val, _fork_groups(name)))
         run.forks[name], run.facts["forks"][name] = [p.variable.numpy().copy() for p in params], fact
     return run
@@ -165,7 +192,8 @@ def _fork_groups(name: str) -> list[list[int]]:
 def _phase1(model, params, data: Data, index: dict, config: LocalizeConfig, seed: int, tallies: dict) -> dict:
     """Train both halves of phase 1, tallying each half's |update| per group; fill ``tallies``; return facts."""
     tally = UpdateTally(groups=[[0], [1]])
-    trainer = Trainer(model, LOSS, keras.optimizers.SGD(config.learning_rate), params, [tally], config.batch_size, seed)
+    trainer = Trainer(model, loss_for(config.output_layer), keras.optimizers.SGD(config.learning_rate), params, [tally],
+                      config.batch_size, seed)
     facts = {}
     for epoch, half in enumerate(("first", "second"), start=1):
         rows = index[half]
@@ -178,3 +206,28 @@ def _phase1(model, params, data: Data, index: dict, config: LocalizeConfig, seed
     tallies["all"] = [f + s for f, s in zip(tallies["first"], tallies["second"])]
     facts["val_accuracy"] = accuracy(model, data.x_val, binary(data.y_val, config.groups))
     return facts
+
+
+def input_baseline(model: keras.Model, x: np.ndarray, y: np.ndarray, groups: list[list[int]]) -> list[np.ndarray]:
+    """A predictor of s from input statistics alone (no training signal), one array per parameter, same shapes.
+
+        q(input i -> unit j) = mean_{x in group 1} x_i / mean_{x in the four classes} x_i
+
+    over the training examples of the four classes: each first-layer weight gets its input pixel's ratio, each
+    hidden unit's bias and outgoing weights the same ratio of the unit's activation (at the end of phase 1, where
+    the forks start), and the output biases (input 1) get 1. NaN where the denominator is 0 (a unit never active).
+    Source: a control for what the correlation of r and s means (seed 002 gives none).
+    """
+    keep = np.isin(y, np.ravel(groups))
+    first = np.isin(y[keep], groups[0])
+    hidden = np.asarray(model.get_layer("hidden")(x[keep]), np.float64)
+    pixel, unit = (_group_ratio(v, first) for v in (x[keep].astype(np.float64), hidden))
+    n_out = model.get_layer("output").units
+    return [np.repeat(pixel[:, None], len(unit), axis=1), unit, np.repeat(unit[:, None], n_out, axis=1), np.ones(n_out)]
+
+
+def _group_ratio(values: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Column means over the rows of ``first`` divided by the column means over all rows; NaN where 0 / 0."""
+    total = values.mean(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, values[first].mean(axis=0) / np.where(total > 0, total, 1.0), np.nan)

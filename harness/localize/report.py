@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 
 from harness.localize.experiment import SeedRun
-from harness.localize.stats import correlate, fork_differences, pixel_map, relative, spread
+from harness.localize.stats import correlate, fork_differences, partial, pixel_map, relative, spread
 
 KINDS = {"kernel": "weight", "bias": "bias"}
-COLUMNS = ["seed", "parameter", "kind", "layer", "input", "unit", "a", "b", "r", "c", "d", "s"]
+COLUMNS = ["seed", "parameter", "kind", "layer", "input", "unit", "a", "b", "r", "c", "d", "s", "q"]
 SEED_002 = {"weights": {"r2": 0.28}, "biases": {"r2": 0.17, "p": "< 0.0001"}}
 
 
@@ -20,7 +20,8 @@ def tidy(run: SeedRun, half: str, seed: int) -> pd.DataFrame:
     or bias), ``layer`` (1 hidden, 2 output), ``input`` (kernel row; empty for
     biases), ``unit`` (kernel column or bias index), the tallies ``a``, ``b``
     and ``r = a / (a + b)`` of ``half``, the fork differences ``c``, ``d`` and
-    ``s = c / (c + d)``; r and s are empty where 0/0.
+    ``s = c / (c + d)``; r and s are empty where 0/0; ``q`` the input-statistics baseline
+    (``experiment.input_baseline``).
     """
     c, d = fork_differences(list(run.forks.values()))
     frames = []
@@ -32,13 +33,14 @@ def tidy(run: SeedRun, half: str, seed: int) -> pd.DataFrame:
             seed=seed, parameter=name, kind=kind, layer=k // 2 + 1,
             input=pd.array(grid[0] if kind == "weight" else [pd.NA] * a.size, dtype="Int64"), unit=grid[-1],
             a=a.ravel(), b=b.ravel(), r=relative(a, b).ravel(), c=c[k].ravel(), d=d[k].ravel(),
-            s=relative(c[k], d[k]).ravel())))
+            s=relative(c[k], d[k]).ravel(), q=np.ravel(run.baseline[k]))))
     return pd.concat(frames, ignore_index=True)[COLUMNS]
 
 
 def seed_stats(frame: pd.DataFrame, run: SeedRun) -> dict:
     """Correlations of s on r over weights and over biases, by parameter, and for each tallied half."""
     out = {group: correlate(rows["r"], rows["s"]) for group, rows in _by_kind(frame)}
+    out["baseline"] = {group: partial(rows["r"], rows["s"], rows["q"]) for group, rows in _by_kind(frame)}
     out["by_parameter"] = {name: correlate(rows["r"], rows["s"]) for name, rows in frame.groupby("parameter", sort=False)}
     out["undefined"] = {col: {group: int(rows[col].isna().sum()) for group, rows in _by_kind(frame)} for col in "rs"}
     out["by_half"] = {}
@@ -53,9 +55,13 @@ def _by_kind(frame: pd.DataFrame):
 
 
 def summary(per_seed: list[dict]) -> dict:
-    """Spread over seeds of R², Pearson r and Spearman rho, for weights and for biases."""
-    return {group: {stat: spread([s["stats"][group][stat] for s in per_seed])
-                    for stat in ("r2", "pearson_r", "spearman_rho")} for group in ("weights", "biases")}
+    """Spread over seeds of R², Pearson r and Spearman rho, and of the baseline's R² and the partial correlation."""
+    out = {group: {stat: spread([s["stats"][group][stat] for s in per_seed])
+                   for stat in ("r2", "pearson_r", "spearman_rho")} for group in ("weights", "biases")}
+    for group in out:
+        out[group].update({stat: spread([s["stats"]["baseline"][group][stat] for s in per_seed])
+                           for stat in ("baseline_r2", "partial_r")})
+    return out
 
 
 def pixels(frame: pd.DataFrame, image: tuple[int, int] | None) -> np.ndarray | None:

@@ -53,6 +53,32 @@ def correlate(r: np.ndarray, s: np.ndarray) -> dict:
     return out
 
 
+def partial(r: np.ndarray, s: np.ndarray, q: np.ndarray) -> dict:
+    """Correlation of ``s`` with the baseline ``q``, and the partial correlation of ``s`` with ``r`` given ``q``.
+
+        rho_{sr.q} = (rho_sr - rho_sq rho_rq) / sqrt((1 - rho_sq^2)(1 - rho_rq^2))   (Pearson, over finite triples)
+
+    equal to the Pearson r of the residuals of s and r after a least-squares line on q; its two-sided p uses
+    t = rho sqrt((n - 3) / (1 - rho^2)) with n - 3 degrees of freedom (one variable partialled out).
+
+    Returns:
+        ``n``, ``baseline_r2`` (R² of s on q), ``baseline_r``, ``partial_r``, ``partial_p``; NaN with fewer than
+        4 triples or a constant variable.
+    """
+    r, s, q = (np.ravel(np.asarray(v, np.float64)) for v in (r, s, q))
+    keep = np.isfinite(r) & np.isfinite(s) & np.isfinite(q)
+    out = dict(n=int(keep.sum()), baseline_r=math.nan, baseline_r2=math.nan, partial_r=math.nan, partial_p=math.nan)
+    x = np.stack([s[keep], r[keep], q[keep]])
+    if x.shape[1] < MIN_POINTS + 1 or np.any(np.ptp(x, axis=1) == 0):
+        return out
+    c = np.corrcoef(x)
+    rho = (c[0, 1] - c[0, 2] * c[1, 2]) / math.sqrt((1 - c[0, 2] ** 2) * (1 - c[1, 2] ** 2))
+    dof = x.shape[1] - 3
+    p = 2 * stats.t.sf(abs(rho) * math.sqrt(dof / max(1 - rho**2, 1e-300)), dof)
+    out.update(baseline_r=float(c[0, 2]), baseline_r2=float(c[0, 2] ** 2), partial_r=float(rho), partial_p=float(p))
+    return out
+
+
 def pixel_map(r_kernel: np.ndarray, s_kernel: np.ndarray) -> np.ndarray:
     """Pearson r of s on r over each input's outgoing weights (rows of ``(n_in, units)`` kernels).
 
