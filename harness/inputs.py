@@ -349,7 +349,8 @@ def check_args(args, study: bool = False) -> None:
 
         settings["sweep_epochs"] = sweep_epochs_arg(given["sweep_epochs"])
     for name, value in settings.items():
-        check_setting(name, value)
+        if not (name == "epochs" and value == 0 and settings.get("model_file") is not None):  # scoring a file only
+            check_setting(name, value)
     check_names(settings)
     if study or grid is not None or table is not None or options:
         _check_study_args(settings, grid or {}, options, source)

@@ -287,7 +287,7 @@ CASES = [
     ("harness", "[grid]\nseed = 3\n", "grid axis 'seed' must be a non-empty list of values. Received: seed=3", 2),
     ("harness", "[grid]\nepochs = [1, 0]\n", "epochs must be a positive integer. Received: epochs=0", 2),
     ("harness", "[grid]\nsead = [1]\n", "Unknown grid axis 'sead' in {tmp}/exp.toml", 2),
-    ("harness", 'model = ""\n', "Unknown model for task 'digits' ''; available: ['mlp']", 2),
+    ("harness", 'model = ""\n', "Unknown model for task 'digits' ''; available: ['mlp', 'vit']", 2),
     ("harness", "model = 3\n", "model must be a name. Received: model=3", 2),
     ("harness", "epochs = 9223372036854775807\n",
      "epochs must be at most 100000. Received: epochs=9223372036854775807", 2),
