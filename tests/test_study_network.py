@@ -23,7 +23,8 @@ psutil = pytest.importorskip("psutil")
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = ["run_id", "epoch", "measure", "aggregation", "pooling", "scope", "normalization", "replacement", "threshold"]
-ARGV = [sys.executable, "-m", "harness", "--seeds", "0-1", "--workers", "2", "--task", "digits", "--epochs", "4",
+EPOCHS = 30  # long enough that the trials are still training when the driver is killed after epoch 1's checkpoint
+ARGV = [sys.executable, "-m", "harness", "--seeds", "0-1", "--workers", "2", "--task", "digits", "--epochs", str(EPOCHS),
         "--measures", "magnitude", "--aggregations", "weight", "--thresholds", "0", "1", "--importance-samples", "32",
         "--no-progress", "--name", "net"]
 GONE_WITHIN_S = 10
@@ -123,4 +124,4 @@ def test_the_same_command_then_resumes_and_finishes_the_study(killed):
     assert [t["status"] for t in trials] == ["complete", "complete"] and any(t["resumed"] for t in trials)
     assert any("from the checkpoint of epoch" in Path(t["log"]).read_text() for t in trials if t["resumed"])
     frame = pd.concat([pd.read_csv(folder / t["csv"]) for t in trials], ignore_index=True)
-    assert len(frame) == 2 * 4 * 2 and not frame.duplicated(KEY).any()
+    assert len(frame) == 2 * EPOCHS * 2 and not frame.duplicated(KEY).any()
