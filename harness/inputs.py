@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import os
 import sys
@@ -288,20 +287,14 @@ def check_study(options: dict, source: str) -> None:
 
 def check_study_record(options: dict) -> None:
     """A named study's ``study.json``, if there is one, must be a study record (which study is checked later)."""
-    from harness.study import DEFAULT_STORAGE, record_problem
+    from harness.study import DEFAULT_STORAGE, read_record
 
     if options.get("name") is None:
         return
     path = Path(options.get("storage", DEFAULT_STORAGE)).resolve() / options["name"] / "study.json"
     if not path.is_file():
         return
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path} is unreadable ({error}); remove it, or use another name.") from None
-    problem = record_problem(record)
-    if problem:
-        raise ValueError(f"{path} is not a study record ({problem}); remove it, or use another name.")
+    read_record(path)
 
 
 def check_grid_table(grid, source: str) -> dict:

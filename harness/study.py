@@ -273,13 +273,7 @@ class Study:
         path = self.folder / "study.json"
         if not path.exists():
             return self.record()
-        try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise ValueError(f"{path} is unreadable ({error}); remove it, or use another name.") from None
-        problem = record_problem(old)
-        if problem:
-            raise ValueError(f"{path} is not a study record ({problem}); remove it, or use another name.")
+        old = read_record(path)
         if old["study_id"] != self.study_id:
             raise ValueError(f"{self.folder} holds study {old['study_id']}, not this one ({self.study_id}); "
                              f"differences (theirs, yours): {self._differences(old)}. "
@@ -361,6 +355,22 @@ class Study:
         """Write ``study.json`` atomically (the driver is its only writer)."""
         record["updated"] = _now()
         results.write_metadata(self.folder / "study.json", record)
+
+
+def read_record(path: Path) -> dict:
+    """The study record (``study.json``) at ``path``.
+
+    Raises:
+        ValueError: it cannot be read or parsed, or it is not a study record; the message names the path.
+    """
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path} is unreadable ({error}); remove it, or use another name.") from None
+    problem = record_problem(record)
+    if problem:
+        raise ValueError(f"{path} is not a study record ({problem}); remove it, or use another name.")
+    return record
 
 
 def record_problem(record) -> str | None:
