@@ -20,11 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 GRID_CHOICES = {
     "poolings": ("aggregations/_items.py", "POOLINGS"),
-    "scopes": ("harness/threshold.py", "SCOPES"),
-    "normalizations": ("harness/threshold.py", "NORMALIZATIONS"),
-    "replacements": ("harness/sweep.py", "REPLACEMENTS"),
-    "orders": ("harness/threshold.py", "ORDERS"),
-    "controls": ("harness/controls.py", "CONTROLS"),
+    "scopes": ("harness/constants.py", "SCOPES"),
+    "normalizations": ("harness/constants.py", "NORMALIZATIONS"),
+    "replacements": ("harness/constants.py", "REPLACEMENTS"),
+    "orders": ("harness/constants.py", "ORDERS"),
+    "controls": ("harness/constants.py", "CONTROLS"),
     "recoveries": ("harness/recovery.py", "RECOVERIES"),
     "prunable": ("measures/_base.py", "PRUNABLE_CHOICES"),
 }

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from harness.results import DiskFull, disk_full, write_metadata
+from harness.files import DiskFull, disk_full, write_metadata
 
 MANIFEST = "manifest.json"
 EPOCH_FOLDER = re.compile(r"epoch-(\d+)")

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import tomllib
+from harness.constants import CONTRASTS, CONTROLS, METHODS, NORMALIZATIONS, ORDERS, REPLACEMENTS, SCOPES, THRESHOLD_RULES
+from harness.run_id import digest, result_defining
+from harness.validation import check_choice, known_settings, read_toml, unknown_classes
+from harness.validation import check_list as _check_list
+from harness.validation import check_number as _check_number
+from harness.validation import check_positive_int as _check_positive_int
 
 # The plugin registries (and TensorFlow behind them) are imported on validation only, so that
 # ``python -m harness --help`` and reading the defaults stay fast.
@@ -148,7 +151,6 @@ class RunConfig:
     def __post_init__(self):
         import aggregations
         import tasks
-        from harness.threshold import check_choice
 
         if not isinstance(self.task, str):
             raise ValueError(f"task must be a task name. Received: task={self.task!r}; available: {tasks.TASKS.names()}")
@@ -178,8 +180,6 @@ class RunConfig:
         import aggregations
         import measures
         from aggregations import POOLINGS
-        from harness.sweep import METHODS, REPLACEMENTS
-        from harness.threshold import NORMALIZATIONS, ORDERS, SCOPES, THRESHOLD_RULES, check_choice
         from measures._base import PRUNABLE_CHOICES
 
         self.measures = _check_list("measures", self.measures)
@@ -224,9 +224,7 @@ class RunConfig:
 
     def _validate_protocol(self) -> None:
         """Controls (a possibly empty list of choices) and recoveries (specs, made canonical)."""
-        from harness.controls import CONTROLS
         from harness.recovery import parse_recovery
-        from harness.threshold import check_choice
 
         if not isinstance(self.controls, (list, tuple)):
             raise ValueError(f"controls must be a list of strings (may be empty). Received: controls={self.controls!r}")
@@ -251,7 +249,7 @@ class RunConfig:
 
     def result_defining(self) -> dict:
         """The parameters that define results (all but output path, progress, resume and sweep method)."""
-        defining = {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_RESULT_DEFINING}
+        defining = result_defining(self, NOT_RESULT_DEFINING)
         return defining if self.model_file is None else {**defining, "model_file_sha256": self._model_sha256}
 
     @property
@@ -264,8 +262,7 @@ class RunConfig:
         defining = self.result_defining()
         if self.structured_bn == "keep" or self.prunable != "all":
             defining.pop("structured_bn")
-        text = json.dumps(defining, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        return digest(defining)
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides) -> RunConfig:
@@ -275,39 +272,15 @@ class RunConfig:
             ValueError: the file cannot be read, is not valid TOML (the message names the file
                 and the place), or a key is not a field (the message lists the valid keys).
         """
-        try:
-            with open(path, "rb") as f:
-                values = tomllib.load(f)
-        except OSError as error:
-            raise ValueError(f"Cannot read the config file {path}: {error.strerror or error}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{path} is not valid TOML: {error}") from None
-        return cls(**{**_known_fields(values, str(path)), **overrides})
-
-
-def _known_fields(values: dict, source: str) -> dict:
-    valid = [f.name for f in dataclasses.fields(RunConfig)]
-    unknown = sorted(set(values) - set(valid))
-    if unknown:
-        raise ValueError(f"Unknown setting(s) {unknown} in {source}; available: {valid}")
-    return values
-
-
-def _check_list(name: str, values, kind: type | tuple = str, what: str = "strings") -> list:
-    if not isinstance(values, (list, tuple)) or not values:
-        raise ValueError(f"{name} must be a non-empty list of {what}. Received: {name}={values!r}")
-    if not all(isinstance(v, kind) and not isinstance(v, bool) for v in values):
-        raise ValueError(f"{name} must be a list of {what}. Received: {name}={list(values)!r}")
-    if len(set(values)) != len(values):
-        raise ValueError(f"{name} has duplicates. Received: {name}={list(values)}")
-    return list(values)
+        valid = [f.name for f in dataclasses.fields(cls)]
+        return cls(**{**known_settings(read_toml(path), valid, str(path)), **overrides})
 
 
 def _check_group_classes(built: dict, task) -> None:
     """Class groups of grouped measures (``update_tally:groups=...``) must name classes the task has."""
     for spec, measure in built.items():
-        unknown = sorted({c for group in getattr(measure, "groups", None) or [] for c in group
-                          if task.num_classes is None or c >= task.num_classes})
+        unknown = sorted(set(unknown_classes([c for group in getattr(measure, "groups", None) or [] for c in group],
+                                             task.num_classes)))
         if unknown:
             raise ValueError(f"Measure {spec!r} names classes {unknown} that task {task.name!r} does not have; valid "
                              f"classes: 0..{(task.num_classes or 1) - 1}. Received: groups={measure.groups}")
@@ -324,7 +297,7 @@ def check_classes(name: str, values, task) -> list[int]:
         raise ValueError(f"{name} needs a classification task; task {task.name!r} has no classes. "
                          f"Received: {name}={values!r}")
     values = _check_list(name, values, int, "class ids")
-    unknown = [c for c in values if not 0 <= c < task.num_classes]
+    unknown = unknown_classes(values, task.num_classes)
     if unknown:
         raise ValueError(f"{name} names classes {unknown} that task {task.name!r} does not have; valid classes: "
                          f"0..{task.num_classes - 1}. Received: {name}={values}")
@@ -350,9 +323,6 @@ def _check_class_options(config: RunConfig, built: dict, task) -> None:
 
 def _check_forgetting(config: RunConfig, built: dict, task) -> None:
     """A forgetting run: a forget set that leaves other classes, per-class rows, a contrast fit for its measures."""
-    from harness.forgetting import CONTRASTS
-    from harness.threshold import check_choice
-
     forget = config.forget_classes = check_classes("forget_classes", config.forget_classes, task)
     if len(forget) == task.num_classes:
         raise ValueError(f"forget_classes must leave at least one other class of task {task.name!r}. "
@@ -443,18 +413,6 @@ def _check_thresholds(thresholds) -> list:
     if not all(0.0 <= t <= 1.0 for t in values):
         raise ValueError(f"thresholds must lie in [0, 1]. Received: thresholds={values}")
     return values
-
-
-def _check_number(name: str, value, what: str, valid) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or not valid(value):
-        raise ValueError(f"{name} must be {what}. Received: {name}={value!r}")
-
-
-def _check_positive_int(name: str, value, limit: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
-    if limit is not None and value > limit:
-        raise ValueError(f"{name} must be at most {limit}. Received: {name}={value!r}")
 
 
 def swept_epochs(spec, epochs: int) -> set[int]:

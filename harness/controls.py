@@ -48,10 +48,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from harness.constants import CONTROLS
 from harness.seed import derived_seed
-from harness.threshold import Thresholder, check_choice, element_values
+from harness.threshold import Thresholder, element_values
+from harness.validation import check_choice
 
-CONTROLS = ("random_matched", "shuffled")
 SEPARATOR = "~"
 CONTROL_STREAM = 13  # derived_seed(seed, epoch, CONTROL_STREAM) seeds an epoch's controls
 

@@ -23,7 +23,7 @@ from ray._private import ray_constants
 from ray._private.utils import get_dashboard_dependency_error
 
 from harness import progress
-from harness.study import Engine
+from harness.study_spec import Engine
 from harness.trial import one_line, run_trial
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-CONTRASTS = ("ratio", "difference")
+from harness.constants import CONTRASTS
+
 EPS = 1e-3  # relative to the mean importance on R of the parameter: see ratio()
 
 

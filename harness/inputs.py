@@ -20,46 +20,24 @@ import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
-import tomllib
-
 from harness import catalog
-from harness.config import (
-    BOOLEANS,
-    LIMITS,
-    MAX_SEED,
-    RunConfig,
-    _check_list,
-    _check_number,
-    _check_positive_int,
-    _check_thresholds,
-    swept_epochs,
-)
+from harness.cli import sweep_epochs_arg
+from harness.config import BOOLEANS, LIMITS, MAX_SEED, RunConfig, _check_thresholds, check_classes, swept_epochs
+from harness.study_spec import AXES, DEFAULT_STORAGE, ENGINE_KEYS, STUDY_KEYS, Engine, check_name, parse_seeds, read_record
+from harness.validation import check_choice, read_toml
+from harness.validation import check_list as _check_list
+from harness.validation import check_number as _check_number
+from harness.validation import check_positive_int as _check_positive_int
 
 FIELDS = [f.name for f in dataclasses.fields(RunConfig)]
 NAME_LISTS = ("measures", "aggregations", "poolings", "scopes", "normalizations", "replacements", "orders")
 CLASS_LISTS = ("importance_classes", "forget_classes")
 TEXTS = ("task", "model", "threshold_rule", "augmentation", "contrast", "prunable", "sweep_method")
-STUDY_KEYS = ("name", "storage", "workers", "address", "gpus_per_trial", "max_retries", "dashboard")  # = harness.study's
-CHOICES = {"threshold_rule": ("threshold_rule", ("harness/threshold.py", "THRESHOLD_RULES")),
-           "sweep_method": ("sweep method", ("harness/sweep.py", "METHODS")),
-           "contrast": ("contrast", ("harness/forgetting.py", "CONTRASTS"))}
+CHOICES = {"threshold_rule": ("threshold_rule", ("harness/constants.py", "THRESHOLD_RULES")),
+           "sweep_method": ("sweep method", ("harness/constants.py", "METHODS")),
+           "contrast": ("contrast", ("harness/constants.py", "CONTRASTS"))}
 REGISTRIES = {"task": ("tasks", "TASKS"), "measure": ("measures", "MEASURES"),
               "aggregation": ("aggregations", "AGGREGATIONS")}
-
-
-def read_toml(path: str) -> dict:
-    """The TOML file's table.
-
-    Raises:
-        ValueError: the file cannot be read or is not valid TOML; names the file (and the place).
-    """
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except OSError as error:
-        raise ValueError(f"Cannot read the config file {path}: {error.strerror or error}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not valid TOML: {error}") from None
 
 
 def check_setting(name: str, value) -> None:
@@ -130,12 +108,6 @@ def known(kind: str) -> list[str]:
     if module in sys.modules and hasattr(sys.modules[module], registry):
         names |= set(getattr(sys.modules[module], registry).names())
     return sorted(names)
-
-
-def check_choice(what: str, value, choices) -> None:
-    """Raise ``ValueError("Unknown <what> 'x'; available: [...]")`` if ``value`` is not a choice."""
-    if value not in choices:
-        raise ValueError(f"Unknown {what} {value!r}; available: {list(choices)}")
 
 
 def task_facts(name) -> dict:
@@ -212,8 +184,6 @@ def check_combinations(settings: dict) -> None:
 
 def check_class_lists(settings: dict, task: str) -> None:
     """``importance_classes`` and ``forget_classes`` name classes the task has; ``contrast`` needs a forgetting run."""
-    from harness.config import check_classes
-
     facts = task_facts(task)
     holder = SimpleNamespace(name=task, num_classes=facts["num_classes"])
     for name in CLASS_LISTS:
@@ -269,8 +239,6 @@ def check_study(options: dict, source: str) -> None:
     Raises:
         ValueError: names the key and its value.
     """
-    from harness.study import ENGINE_KEYS, Engine, check_name
-
     unknown = sorted(set(options) - set(STUDY_KEYS))
     if unknown:
         raise ValueError(f"Unknown [study] key(s) {unknown} in {source}; available: {list(STUDY_KEYS)}")
@@ -287,8 +255,6 @@ def check_study(options: dict, source: str) -> None:
 
 def check_study_record(options: dict) -> None:
     """A named study's ``study.json``, if there is one, must be a study record (which study is checked later)."""
-    from harness.study import DEFAULT_STORAGE, read_record
-
     if options.get("name") is None:
         return
     path = Path(options.get("storage", DEFAULT_STORAGE)).resolve() / options["name"] / "study.json"
@@ -302,8 +268,6 @@ def check_grid_table(grid, source: str) -> dict:
     if not isinstance(grid, dict):
         raise ValueError(f"grid in {source} must be a table of axes, e.g. [grid] then seed = [0, 1]. "
                          f"Received: grid={grid!r}")
-    from harness.study import AXES
-
     for axis, values in grid.items():
         if axis not in AXES:
             raise ValueError(f"Unknown grid axis {axis!r} in {source}; available: {AXES}")
@@ -338,8 +302,6 @@ def check_args(args, study: bool = False) -> None:
     options = dict(table or {}) | {k: given.pop(k) for k in list(given) if k in STUDY_KEYS or k == "seeds"}
     settings = values | given
     if "sweep_epochs" in given:
-        from harness.__main__ import sweep_epochs_arg
-
         settings["sweep_epochs"] = sweep_epochs_arg(given["sweep_epochs"])
     for name, value in settings.items():
         if not (name == "epochs" and value == 0 and settings.get("model_file") is not None):  # scoring a file only
@@ -353,8 +315,6 @@ def check_args(args, study: bool = False) -> None:
 
 def _check_study_args(settings: dict, grid: dict, options: dict, source: str) -> None:
     """A study's grid, ``[study]`` table and options (seeds, storage, an existing study.json)."""
-    from harness.study import parse_seeds  # a plain run imports no study layer
-
     seeds = options.pop("seeds", None)
     if seeds is not None and "seed" in settings:
         raise ValueError(f"give --seed or --seeds, not both. Received: seed={settings['seed']}, seeds={seeds!r}")

@@ -51,7 +51,7 @@ import tensorflow as tf
 
 from harness.masks import Schedule
 from harness.seed import derived_seed
-from harness.threshold import check_choice
+from harness.validation import check_choice
 from measures import Param
 
 RECOVERIES = ("none", "bn", "finetune")

@@ -24,13 +24,11 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime
-import errno
 import io
 import json
 import logging
 import os
 import platform
-import shutil
 import socket
 import subprocess
 from collections.abc import Callable
@@ -42,6 +40,7 @@ import filelock
 import numpy as np
 
 from harness.columns import COLUMNS, PER_CLASS_COLUMNS, PER_CLASS_SUFFIX, SWEEP_KEY
+from harness.files import DiskFull, reporting_full_disk, write_metadata  # noqa: F401  (DiskFull: also results.DiskFull)
 
 PACKAGES = ["tensorflow", "keras", "numpy", "pandas", "scikit-learn", "matplotlib", "tqdm"]
 CSV_LOCK_SECONDS = 300.0
@@ -50,34 +49,6 @@ log = logging.getLogger("harness")
 
 class RunLocked(RuntimeError):
     """Another process holds the run's lock: the same run is already being written."""
-
-
-class DiskFull(OSError):
-    """The disk holding a run's files is full; the message names the file and the bytes needed."""
-
-
-def disk_full(path: Path, needed: int) -> DiskFull:
-    """A :class:`DiskFull` naming ``path``, the bytes the write needed and the bytes free."""
-    folder = Path(os.path.abspath(path))
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    try:
-        free = f"{shutil.disk_usage(folder).free} free"
-    except OSError:
-        free = "free space unknown"
-    return DiskFull(f"No space left on device writing {path}: {needed} bytes needed, {free}. "
-                    "Free some space (or choose another output path), then continue with --resume.")
-
-
-@contextlib.contextmanager
-def reporting_full_disk(path: Path, needed: int):
-    """Turn ENOSPC/EDQUOT while writing ``path`` into :class:`DiskFull` (other errors pass through)."""
-    try:
-        yield
-    except OSError as error:
-        if isinstance(error, DiskFull) or error.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        raise disk_full(path, needed) from None
 
 
 def read_header(path: Path) -> list[str] | None:
@@ -638,19 +609,3 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def write_metadata(path: Path, content: dict) -> None:
-    """Write ``content`` as JSON atomically: a temporary file, flushed and fsynced, then renamed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    text = json.dumps(content, indent=2, default=str)
-    try:
-        with reporting_full_disk(tmp, len(text.encode())), tmp.open("w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)

@@ -17,10 +17,12 @@ from tqdm.auto import tqdm
 import aggregations
 from harness import checkpoint, forgetting, progress, results
 from harness.config import RunConfig
+from harness.constants import REPLACEMENTS
 from harness.controls import control_name, control_seed, make_control
 from harness.recovery import BatchNormRecalibration, FineTuning, batch_norm_layers, parse_recovery
+from harness.run_id import differences
 from harness.seed import derived_seed, seed_everything
-from harness.sweep import REPLACEMENTS, Evaluator, replacement_values, sweep
+from harness.sweep import Evaluator, replacement_values, sweep
 from harness.threshold import Thresholder
 from harness.train import NonFiniteTraining, Trainer
 from measures import Measure, MeasureContext, make_measure, prunable_params
@@ -120,11 +122,6 @@ def check_divergence(val_loss: float, initial_val_loss: float, factor: float) ->
     if val_loss > factor * initial_val_loss:
         raise TrainingDiverged(f"validation loss {val_loss:.6g} exceeds {factor:g} times its value before training "
                                f"({initial_val_loss:.6g}; --divergence-factor {factor:g})")
-
-
-def differences(old: dict, new: dict) -> dict:
-    """``{name: (old, new)}`` for every parameter that differs."""
-    return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
 
 
 class Experiment:

@@ -28,24 +28,35 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import hashlib
 import itertools
 import json
-import math
 import os
 import socket
 import sys
 import tempfile
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
 from harness import results
-from harness.config import MAX_SEED, NOT_RESULT_DEFINING, RunConfig
+from harness.cli import parser
+from harness.config import RunConfig
+from harness.inputs import check_args, check_grid_table
+from harness.run_id import differences, digest
+from harness.study_spec import (
+    AXES,
+    DEFAULT_STORAGE,
+    ENGINE_KEYS,
+    FIELDS,
+    STUDY_KEYS,
+    Engine,
+    check_name,
+    parse_seeds,
+    read_record,
+)
+from harness.validation import read_toml
 
-DEFAULT_STORAGE = "data/studies"
 STUDY_HELP = """Command line: python -m harness.study [options] runs a study: a grid of runs on Ray, one folder.
 
 The options are those of python -m harness; the grid comes from --seeds (one
@@ -53,86 +64,11 @@ trial per seed) or from the [grid] table of a --config TOML, how it runs from
 the study options or its [study] table. Re-running the same command resumes;
 a finished study is reported at once. See harness/study.py and the README,
 section "Studies"."""
-FIELDS = [f.name for f in dataclasses.fields(RunConfig)]
-AXES = [name for name in FIELDS if name not in NOT_RESULT_DEFINING]
-ENGINE_KEYS = ["workers", "address", "gpus_per_trial", "max_retries", "dashboard"]
-STUDY_KEYS = ["name", "storage", *ENGINE_KEYS]
-MAX_TRIALS = 100_000
 ADDRESS_TIMEOUT = 3.0  # seconds to reach a Ray cluster's address before the study is refused
 
 
 class StudyLocked(results.RunLocked):
     """Another process is running this study (its driver holds ``study.lock``)."""
-
-
-@dataclass
-class Engine:
-    """How a study runs on Ray (not what it computes); validated on construction.
-
-    Attributes:
-        workers: Trials at a time. Locally, the CPUs of the Ray instance
-            started for the study (default: the core count); on a cluster,
-            the most trials in flight (default: as many as it schedules).
-        address: None starts a local Ray; ``"auto"`` or ``"ray://host:port"``
-            joins a running cluster.
-        gpus_per_trial: GPUs reserved per trial; fractions below 1 share a GPU.
-        max_retries: Times a trial whose worker died runs again.
-        dashboard: Start Ray's dashboard with a local Ray, on 127.0.0.1
-            (needs ``ray[default]``); off by default. A cluster's head
-            decides for itself.
-        progress: Show the study's progress bar.
-
-    Raises:
-        ValueError: a value is invalid; the message quotes it.
-    """
-
-    workers: int | None = None
-    address: str | None = None
-    gpus_per_trial: float = 0.0
-    max_retries: int = 2
-    dashboard: bool = False
-    progress: bool = True
-
-    def __post_init__(self):
-        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
-                                         or self.workers < 1):
-            raise ValueError(f"workers must be a positive integer. Received: workers={self.workers!r}")
-        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise ValueError(f"max_retries must be an integer >= 0. Received: max_retries={self.max_retries!r}")
-        if not isinstance(self.dashboard, bool):
-            raise ValueError(f"dashboard must be true or false. Received: dashboard={self.dashboard!r}")
-        gpus = self.gpus_per_trial
-        if isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or not math.isfinite(gpus) or gpus < 0 \
-                or (gpus > 1 and gpus % 1):
-            raise ValueError("gpus_per_trial must be a fraction in [0, 1] or a whole number of GPUs. "
-                             f"Received: gpus_per_trial={gpus!r}")
-
-
-def parse_seeds(text: str) -> list[int]:
-    """``"0-9"`` -> 0..9; ``"0,3,5"``; ``"0-4,10-14"``.
-
-    Raises:
-        ValueError: not written that way, or a seed repeats.
-    """
-    if not isinstance(text, str):
-        raise ValueError(f"seeds must be text such as 0-9 or 0,3,5 or 0-4,10-14. Received: seeds={text!r}")
-    ranges = []
-    try:
-        for part in text.split(","):
-            low, _, high = part.strip().partition("-")
-            if not (low.strip().isascii() and (high or low).strip().isascii()):
-                raise ValueError
-            ranges.append((int(low), int(high or low)))
-    except ValueError:
-        raise ValueError(f"seeds must look like 0-9 or 0,3,5 or 0-4,10-14. Received: seeds={text!r}") from None
-    if any(not 0 <= low <= MAX_SEED or not 0 <= high <= MAX_SEED for low, high in ranges):
-        raise ValueError(f"seeds must lie in [0, {MAX_SEED}]. Received: seeds={text!r}")
-    if sum(max(0, high - low + 1) for low, high in ranges) > MAX_TRIALS:
-        raise ValueError(f"seeds name more than {MAX_TRIALS} trials, the most a study may hold. Received: seeds={text!r}")
-    seeds = [seed for low, high in ranges for seed in range(low, high + 1)]
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be non-empty and distinct. Received: seeds={text!r}")
-    return seeds
 
 
 def check_grid(grid: dict, settings: dict) -> dict:
@@ -153,17 +89,6 @@ def check_grid(grid: dict, settings: dict) -> dict:
         if len(set(texts)) != len(texts):
             raise ValueError(f"grid axis {axis!r} has duplicates. Received: {axis}={list(values)!r}")
     return {axis: list(values) for axis, values in grid.items()}
-
-
-def check_name(name: str | None) -> str | None:
-    """A study name is one folder name.
-
-    Raises:
-        ValueError: empty, ``.``/``..``, or holding a path separator.
-    """
-    if name is not None and (not isinstance(name, str) or name in ("", ".", "..") or "/" in name or os.sep in name):
-        raise ValueError(f"name must be one folder name (no '/'). Received: name={name!r}")
-    return name
 
 
 def point_text(point: dict) -> str:
@@ -197,7 +122,7 @@ class Study:
         self.configs = [self._config(point) for point in self.points]
         self.run_ids = [config.run_id for config in self.configs]
         self._refuse_duplicate_runs()
-        self.study_id = hashlib.sha256(json.dumps(sorted(self.run_ids)).encode()).hexdigest()[:12]
+        self.study_id = digest(sorted(self.run_ids))
         if not isinstance(storage, (str, os.PathLike)) or not os.fspath(storage):
             raise ValueError(f"storage must be a folder path. Received: storage={storage!r}")
         self.place(Path(storage).resolve() / (self.name or self.study_id))
@@ -218,8 +143,6 @@ class Study:
         Raises:
             ValueError: an unknown key; the message lists the valid ones.
         """
-        from harness.inputs import check_grid_table, read_toml
-
         values = read_toml(path)
         file_grid, options = values.pop("grid", {}), values.pop("study", {})
         if not isinstance(options, dict):
@@ -283,8 +206,6 @@ class Study:
         return old
 
     def _differences(self, old: dict) -> dict:
-        from harness.run import differences
-
         grid = {f"grid {k}": v for k, v in differences(old.get("grid", {}), _jsonable(self.grid)).items()}
         diff = grid | differences(old.get("settings", {}), _jsonable(self.settings))
         # equal as written, yet other runs (a default changed, e.g. a measure was registered since): show the configs
@@ -355,42 +276,6 @@ class Study:
         """Write ``study.json`` atomically (the driver is its only writer)."""
         record["updated"] = _now()
         results.write_metadata(self.folder / "study.json", record)
-
-
-def read_record(path: Path) -> dict:
-    """The study record (``study.json``) at ``path``.
-
-    Raises:
-        ValueError: it cannot be read or parsed, or it is not a study record; the message names the path.
-    """
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path} is unreadable ({error}); remove it, or use another name.") from None
-    problem = record_problem(record)
-    if problem:
-        raise ValueError(f"{path} is not a study record ({problem}); remove it, or use another name.")
-    return record
-
-
-def record_problem(record) -> str | None:
-    """What makes ``record`` no study record (the shape :meth:`Study.record` writes), or None."""
-    if not isinstance(record, dict):
-        return f"a JSON {type(record).__name__}, not an object"
-    if not isinstance(record.get("study_id"), str):
-        return "no study_id"
-    trials = record.get("trials")
-    if not isinstance(trials, list) or not trials:
-        return "no list of trials"
-    for trial in trials:
-        if not isinstance(trial, dict) or not all(isinstance(trial.get(k), str) for k in ("run_id", "status", "csv")):
-            return f"a trial without run_id, status and csv: {str(trial)[:80]}"
-        if trial["csv"] != f"trials/{trial['run_id']}.csv" or not isinstance(trial.get("params", {}), dict):
-            return f"trial {trial['run_id']!r} has csv {trial['csv']!r}, not trials/<run_id>.csv"
-    for key in ("grid", "settings"):
-        if not isinstance(record.get(key, {}), dict):
-            return f"{key} is not an object"
-    return None
 
 
 def check_address(address: str | None, timeout: float = ADDRESS_TIMEOUT) -> None:
@@ -559,9 +444,6 @@ def run_from_args(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m harness.study``: the options of ``python -m harness``, always as a study."""
-    from harness.__main__ import parser
-    from harness.inputs import check_args
-
     args = parser("python -m harness.study", STUDY_HELP).parse_args(argv)
     if args.list:
         from harness import catalog

@@ -36,14 +36,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from harness.constants import METHODS, REPLACEMENTS
 from harness.forward import FirstLayer, UnitOrder, batched_forward, shrunk_step
 from harness.masks import MaskBuffers, Schedule
 from harness.structure import Structure, removal_counts, unit_steps
-from harness.threshold import Thresholder, check_choice
+from harness.threshold import Thresholder
+from harness.validation import check_choice
 from measures import Param
 
-REPLACEMENTS = ("zero", "random")
-METHODS = ("auto", "masked", "shrunk", "batched")
 SHRINK_GAIN = 0.2
 BATCHED_MEMORY = 512 * 2**20
 RECENT = 64  # sweeps whose results an evaluator keeps, by digest

@@ -29,19 +29,11 @@ import hashlib
 import numpy as np
 
 from aggregations import Items
+from harness.constants import NORMALIZATIONS, ORDERS, SCOPES, THRESHOLD_RULES
+from harness.validation import check_choice
 
-SCOPES = ("layer", "global", "output")
-NORMALIZATIONS = ("none", "mean", "max", "lamp")
-THRESHOLD_RULES = ("exact", "legacy_cutoff")
-ORDERS = ("least", "most")
 RECENT_RANKINGS = 4
 _RANKINGS: dict[bytes, np.ndarray] = {}  # digest of (scores, segments, seed) -> ranking, oldest first
-
-
-def check_choice(name: str, value: str, choices) -> None:
-    """Raise ``ValueError("Unknown <name> 'x'; available: [...]")`` if ``value`` is not a choice."""
-    if value not in choices:
-        raise ValueError(f"Unknown {name} {value!r}; available: {list(choices)}")
 
 
 def normalize_per_layer(scores: np.ndarray, layers: np.ndarray, how: str) -> np.ndarray:

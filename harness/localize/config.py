@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import tomllib
-
-from harness.inputs import check_choice, task_facts
+from harness.inputs import task_facts
+from harness.run_id import digest, result_defining
+from harness.validation import check_choice, check_number, check_positive_int, known_settings, read_toml, unknown_classes
 
 ACTIVATIONS = ("softplus", "relu", "sigmoid")
 TALLY_HALVES = ("first", "second", "all")
@@ -85,30 +83,27 @@ class LocalizeConfig:
         check_choice("inputs", self.inputs, INPUT_SCALINGS)
         check_choice("output_layer", self.output_layer, OUTPUT_LAYERS)
         for name in ("hidden", "batch_size", "phase1_examples", "fork_passes"):
-            _check_positive_int(name, getattr(self, name), LIMITS[name])
+            check_positive_int(name, getattr(self, name), LIMITS[name])
         if self.phase1_examples % 4:
             raise ValueError(f"phase1_examples must be a multiple of 4 (equal numbers of the four classes). "
                              f"Received: phase1_examples={self.phase1_examples}")
         if self.fork_examples is not None:
-            _check_positive_int("fork_examples", self.fork_examples, LIMITS["fork_examples"])
+            check_positive_int("fork_examples", self.fork_examples, LIMITS["fork_examples"])
             if self.fork_examples % 2:
                 raise ValueError("fork_examples must be even (half from each side). "
                                  f"Received: fork_examples={self.fork_examples}")
-        if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float)) \
-                or not math.isfinite(self.learning_rate) or not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be a finite number > 0. Received: learning_rate={self.learning_rate!r}")
+        check_number("learning_rate", self.learning_rate, "a finite number > 0", lambda x: math.isfinite(x) and x > 0)
         self.learning_rate = float(self.learning_rate)
         self.seeds = _check_seeds(self.seeds)
 
     def result_defining(self) -> dict:
         """The settings that define results (all but the output folder, progress bars and later settings at default)."""
-        return {k: v for k, v in dataclasses.asdict(self).items()
-                if k not in NOT_RESULT_DEFINING and LATER_DEFAULTS.get(k, object()) != v}
+        return result_defining(self, NOT_RESULT_DEFINING, LATER_DEFAULTS)
 
     @property
     def run_id(self) -> str:
         """12 hex digits of the SHA-256 of the result-defining settings as canonical JSON."""
-        return hashlib.sha256(json.dumps(self.result_defining(), sort_keys=True).encode()).hexdigest()[:12]
+        return digest(self.result_defining())
 
     @property
     def folder(self) -> Path:
@@ -122,18 +117,8 @@ class LocalizeConfig:
         Raises:
             ValueError: a key is not a field; the message lists the valid keys.
         """
-        try:
-            with open(path, "rb") as f:
-                values = tomllib.load(f)
-        except OSError as error:
-            raise ValueError(f"Cannot read the config file {path}: {error.strerror or error}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{path} is not valid TOML: {error}") from None
         valid = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(valid))
-        if unknown:
-            raise ValueError(f"Unknown setting(s) {unknown} in {path}; available: {valid}")
-        return cls(**{**values, **overrides})
+        return cls(**{**known_settings(read_toml(path), valid, str(path)), **overrides})
 
 
 def check_groups(groups, num_classes: int) -> list[list[int]]:
@@ -142,26 +127,19 @@ def check_groups(groups, num_classes: int) -> list[list[int]]:
     Raises:
         ValueError: wrong shape, empty, an unknown class or a class used twice; quotes the value.
     """
-    classes = list(range(num_classes))
     shaped = isinstance(groups, (list, tuple)) and len(groups) == 2 and all(
         isinstance(g, (list, tuple)) and len(g) == 2 for g in groups)
     if not shaped:
         raise ValueError("groups must be two groups of two classes each, e.g. [[1, 7], [6, 8]] (the forks split each "
                          f"group into its two classes). Received: groups={groups!r}")
     flat = [c for g in groups for c in g]
-    unknown = [c for c in flat if isinstance(c, bool) or not isinstance(c, int) or c not in classes]
+    unknown = unknown_classes(flat, num_classes)
     if unknown:
-        raise ValueError(f"groups name unknown class(es) {unknown}; valid classes: {classes}. Received: groups={groups!r}")
+        raise ValueError(f"groups name unknown class(es) {unknown}; valid classes: {list(range(num_classes))}. "
+                         f"Received: groups={groups!r}")
     if len(set(flat)) != 4:
         raise ValueError(f"groups must not overlap or repeat a class. Received: groups={groups!r}")
     return [list(g) for g in groups]
-
-
-def _check_positive_int(name: str, value, limit: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
-    if value > limit:
-        raise ValueError(f"{name} must be at most {limit}. Received: {name}={value!r}")
 
 
 def _check_seeds(seeds) -> list[int]:
