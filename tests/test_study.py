@@ -235,9 +235,3 @@ def test_a_refused_study_leaves_no_folder_or_lock(tmp_path, monkeypatch, capsys)
     with pytest.raises(ValueError, match="Cannot reach the Ray cluster at 127.0.0.1:1 within"):
         study.run(address="127.0.0.1:1", progress=False)
     assert not (tmp_path / "new").exists()
-
-
-def test_the_inputs_check_knows_every_study_key():
-    from harness import inputs, study
-
-    assert list(inputs.STUDY_KEYS) == study.STUDY_KEYS
