@@ -34,6 +34,7 @@ from harness.config import (
     _check_thresholds,
     swept_epochs,
 )
+from harness.recovery_spec import parse_recovery
 
 FIELDS = [f.name for f in dataclasses.fields(RunConfig)]
 NAME_LISTS = ("measures", "aggregations", "poolings", "scopes", "normalizations", "replacements", "orders")
@@ -72,8 +73,10 @@ def check_setting(name: str, value) -> None:
                                   "batch_size", "learning_rate", "importance_classes", "per_class",
                                   "forget_classes", "contrast", "data_dir"):
         return
-    if name in NAME_LISTS or name == "recoveries":
+    if name in NAME_LISTS:
         _check_list(name, value)
+    elif name == "recoveries":
+        _check_recoveries(value)
     elif name == "controls":
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"controls must be a list of strings (may be empty). Received: controls={value!r}")
@@ -105,6 +108,12 @@ def check_setting(name: str, value) -> None:
             raise ValueError(f"{name} must be a path. Received: {name}={value!r}")
     elif name == "sweep_epochs":
         _check_sweep_epochs(value)
+
+
+def _check_recoveries(value) -> None:
+    """Each recovery spec parses (:func:`harness.recovery_spec.parse_recovery`), and no two are the same recovery."""
+    _check_list("recoveries", value)
+    _check_list("recoveries", [parse_recovery(spec).spec for spec in value])
 
 
 def _check_sweep_epochs(value) -> None:
