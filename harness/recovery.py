@@ -20,9 +20,9 @@ The CSV's ``recovery`` column records it:
   momentum ``(b - 1) / b`` at batch b (a cumulative average, as PyTorch's
   ``momentum=None``), so the initial statistics do not count. On a model
   without BatchNormalization ``bn`` would change nothing: a run skips it
-  with a note (see ``Experiment``). Source: Li et al. 2020, "EagleEye:
-  Fast sub-net evaluation for efficient neural network pruning", ECCV
-  (adaptive BatchNorm).
+  with a note (see ``harness.recoveries.kept_recoveries``). Source: Li et
+  al. 2020, "EagleEye: Fast sub-net evaluation for efficient neural network
+  pruning", ECCV (adaptive BatchNorm).
 - ``finetune:steps=k``: k optimizer steps on training batches of the run's
   batch size (augmented as in training), from the trained optimizer's state
   at the sweep, with the mask held fixed: after every step the replaced
