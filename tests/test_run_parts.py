@@ -24,7 +24,7 @@ def test_recovery_specs_are_checked_before_tensorflow_is_imported():
 
 
 def test_config_holds_the_parsed_recoveries_in_order():
-    config = RunConfig(recoveries=["none", "finetune:steps=05", "bn:batches=20"], progress=False)
+    config = RunConfig(recoveries=["none", "finetune:steps=05", "bn:batches=20"], epochs=3, progress=False)
     assert config.recoveries == ["none", "finetune:steps=5", "bn"]
     assert config.parsed_recoveries == [Recovery("none", {}), Recovery("finetune", {"steps": 5}),
                                         Recovery("bn", {"batches": 20})]
