@@ -8,7 +8,7 @@ the harness's own functions by wrapping them:
 - start-up and imports: from the parent starting the child to the end of the
   child's imports (interpreter, TensorFlow, Keras, the harness);
 - data: ``Task.load``; training: ``Trainer.train_epoch``; measures:
-  ``Experiment.score``;
+  ``Scorer.score``;
 - sweep floors: the number of thresholds evaluated (sweeps copied from an
   identical earlier one, such as filter items on an MLP, evaluate none)
   times one compiled forward pass of the validation set (timed after the
@@ -43,7 +43,9 @@ def child(out: str, argv: list[str]) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
 
-    import harness.run
+    import harness.assembly
+    import harness.scoring
+    import harness.sweeping
     import harness.train
     from harness import __main__ as cli
     from harness import checkpoint, results
@@ -66,17 +68,17 @@ def child(out: str, argv: list[str]) -> None:
         setattr(owner, name, wrapper)
 
     for owner, name, key in [(type(get_task("mnist")), "load", "data"), (harness.train.Trainer, "train_epoch", "training"),
-                             (harness.run.Experiment, "score", "measures"), (harness.run, "sweep", "sweeps"),
-                             (harness.run.Experiment, "thresholder", "ranking"), (results, "append_rows", "csv"),
+                             (harness.scoring.Scorer, "score", "measures"), (harness.sweeping, "sweep", "sweeps"),
+                             (harness.sweeping.Sweeper, "thresholder", "ranking"), (results, "append_rows", "csv"),
                              (checkpoint, "save", "checkpoints")]:
         timed(owner, name, key)
 
-    class Recorded(harness.run.Evaluator):
+    class Recorded(harness.assembly.Evaluator):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             evaluators.append(self)
 
-    harness.run.Evaluator = Recorded
+    harness.assembly.Evaluator = Recorded
     status = cli.main(argv)
     finished = time.time()
     passes = []

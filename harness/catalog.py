@@ -25,7 +25,7 @@ GRID_CHOICES = {
     "replacements": ("harness/constants.py", "REPLACEMENTS"),
     "orders": ("harness/constants.py", "ORDERS"),
     "controls": ("harness/constants.py", "CONTROLS"),
-    "recoveries": ("harness/recovery.py", "RECOVERIES"),
+    "recoveries": ("harness/recovery_spec.py", "RECOVERIES"),
     "prunable": ("measures/_base.py", "PRUNABLE_CHOICES"),
 }
 PACKAGES = {"task": "tasks", "measure": "measures", "aggregation": "aggregations"}

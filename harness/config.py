@@ -107,6 +107,10 @@ class RunConfig:
             they are (training-time measures are refused); ``epochs`` N
             fine-tunes it first.
 
+    Parsed on validation (not fields, so not in the run id):
+        parsed_recoveries: ``recoveries`` as :class:`harness.recovery_spec.Recovery` objects, in order.
+        epochs_swept: The epochs ``sweep_epochs`` names (:func:`swept_epochs`).
+
     Raises:
         ValueError: any value is invalid; the message quotes it and lists the choices.
     """
@@ -217,22 +221,22 @@ class RunConfig:
         for name in BOOLEANS:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false. Received: {name}={getattr(self, name)!r}")
-        swept_epochs(self.sweep_epochs, self.epochs)
+        self.epochs_swept = frozenset(swept_epochs(self.sweep_epochs, self.epochs))
         check_choice("sweep method", self.sweep_method, METHODS)
         self._validate_paths(task)
         self._model_sha256 = _check_model_file(self.model_file, task)
 
     def _validate_protocol(self) -> None:
         """Controls (a possibly empty list of choices) and recoveries (specs, made canonical)."""
-        from harness.recovery import parse_recovery
+        from harness.recovery_spec import parse_recovery
 
         if not isinstance(self.controls, (list, tuple)):
             raise ValueError(f"controls must be a list of strings (may be empty). Received: controls={self.controls!r}")
         self.controls = _check_list("controls", self.controls) if self.controls else []
         for value in self.controls:
             check_choice("control", value, CONTROLS)
-        self.recoveries = _check_list("recoveries", self.recoveries)
-        self.recoveries = _check_list("recoveries", [parse_recovery(spec).spec for spec in self.recoveries])
+        self.parsed_recoveries = [parse_recovery(spec) for spec in _check_list("recoveries", self.recoveries)]
+        self.recoveries = _check_list("recoveries", [recovery.spec for recovery in self.parsed_recoveries])
 
     def _validate_paths(self, task) -> None:
         if not isinstance(self.output, (str, os.PathLike)) or not os.fspath(self.output):
@@ -245,7 +249,7 @@ class RunConfig:
 
     def sweeps_after(self, epoch: int) -> bool:
         """Whether the grid is swept after ``epoch`` (see ``sweep_epochs``)."""
-        return epoch in swept_epochs(self.sweep_epochs, self.epochs)
+        return epoch in self.epochs_swept
 
     def result_defining(self) -> dict:
         """The parameters that define results (all but output path, progress, resume and sweep method)."""

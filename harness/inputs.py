@@ -23,6 +23,7 @@ from types import SimpleNamespace
 from harness import catalog
 from harness.cli import sweep_epochs_arg
 from harness.config import BOOLEANS, LIMITS, MAX_SEED, RunConfig, _check_thresholds, check_classes, swept_epochs
+from harness.recovery_spec import parse_recovery
 from harness.study_spec import AXES, DEFAULT_STORAGE, ENGINE_KEYS, STUDY_KEYS, Engine, check_name, parse_seeds, read_record
 from harness.validation import check_choice, read_toml
 from harness.validation import check_list as _check_list
@@ -50,8 +51,10 @@ def check_setting(name: str, value) -> None:
                                   "batch_size", "learning_rate", "importance_classes", "per_class",
                                   "forget_classes", "contrast", "data_dir"):
         return
-    if name in NAME_LISTS or name == "recoveries":
+    if name in NAME_LISTS:
         _check_list(name, value)
+    elif name == "recoveries":
+        _check_recoveries(value)
     elif name == "controls":
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"controls must be a list of strings (may be empty). Received: controls={value!r}")
@@ -83,6 +86,12 @@ def check_setting(name: str, value) -> None:
             raise ValueError(f"{name} must be a path. Received: {name}={value!r}")
     elif name == "sweep_epochs":
         _check_sweep_epochs(value)
+
+
+def _check_recoveries(value) -> None:
+    """Each recovery spec parses (:func:`harness.recovery_spec.parse_recovery`), and no two are the same recovery."""
+    _check_list("recoveries", value)
+    _check_list("recoveries", [parse_recovery(spec).spec for spec in value])
 
 
 def _check_sweep_epochs(value) -> None:

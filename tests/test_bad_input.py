@@ -162,6 +162,9 @@ CASES = [
      "recoveries=['finetune:steps=5', 'finetune:steps=5']", 2),
     ("harness", "recoveries = [1]\n", "recoveries must be a list of strings. Received: recoveries=[1]", 2),
     ("harness", "recoveries = []\n", "recoveries must be a non-empty list of strings. Received: recoveries=[]", 2),
+    # refused by the check before TensorFlow (harness.inputs), which reads recoveries before the task's name
+    ("harness", ["--task", "nosuch", "--recoveries", "bn:batches=0"], "batches must be a positive integer. Received: "
+     "recovery='bn:batches=0'", 2),
     ("harness", ["--threshold-rule", "floor"], "Unknown threshold_rule 'floor'; available: ['exact', 'legacy_cutoff']", 2),
     ("harness", ["--replacements", "noise"], "Unknown replacement 'noise'; available: ['zero', 'random']", 2),
     ("harness", ["--prunable", "weights"],

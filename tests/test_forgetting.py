@@ -22,7 +22,8 @@ SMALL = dict(epochs=1, measures=["maav", "fisher"], aggregations=["weight"], thr
 
 def hand_scores(experiment, spec, x, y):
     """``spec`` scored at epoch 0 on the sample given, outside the harness."""
-    ctx = MeasureContext(experiment.model, experiment.params, x, y, experiment.loss, seed=derived_seed(0, 0))
+    bench = experiment.bench
+    ctx = MeasureContext(bench.model, bench.params, x, y, bench.loss, seed=derived_seed(0, 0))
     return make_measure(spec).score(ctx)
 
 
@@ -50,10 +51,10 @@ def test_importance_from_a_class_subset_equals_importance_on_the_hand_filtered_s
     config = RunConfig(output=str(tmp_path / "r.csv"), importance_classes=[3], importance_samples=threes, **SMALL)
     experiment = Experiment(config)
     try:
-        x, y = experiment.sample
+        x, y = experiment.scorer.sample
         np.testing.assert_array_equal(x, data.x_train[data.y_train == 3])  # every 3, in order
         for spec in ("maav", "fisher"):
-            got, _ = experiment.score(spec, 0)
+            got, _ = experiment.scorer.score(spec, 0)
             for a, b in zip(got, hand_scores(experiment, spec, x, y)):
                 np.testing.assert_allclose(a, b, rtol=1e-6)
         facts = experiment.metadata()
@@ -63,7 +64,7 @@ def test_importance_from_a_class_subset_equals_importance_on_the_hand_filtered_s
     fewer = Experiment(RunConfig(output=str(tmp_path / "s.csv"), importance_classes=[3, 5], importance_samples=20,
                                  **SMALL))
     fewer.close()
-    assert len(fewer.sample[1]) == 20 and set(fewer.sample[1]) <= {3, 5}
+    assert len(fewer.scorer.sample[1]) == 20 and set(fewer.scorer.sample[1]) <= {3, 5}
 
 
 def test_a_class_subset_with_fewer_examples_than_asked_is_refused_before_training(tmp_path):
@@ -81,14 +82,14 @@ def test_forgetting_scores_contrast_the_forget_set_with_the_rest(tmp_path):
     experiment = Experiment(RunConfig(output=str(tmp_path / "r.csv"), forget_classes=[3, 8], contrast="difference",
                                       importance_samples=40, **settings))
     try:
-        (xa, ya), (xr, yr) = experiment.samples
+        (xa, ya), (xr, yr) = experiment.scorer.samples
         assert len(ya) == len(yr) == 40 and set(ya) <= {3, 8} and not set(yr) & {3, 8}
-        got, _ = experiment.score("maav", 0)
+        got, _ = experiment.scorer.score("maav", 0)
         on_a, on_r = hand_scores(experiment, "maav", xa, ya), hand_scores(experiment, "maav", xr, yr)
         for a, sa, sr in zip(got, on_a, on_r):  # normalised per parameter
             np.testing.assert_allclose(a, sa / sa.mean() - sr / sr.mean(), rtol=1e-5, atol=1e-9)
-        magnitude, _ = experiment.score("magnitude", 0)  # class-blind: its own scores
-        for a, p in zip(magnitude, experiment.params):
+        magnitude, _ = experiment.scorer.score("magnitude", 0)  # class-blind: its own scores
+        for a, p in zip(magnitude, experiment.bench.params):
             np.testing.assert_array_equal(a, np.abs(p.variable.numpy()))
         meta = experiment.metadata()["forgetting"]
         assert meta["forget_classes"] == [3, 8] and meta["retain_classes"] == [0, 1, 2, 4, 5, 6, 7, 9]

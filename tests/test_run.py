@@ -42,9 +42,9 @@ def test_val_loss_at_zero_is_the_models_validation_loss(digits_run):
     experiment, out = digits_run
     frame = pd.read_csv(out)
     at_zero = frame[(frame.epoch == 2) & (frame.threshold == 0.0)]
-    model = experiment.model
-    model.compile(loss=experiment.loss, metrics=["accuracy"])
-    loss, accuracy = model.evaluate(experiment.data.x_val, experiment.data.y_val, verbose=0)
+    model = experiment.bench.model
+    model.compile(loss=experiment.bench.loss, metrics=["accuracy"])
+    loss, accuracy = model.evaluate(experiment.bench.data.x_val, experiment.bench.data.y_val, verbose=0)
     np.testing.assert_allclose(at_zero["val_loss"], loss, rtol=1e-5)
     np.testing.assert_allclose(at_zero["val_accuracy"], accuracy, atol=1e-6)
     assert (at_zero["sparsity"] == 0).all()
