@@ -10,13 +10,13 @@ import numpy as np
 
 from harness import progress, results
 from harness.config import RunConfig
+from harness.constants import REPLACEMENTS
 from harness.controls import control_name, control_seed, make_control
 from harness.plan import Plan
 from harness.recoveries import Recoveries
 from harness.recovery_spec import Recovery
 from harness.scoring import Scorer
 from harness.seed import derived_seed
-from harness.constants import REPLACEMENTS
 from harness.sweep import replacement_values, sweep
 from harness.threshold import Thresholder
 
