@@ -14,6 +14,13 @@ For ``--output data/results.csv`` and run ``<run_id>``:
 
 A study's trial writes ``trials/<run_id>.csv``; its files are ``trials/<run_id>.json``, ``.log``, ...
 
+:class:`RunStore` is what a run talks to. It knows where the files lie (it is
+a :class:`RunFiles`) and delegates the rest to one part per job:
+:class:`RunLock` (the run's lock), :class:`SweepLedger` (which sweeps the
+tables hold; append and repair under the CSV lock) and :class:`RunMetadata`
+(the metadata JSON and its completion marker). The tables themselves are :class:`harness.tables.Table`; their names
+are importable from here too.
+
 This module imports no TensorFlow (checkpoints are read and written through
 ``harness.checkpoint``, imported when first needed), so a study can ask
 ``RunStore(csv, run_id).is_complete()`` cheaply.
@@ -22,9 +29,7 @@ This module imports no TensorFlow (checkpoints are read and written through
 from __future__ import annotations
 
 import contextlib
-import csv
 import datetime
-import io
 import json
 import logging
 import os
@@ -39,8 +44,20 @@ from pathlib import Path
 import filelock
 import numpy as np
 
-from harness.columns import COLUMNS, PER_CLASS_COLUMNS, PER_CLASS_SUFFIX, SWEEP_KEY
-from harness.files import DiskFull, reporting_full_disk, write_metadata  # noqa: F401  (DiskFull: also results.DiskFull)
+from harness.columns import COLUMNS as COLUMNS
+from harness.columns import PER_CLASS_COLUMNS as PER_CLASS_COLUMNS
+from harness.columns import SWEEP_KEY
+from harness.files import DiskFull as DiskFull
+from harness.files import disk_full as disk_full
+from harness.files import write_metadata
+from harness.tables import Table, has_partial_line, results_table, sweep_key
+from harness.tables import check_schema as check_schema
+from harness.tables import format_rows as format_rows
+from harness.tables import one_line as one_line
+from harness.tables import per_class_path as per_class_path
+from harness.tables import per_class_rows as per_class_rows
+from harness.tables import per_class_table as per_class_table
+from harness.tables import read_header as read_header
 
 PACKAGES = ["tensorflow", "keras", "numpy", "pandas", "scikit-learn", "matplotlib", "tqdm"]
 CSV_LOCK_SECONDS = 300.0
@@ -50,168 +67,6 @@ log = logging.getLogger("harness")
 class RunLocked(RuntimeError):
     """Another process holds the run's lock: the same run is already being written."""
 
-
-def read_header(path: Path) -> list[str] | None:
-    """The header row of a CSV, or None when the file is missing or empty.
-
-    Raises:
-        ValueError: the file is not UTF-8 text (a PNG, random bytes) or holds NUL bytes; names the file.
-    """
-    if not path.exists() or path.stat().st_size == 0:
-        return None
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            return next(csv.reader(f), None)
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise ValueError(f"{path} is not a UTF-8 text CSV ({error}); choose another output path.") from None
-
-
-def check_schema(path: Path, columns: list[str] = COLUMNS) -> None:
-    """Refuse to append to a CSV whose columns differ from ``columns``.
-
-    Raises:
-        ValueError: the header differs (the message lists both column sets), or the file is not UTF-8 text.
-    """
-    header = read_header(path)
-    if header is not None and header != list(columns):
-        raise ValueError(
-            f"{path} has other columns than this harness writes; appending would mix schemas. "
-            f"Choose another output path. Found: {header}. Expected: {list(columns)}"
-        )
-
-
-def format_rows(rows: list[dict], header: bool, columns: list[str] = COLUMNS) -> str:
-    """Render rows as CSV text in ``columns`` order (missing keys are errors)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, columns, extrasaction="raise", lineterminator="\n")
-    if header:
-        writer.writeheader()
-    for row in rows:
-        writer.writerow({key: row[key] for key in columns})
-    return buffer.getvalue()
-
-
-def _has_partial_line(path: Path) -> bool:
-    """Whether the file's last line lacks its newline (a write cut short)."""
-    if not path.exists() or path.stat().st_size == 0:
-        return False
-    with path.open("rb") as f:
-        f.seek(-1, os.SEEK_END)
-        return f.read(1) != b"\n"
-
-
-def _cut_partial_line(path: Path) -> bool:
-    """Cut a last line left without its newline by a writer that died; return whether one was cut."""
-    if not _has_partial_line(path):
-        return False
-    data = path.read_bytes()
-    with path.open("r+b") as f:
-        f.truncate(data.rfind(b"\n") + 1)
-        f.flush()
-        os.fsync(f.fileno())
-    return True
-
-
-@dataclass(frozen=True)
-class Table:
-    """One CSV a run appends to: the main result CSV, or a companion beside it.
-
-    Every table starts with the sweep key columns (:data:`SWEEP_KEY`); a sweep
-    is complete in a table when it holds ``rows_per_sweep`` distinct row keys.
-
-    Attributes:
-        name: Short name, used in the run's metadata (``"results"`` for the main CSV).
-        path: The CSV file.
-        columns: The header, in order.
-        row_key: Columns that identify one row: the sweep key plus the row's own (``threshold``, ...).
-        rows_per_sweep: Distinct row keys of a complete sweep; None where only rows are counted.
-    """
-
-    name: str
-    path: Path
-    columns: tuple[str, ...]
-    row_key: tuple[str, ...]
-    rows_per_sweep: int | None = None
-
-    def check(self) -> None:
-        """Refuse a path that is a folder, not UTF-8 text, or a CSV of another schema (see :func:`check_schema`)."""
-        if self.path.is_dir():
-            raise ValueError(f"{self.path} is a folder; the output must be a CSV file path.")
-        check_schema(self.path, list(self.columns))
-
-    def append(self, rows: list[dict]) -> None:
-        """Append rows in one write, then flush and fsync; the caller holds the CSV lock."""
-        if not rows:
-            return
-        self.check()
-        if _cut_partial_line(self.path):
-            log.warning("%s: cut a partial last line left by a writer that died", self.path)
-        text = format_rows(rows, read_header(self.path) is None, list(self.columns))
-        with reporting_full_disk(self.path, len(text.encode())), self.path.open("a", newline="", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-
-    def read(self):
-        """Every complete line as text (a partial last line is ignored); an empty frame if there is none."""
-        import pandas as pd
-
-        if read_header(self.path) is None:
-            return pd.DataFrame(columns=list(self.columns), dtype=str)
-        data = self.path.read_bytes()
-        try:
-            frame = pd.read_csv(io.BytesIO(data[: data.rfind(b"\n") + 1]), dtype=str, keep_default_na=False)
-        except (ValueError, csv.Error) as error:  # pandas' ParserError is a ValueError
-            raise ValueError(f"{self.path} cannot be read as a CSV ({one_line(error)}); repair or move it.") from None
-        bad = ~frame["epoch"].str.fullmatch(r"\d+") if "epoch" in frame else None
-        if bad is not None and bad.any():
-            line = int(np.flatnonzero(bad.to_numpy())[0]) + 2
-            raise ValueError(f"{self.path} line {line} has epoch {frame['epoch'][bad].iloc[0]!r}, not a whole number; "
-                             "repair or move it.")
-        return frame
-
-    def rewrite(self, frame) -> None:
-        """Replace the file by ``frame``'s rows: a temporary file, fsynced, then renamed."""
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        try:
-            with reporting_full_disk(tmp, self.path.stat().st_size), tmp.open("w", newline="", encoding="utf-8") as f:
-                frame.to_csv(f, index=False, lineterminator="\n")
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            raise
-        os.replace(tmp, self.path)
-
-
-def results_table(path: Path, rows_per_sweep: int | None = None) -> Table:
-    """The main result CSV: :data:`COLUMNS`, one row per (sweep, threshold)."""
-    return Table("results", Path(path), tuple(COLUMNS), (*SWEEP_KEY, "threshold"), rows_per_sweep)
-
-
-def per_class_path(path: Path) -> Path:
-    """The per-class companion of a result CSV: ``data/results.csv`` -> ``data/results.per_class.csv``."""
-    return Path(path).with_name(f"{Path(path).stem}{PER_CLASS_SUFFIX}")
-
-
-def per_class_table(path: Path, rows_per_sweep: int | None = None) -> Table:
-    """The per-class companion of the result CSV at ``path``: one row per (sweep, threshold, class).
-
-    Columns: :data:`SWEEP_KEY`, then :data:`PER_CLASS_COLUMNS`: the class id, the
-    validation loss and accuracy over that class's validation examples, and their number.
-    """
-    columns = (*SWEEP_KEY, *PER_CLASS_COLUMNS)
-    return Table("per_class", per_class_path(path), columns, (*SWEEP_KEY, "threshold", "class"), rows_per_sweep)
-
-
-def per_class_rows(rows: list[dict]) -> list[dict]:
-    """The per-class companion rows of a sweep's main rows (each holding ``per_class``, see ``harness.sweep.sweep``)."""
-    return [{**{k: row[k] for k in (*SWEEP_KEY, "threshold")}, **metrics} for row in rows for metrics in row["per_class"]]
-
-
-def sweep_key(row) -> tuple:
-    """The identity of one sweep: its :data:`SWEEP_KEY` values after ``run_id``, epoch as int, the rest as text."""
-    return tuple(int(row[k]) if k == "epoch" else str(row[k]) for k in SWEEP_KEY[1:])
 
 
 @dataclass
@@ -237,32 +92,16 @@ class Scan:
         """Whether :meth:`RunStore.repair` would change a file."""
         return bool(self.incomplete or any(self.duplicates.values()) or self.partial_lines)
 
-
-class RunStore:
-    """Everything one run keeps on disk: its rows, sidecars, lock and checkpoints.
-
-    Answers which sweeps are done (:meth:`scan`), appends a sweep's rows to
-    every table under the CSV lock (:meth:`append`), repairs what a crash or
-    a second writer left (:meth:`repair`), saves and restores the newest
-    intact checkpoint (:meth:`save_checkpoint`, :meth:`restore_checkpoint`)
-    and says whether the run is complete (:meth:`is_complete`, cheap: the
-    metadata's marker; :meth:`verify_complete`: the marker and the rows).
-    Constructing one touches no file.
+class RunFiles:
+    """Where one run's files lie beside its result CSV (see the module docstring); touches no file.
 
     Args:
         csv_path: The main result CSV.
         run_id: The run's id.
-        tables: The tables a sweep writes, main CSV first; default: the main CSV alone,
-            with unknown ``rows_per_sweep`` (enough for locks, metadata and :meth:`is_complete`).
-        keep_checkpoints: Checkpoints kept (the newest epochs).
     """
 
-    def __init__(self, csv_path, run_id: str, tables: list[Table] | None = None, keep_checkpoints: int = 1):
+    def __init__(self, csv_path, run_id: str):
         self.csv, self.run_id = Path(csv_path), run_id
-        self.tables = tables or [results_table(self.csv)]
-        self.keep_checkpoints = keep_checkpoints
-        self._run_lock: filelock.FileLock | None = None
-        self._created: list[Path] = []  # the lock file and folders acquire() created, removed if the run is refused
 
     def sidecar(self, suffix: str) -> Path:
         """A file beside the CSV named after this run (``.json``, ``.log``, ``.ckpt``)."""
@@ -288,6 +127,74 @@ class RunStore:
         """``<stem>.<run_id>.ckpt/``."""
         return self.sidecar(".ckpt")
 
+
+class RunLock:
+    """The run's lock, held for the life of the run; while held it names the holding process.
+
+    Args:
+        files: The run's files; the lock is ``files.lock_path``.
+    """
+
+    def __init__(self, files: RunFiles):
+        self.files = files
+        self.held: filelock.FileLock | None = None
+        self.created: list[Path] = []  # the lock file and folders acquire() created, removed if the run is refused
+
+    def acquire(self) -> None:
+        """Take the run's lock for the life of the run and write this process's id into it.
+
+        Raises:
+            RunLocked: another process holds it; the message names the run and the holder's PID.
+            ValueError: the lock cannot be created beside the CSV (read-only folder, a file in the path).
+        """
+        path, csv, run_id = self.files.lock_path, self.files.csv, self.files.run_id
+        created = [p for p in (path, *path.parents) if not p.exists()]
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            holder = _read_text(path)  # before trying: a losing contender may empty it with older filelock versions
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))  # an unwritable folder is reported as such
+            lock = filelock.FileLock(str(path), timeout=0, thread_local=False)
+            lock.acquire()
+        except filelock.Timeout:
+            _remove_created(created)
+            who = holder.strip() or "another process (its PID was not recorded)"
+            raise RunLocked(f"run {run_id} is already being written to {csv} by {who}; "
+                            f"this process stops. Lock: {path}") from None
+        except OSError as error:
+            _remove_created(created)
+            raise ValueError(f"Cannot write beside {csv}: {error.strerror or error} ({path}). "
+                             "Choose another output path.") from None
+        self.held, self.created = lock, created
+        started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        path.write_text(f"PID {os.getpid()} on {socket.gethostname()} since {started}\n")
+
+    def release(self, refused: bool = False) -> None:
+        """Empty and release the run's lock (idempotent); the OS releases it too if the process dies.
+
+        Args:
+            refused: The run was refused before writing anything: the lock file and the folders
+                :meth:`acquire` created are removed too, so a refusal leaves nothing behind.
+        """
+        if self.held is not None:
+            with contextlib.suppress(OSError):
+                self.files.lock_path.write_text("")
+            self.held.release()
+            self.held = None
+            if refused:
+                _remove_created(self.created)
+
+
+class SweepLedger:
+    """Which sweeps of one run the tables hold, and the writes that keep each sweep whole.
+
+    Args:
+        files: The run's files (its CSV and run id).
+        tables: The tables a sweep writes, main CSV first.
+    """
+
+    def __init__(self, files: RunFiles, tables: list[Table]):
+        self.files, self.tables = files, tables
+
     def check_output(self) -> None:
         """Check every table can be appended to, before anything is loaded or written.
 
@@ -299,56 +206,6 @@ class RunStore:
             if table.path.is_file():
                 _check_text(table.path)
 
-    # The run lock -------------------------------------------------------------------------------
-
-    def acquire(self) -> None:
-        """Take the run's lock for the life of the run and write this process's id into it.
-
-        Raises:
-            RunLocked: another process holds it; the message names the run and the holder's PID.
-            ValueError: the lock cannot be created beside the CSV (read-only folder, a file in the path).
-        """
-        path = self.lock_path
-        created = [p for p in (path, *path.parents) if not p.exists()]
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            holder = _read_text(path)  # before trying: a losing contender may empty it with older filelock versions
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))  # an unwritable folder is reported as such
-            lock = filelock.FileLock(str(path), timeout=0, thread_local=False)
-            lock.acquire()
-        except filelock.Timeout:
-            _remove_created(created)
-            who = holder.strip() or "another process (its PID was not recorded)"
-            raise RunLocked(f"run {self.run_id} is already being written to {self.csv} by {who}; "
-                            f"this process stops. Lock: {path}") from None
-        except OSError as error:
-            _remove_created(created)
-            raise ValueError(f"Cannot write beside {self.csv}: {error.strerror or error} ({path}). "
-                             "Choose another output path.") from None
-        self._run_lock, self._created = lock, created
-        started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-        path.write_text(f"PID {os.getpid()} on {socket.gethostname()} since {started}\n")
-
-    def release(self, refused: bool = False) -> None:
-        """Empty and release the run's lock (idempotent); the OS releases it too if the process dies.
-
-        Args:
-            refused: The run was refused before writing anything: the lock file and the folders
-                :meth:`acquire` created are removed too, so a refusal leaves nothing behind.
-        """
-        if self._run_lock is not None:
-            with contextlib.suppress(OSError):
-                self.lock_path.write_text("")
-            self._run_lock.release()
-            self._run_lock = None
-            if refused:
-                _remove_created(self._created)
-
-    def _csv_lock(self) -> filelock.FileLock:
-        return _csv_lock(self.csv)
-
-    # Rows ---------------------------------------------------------------------------------------
-
     def scan(self) -> Scan:
         """What the tables hold of this run; reads only.
 
@@ -357,19 +214,31 @@ class RunStore:
         """
         scan, complete, present = Scan(), [], set()
         for table in self.tables:
-            if table.rows_per_sweep is None:
-                raise ValueError(f"Table {table.name!r} has no rows_per_sweep; cannot tell complete sweeps.")
-            mine = _rows_of(table.read(), self.run_id)
-            duplicated = mine.duplicated(list(table.row_key))
-            counts = mine[~duplicated].groupby(SWEEP_KEY[1:]).size()
-            sweeps = {sweep_key(dict(zip(SWEEP_KEY[1:], key))): n for key, n in counts.items()}
+            sweeps = self._sweeps(table, scan)
             complete.append({k for k, n in sweeps.items() if n == table.rows_per_sweep})
             present |= set(sweeps)
-            scan.rows[table.name], scan.duplicates[table.name] = int((~duplicated).sum()), int(duplicated.sum())
-            if _has_partial_line(table.path):
-                scan.partial_lines.append(table.path)
         scan.done = set.intersection(*complete)
         scan.incomplete = present - scan.done
+        return scan
+
+    def _sweeps(self, table: Table, scan: Scan) -> dict[tuple, int]:
+        """This run's distinct rows in ``table`` per sweep key; notes its rows, duplicates and partial line in ``scan``."""
+        if table.rows_per_sweep is None:
+            raise ValueError(f"Table {table.name!r} has no rows_per_sweep; cannot tell complete sweeps.")
+        mine = _rows_of(table.read(), self.files.run_id)
+        duplicated = mine.duplicated(list(table.row_key))
+        counts = mine[~duplicated].groupby(SWEEP_KEY[1:]).size()
+        scan.rows[table.name], scan.duplicates[table.name] = int((~duplicated).sum()), int(duplicated.sum())
+        if has_partial_line(table.path):
+            scan.partial_lines.append(table.path)
+        return {sweep_key(dict(zip(SWEEP_KEY[1:], key))): n for key, n in counts.items()}
+
+    def count_rows(self) -> Scan:
+        """A scan holding only ``rows``: this run's distinct rows per table (any ``rows_per_sweep``)."""
+        scan = Scan()
+        for table in self.tables:
+            mine = _rows_of(table.read(), self.files.run_id)
+            scan.rows[table.name] = int((~mine.duplicated(list(table.row_key))).sum())
         return scan
 
     def repair(self) -> Scan:
@@ -384,7 +253,7 @@ class RunStore:
         Returns:
             The scan before the repair (what was removed); its ``done`` is what the tables now hold.
         """
-        with self._csv_lock():
+        with _csv_lock(self.files.csv):
             scan = self.scan()
             if scan.needs_repair:
                 for table in self.tables:
@@ -397,7 +266,7 @@ class RunStore:
         columns = [frame[k].astype(int) if k == "epoch" else frame[k] for k in SWEEP_KEY[1:]]
         complete = np.array([key in done for key in zip(*columns)], dtype=bool)
         first = ~frame.duplicated(list(table.row_key)).to_numpy()
-        return (frame["run_id"] != self.run_id).to_numpy() | (complete & first)
+        return (frame["run_id"] != self.files.run_id).to_numpy() | (complete & first)
 
     def append(self, rows: list[dict] | dict[str, list[dict]]) -> int:
         """Append one sweep's rows to every table, together, under the CSV lock.
@@ -417,64 +286,149 @@ class RunStore:
         if unknown:
             raise ValueError(f"Unknown table(s) {sorted(unknown)}; this run writes {[t.name for t in self.tables]}")
         try:
-            with self._csv_lock():
+            with _csv_lock(self.files.csv):
                 for table in reversed(self.tables):  # companions first: a sweep counts once the main rows exist
                     table.append(rows.get(table.name, []))
         except filelock.Timeout:
-            raise TimeoutError(f"{self.csv} stayed locked by another process for {CSV_LOCK_SECONDS:.0f} s") from None
+            raise TimeoutError(f"{self.files.csv} stayed locked by another process for {CSV_LOCK_SECONDS:.0f} s") from None
         return len(rows.get(self.tables[0].name, []))
 
-    # Metadata and completion --------------------------------------------------------------------
 
-    def write_metadata(self, content: dict) -> None:
+class RunMetadata:
+    """The run's metadata JSON: parameters, data facts, versions, and the marker that the run is complete.
+
+    Args:
+        files: The run's files; the JSON is ``files.metadata_path``.
+    """
+
+    def __init__(self, files: RunFiles):
+        self.files = files
+
+    def write(self, content: dict) -> None:
         """Write the run's metadata JSON atomically."""
-        write_metadata(self.metadata_path, content)
+        write_metadata(self.files.metadata_path, content)
 
-    def read_metadata(self) -> dict | None:
+    def read(self) -> dict | None:
         """The run's metadata, or None when missing or unreadable (a damaged file is reported in the log)."""
-        return _read_json(self.metadata_path)
+        return _read_json(self.files.metadata_path)
 
-    def update_metadata(self, **fields) -> None:
+    def update(self, **fields) -> None:
         """Add or replace top-level fields of the metadata JSON (atomically); None removes a field."""
-        content = {**(self.read_metadata() or {}), **fields}
-        self.write_metadata({k: v for k, v in content.items() if v is not None})
+        content = {**(self.read() or {}), **fields}
+        self.write({k: v for k, v in content.items() if v is not None})
 
     def is_complete(self) -> bool:
         """Cheap: whether the metadata says every sweep of the run was written (no CSV is read)."""
-        return bool((self.read_metadata() or {}).get("complete"))
+        return bool((self.read() or {}).get("complete"))
 
-    def verify_complete(self, scan: Scan | None = None) -> bool:
-        """Whether the metadata says complete and every table still holds the rows it recorded."""
-        marker = (self.read_metadata() or {}).get("complete")
+    def recorded_rows(self) -> dict[str, int] | None:
+        """Rows per table the completion marker recorded, or None when there is no valid marker."""
+        marker = (self.read() or {}).get("complete")
         rows = marker.get("rows") if isinstance(marker, dict) else None
         if not isinstance(rows, dict) or not all(isinstance(n, int) for n in rows.values()):
-            return False
-        scan = scan or self._count_rows()
-        return all(scan.rows.get(name, 0) >= n for name, n in rows.items())
+            return None
+        return rows
 
     def mark_complete(self, scan: Scan, **info) -> None:
         """Record in the metadata that every sweep is written: rows per table, time, and ``info``."""
         finished = datetime.datetime.now(datetime.timezone.utc).isoformat()
-        self.update_metadata(complete=dict(rows=dict(scan.rows), finished=finished), **info)
+        self.update(complete=dict(rows=dict(scan.rows), finished=finished), **info)
 
-    def _count_rows(self) -> Scan:
-        scan = Scan()
-        for table in self.tables:
-            mine = _rows_of(table.read(), self.run_id)
-            scan.rows[table.name] = int((~mine.duplicated(list(table.row_key))).sum())
-        return scan
-
-    def other_run_metadata(self) -> dict | None:
+    def other_run(self) -> dict | None:
         """The metadata of the newest other run beside this CSV, or None."""
-        own = self.metadata_path
-        others = [p for p in metadata_files(self.csv) if p != own]
+        own = self.files.metadata_path
+        others = [p for p in metadata_files(self.files.csv) if p != own]
         for path in sorted(others, key=lambda p: p.stat().st_mtime, reverse=True):
             content = _read_json(path)
             if content is not None:
                 return content
         return None
 
-    # Checkpoints --------------------------------------------------------------------------------
+
+class RunStore(RunFiles):
+    """Everything one run keeps on disk: its rows, sidecars, lock and checkpoints.
+
+    Answers which sweeps are done (:meth:`scan`), appends a sweep's rows to
+    every table under the CSV lock (:meth:`append`), repairs what a crash or
+    a second writer left (:meth:`repair`), saves and restores the newest
+    intact checkpoint (:meth:`save_checkpoint`, :meth:`restore_checkpoint`)
+    and says whether the run is complete (:meth:`is_complete`, cheap: the
+    metadata's marker; :meth:`verify_complete`: the marker and the rows).
+    Constructing one touches no file. Its paths are those of :class:`RunFiles`;
+    the work is done by its parts: ``lock`` (:class:`RunLock`), ``ledger``
+    (:class:`SweepLedger`) and ``metadata`` (:class:`RunMetadata`).
+
+    Args:
+        csv_path: The main result CSV.
+        run_id: The run's id.
+        tables: The tables a sweep writes, main CSV first; default: the main CSV alone,
+            with unknown ``rows_per_sweep`` (enough for locks, metadata and :meth:`is_complete`).
+        keep_checkpoints: Checkpoints kept (the newest epochs).
+    """
+
+    def __init__(self, csv_path, run_id: str, tables: list[Table] | None = None, keep_checkpoints: int = 1):
+        super().__init__(csv_path, run_id)
+        self.tables = tables or [results_table(self.csv)]
+        self.keep_checkpoints = keep_checkpoints
+        self.lock = RunLock(self)
+        self.ledger = SweepLedger(self, self.tables)
+        self.metadata = RunMetadata(self)
+
+    def check_output(self) -> None:
+        """See :meth:`SweepLedger.check_output`."""
+        self.ledger.check_output()
+
+    def acquire(self) -> None:
+        """See :meth:`RunLock.acquire`."""
+        self.lock.acquire()
+
+    def release(self, refused: bool = False) -> None:
+        """See :meth:`RunLock.release`."""
+        self.lock.release(refused)
+
+    def scan(self) -> Scan:
+        """See :meth:`SweepLedger.scan`."""
+        return self.ledger.scan()
+
+    def repair(self) -> Scan:
+        """See :meth:`SweepLedger.repair`."""
+        return self.ledger.repair()
+
+    def append(self, rows: list[dict] | dict[str, list[dict]]) -> int:
+        """See :meth:`SweepLedger.append`."""
+        return self.ledger.append(rows)
+
+    def write_metadata(self, content: dict) -> None:
+        """See :meth:`RunMetadata.write`."""
+        self.metadata.write(content)
+
+    def read_metadata(self) -> dict | None:
+        """See :meth:`RunMetadata.read`."""
+        return self.metadata.read()
+
+    def update_metadata(self, **fields) -> None:
+        """See :meth:`RunMetadata.update`."""
+        self.metadata.update(**fields)
+
+    def is_complete(self) -> bool:
+        """See :meth:`RunMetadata.is_complete`."""
+        return self.metadata.is_complete()
+
+    def verify_complete(self, scan: Scan | None = None) -> bool:
+        """Whether the metadata says complete and every table still holds the rows it recorded."""
+        rows = self.metadata.recorded_rows()
+        if rows is None:
+            return False
+        scan = scan or self.ledger.count_rows()
+        return all(scan.rows.get(name, 0) >= n for name, n in rows.items())
+
+    def mark_complete(self, scan: Scan, **info) -> None:
+        """See :meth:`RunMetadata.mark_complete`."""
+        self.metadata.mark_complete(scan, **info)
+
+    def other_run_metadata(self) -> dict | None:
+        """See :meth:`RunMetadata.other_run`."""
+        return self.metadata.other_run()
 
     def save_checkpoint(self, state, epoch: int, info: dict) -> None:
         """Write the checkpoint of ``epoch`` with ``info`` (JSON) and keep the newest ``keep_checkpoints``."""
@@ -505,11 +459,6 @@ def _remove_created(created: list[Path]) -> None:
         with contextlib.suppress(OSError):
             path.rmdir() if path.is_dir() else path.unlink()
 
-
-def one_line(error: BaseException) -> str:
-    """The first line of an error's message."""
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
 
 
 def _check_text(path: Path) -> None:

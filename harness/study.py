@@ -119,13 +119,11 @@ class Study:
         self.grid = check_grid(dict(grid or {}), self.settings)
         self.name = check_name(name)
         self.points = [dict(zip(self.grid, values)) for values in itertools.product(*self.grid.values())]
-        self.configs = [self._config(point) for point in self.points]
+        self.configs = trial_configs(self.settings, self.points)
         self.run_ids = [config.run_id for config in self.configs]
-        self._refuse_duplicate_runs()
         self.study_id = digest(sorted(self.run_ids))
-        if not isinstance(storage, (str, os.PathLike)) or not os.fspath(storage):
-            raise ValueError(f"storage must be a folder path. Received: storage={storage!r}")
-        self.place(Path(storage).resolve() / (self.name or self.study_id))
+        self.folder = _check_storage(storage) / (self.name or self.study_id)
+        self.place(self.folder)
 
     def place(self, folder: Path) -> None:
         """Put the study (its ``study.json`` and trials) in ``folder``."""
@@ -137,55 +135,21 @@ class Study:
     def from_toml(cls, path: str | Path, settings: dict | None = None, grid: dict | None = None, **study) -> Study:
         """Read a study TOML; ``settings``, ``grid`` and ``[study]`` keys given here win over the file's.
 
-        An option given here replaces the file's setting or grid axis of the
-        same name; ``study`` keys given as None are ignored.
+        See :func:`toml_arguments`.
 
         Raises:
-            ValueError: an unknown key; the message lists the valid ones.
+            ValueError: an unknown key (the message lists the valid ones), or any invalid value.
         """
-        values = read_toml(path)
-        file_grid, options = values.pop("grid", {}), values.pop("study", {})
-        if not isinstance(options, dict):
-            raise ValueError(f"study in {path} must be a table ([study] and its keys). Received: study={options!r}")
-        check_grid_table(file_grid, str(path))
-        for table, keys, label in [(values, FIELDS, "setting"), (options, STUDY_KEYS, "[study] key")]:
-            unknown = sorted(set(table) - set(keys))
-            if unknown:
-                raise ValueError(f"Unknown {label}(s) {unknown} in {path}; available: {keys}")
-        settings, grid = dict(settings or {}), dict(grid or {})
-        merged_settings = {k: v for k, v in values.items() if k not in grid} | settings
-        merged_grid = {k: v for k, v in file_grid.items() if k not in settings} | grid
-        options |= {k: v for k, v in study.items() if v is not None}
-        return cls(merged_settings, merged_grid, options.pop("name", None), options.pop("storage", DEFAULT_STORAGE),
-                   options)
+        return cls(*toml_arguments(path, settings, grid, study))
 
     @property
     def label(self) -> str:
         """The study's name, or its id."""
         return self.name or self.study_id
 
-    def _config(self, point: dict) -> RunConfig:
-        try:
-            return RunConfig(**self.settings, **point, progress=False)
-        except (ValueError, TypeError) as error:
-            raise ValueError(f"{error} (grid point {point_text(point)})" if point else str(error)) from None
-
-    def _refuse_duplicate_runs(self) -> None:
-        seen = {}
-        for point, run_id in zip(self.points, self.run_ids):
-            if run_id in seen:
-                raise ValueError(f"grid points {point_text(seen[run_id])} and {point_text(point)} give the same "
-                                 f"run {run_id}; remove one value.")
-            seen[run_id] = point
-
     def record(self) -> dict:
-        """A fresh ``study.json`` content: every trial pending."""
-        now = _now()
-        trials = [dict(run_id=c.run_id, params=p, config=c.result_defining(), csv=f"trials/{c.run_id}.csv",
-                       status="pending") for p, c in zip(self.points, self.configs)]
-        return dict(study_id=self.study_id, name=self.name, folder=str(self.folder), grid=self.grid,
-                    settings=_jsonable(self.settings), trials=trials, versions=versions(),
-                    git_commit=results.git_commit(), created=now, updated=now)
+        """A fresh ``study.json`` content: every trial pending (see :func:`fresh_record`)."""
+        return fresh_record(self)
 
     def load_record(self) -> dict:
         """``study.json`` of this folder, or a fresh record when there is none.
@@ -197,20 +161,8 @@ class Study:
         if not path.exists():
             return self.record()
         old = read_record(path)
-        if old["study_id"] != self.study_id:
-            raise ValueError(f"{self.folder} holds study {old['study_id']}, not this one ({self.study_id}); "
-                             f"differences (theirs, yours): {self._differences(old)}. "
-                             "Use another name, or remove that folder.")
-        if sorted(t["run_id"] for t in old["trials"]) != sorted(self.run_ids):
-            raise ValueError(f"{path} lists other trials than study {self.study_id} has; remove it, or use another name.")
+        check_same_study(self, old, path)
         return old
-
-    def _differences(self, old: dict) -> dict:
-        grid = {f"grid {k}": v for k, v in differences(old.get("grid", {}), _jsonable(self.grid)).items()}
-        diff = grid | differences(old.get("settings", {}), _jsonable(self.settings))
-        # equal as written, yet other runs (a default changed, e.g. a measure was registered since): show the configs
-        first = old["trials"][0].get("config", {}) if old["trials"] else {}
-        return diff or differences(first, _jsonable(self.configs[0].result_defining()))
 
     def is_complete(self, trial: dict) -> bool:
         """A trial is complete when ``study.json`` says so and its CSV is there."""
@@ -231,27 +183,8 @@ class Study:
             KeyboardInterrupt: interrupted; every ended trial is recorded.
         """
         engine = Engine(**(self.options | options))
-        lock = results.lock_path(self.folder / "study")
-        created = [p for p in (lock, *lock.parents) if not p.exists()]
-        try:
-            lock.parent.mkdir(parents=True, exist_ok=True)
-            with FileLock(lock, timeout=0):
-                return self._run(engine)
-        except Timeout:
-            raise StudyLocked(f"study {self.label} is being run by another process (lock {lock}).") from None
-        except OSError as error:
-            self._remove_created(created)
-            raise ValueError(f"Cannot write the study folder {self.folder}: {error.strerror or error}") from None
-        except ValueError:
-            self._remove_created(created)
-            raise
-
-    @staticmethod
-    def _remove_created(created: list[Path]) -> None:
-        """After a refusal: remove the lock file and the (then empty) folders this call created."""
-        for path in created:
-            with contextlib.suppress(OSError):
-                path.unlink() if path.suffix == ".lock" else path.rmdir()
+        with study_lock(self.folder, self.label):
+            return self._run(engine)
 
     def _run(self, engine: Engine) -> dict:
         record = self.load_record()
@@ -276,6 +209,134 @@ class Study:
         """Write ``study.json`` atomically (the driver is its only writer)."""
         record["updated"] = _now()
         results.write_metadata(self.folder / "study.json", record)
+
+
+def toml_arguments(path: str | Path, settings: dict | None, grid: dict | None, study: dict) -> tuple:
+    """The :class:`Study` arguments a study TOML gives, where ``settings``, ``grid`` and ``study`` win.
+
+    An option given here replaces the file's setting or grid axis of the
+    same name; ``study`` keys given as None are ignored.
+
+    Returns:
+        ``(settings, grid, name, storage, options)``.
+
+    Raises:
+        ValueError: an unknown key; the message lists the valid ones.
+    """
+    values = read_toml(path)
+    file_grid, options = values.pop("grid", {}), values.pop("study", {})
+    if not isinstance(options, dict):
+        raise ValueError(f"study in {path} must be a table ([study] and its keys). Received: study={options!r}")
+    check_grid_table(file_grid, str(path))
+    for table, keys, label in [(values, FIELDS, "setting"), (options, STUDY_KEYS, "[study] key")]:
+        unknown = sorted(set(table) - set(keys))
+        if unknown:
+            raise ValueError(f"Unknown {label}(s) {unknown} in {path}; available: {keys}")
+    settings, grid = dict(settings or {}), dict(grid or {})
+    merged_settings = {k: v for k, v in values.items() if k not in grid} | settings
+    merged_grid = {k: v for k, v in file_grid.items() if k not in settings} | grid
+    options |= {k: v for k, v in study.items() if v is not None}
+    return merged_settings, merged_grid, options.pop("name", None), options.pop("storage", DEFAULT_STORAGE), options
+
+
+def trial_configs(settings: dict, points: list[dict]) -> list[RunConfig]:
+    """One ``RunConfig`` per grid point: the settings and the point (progress off).
+
+    Raises:
+        ValueError: a value is invalid (the message names the grid point), or two points give the same run.
+    """
+    configs = [_config(settings, point) for point in points]
+    seen = {}
+    for point, config in zip(points, configs):
+        if config.run_id in seen:
+            raise ValueError(f"grid points {point_text(seen[config.run_id])} and {point_text(point)} give the same "
+                             f"run {config.run_id}; remove one value.")
+        seen[config.run_id] = point
+    return configs
+
+
+def _config(settings: dict, point: dict) -> RunConfig:
+    try:
+        return RunConfig(**settings, **point, progress=False)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{error} (grid point {point_text(point)})" if point else str(error)) from None
+
+
+def _check_storage(storage) -> Path:
+    """The study storage folder, resolved.
+
+    Raises:
+        ValueError: ``storage`` is not a (non-empty) path.
+    """
+    if not isinstance(storage, (str, os.PathLike)) or not os.fspath(storage):
+        raise ValueError(f"storage must be a folder path. Received: storage={storage!r}")
+    return Path(storage).resolve()
+
+
+@contextlib.contextmanager
+def study_lock(folder: Path, label: str):
+    """Hold the study's lock (``.locks/study.lock`` in ``folder``) without waiting.
+
+    After a refusal (a ``ValueError`` or ``OSError`` inside), the lock file and
+    the then empty folders this call created are removed.
+
+    Raises:
+        StudyLocked: another process is running this study.
+        ValueError: the folder cannot be written; or raised inside.
+    """
+    lock = results.lock_path(folder / "study")
+    created = [p for p in (lock, *lock.parents) if not p.exists()]
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(lock, timeout=0):
+            yield
+    except Timeout:
+        raise StudyLocked(f"study {label} is being run by another process (lock {lock}).") from None
+    except OSError as error:
+        _remove_created(created)
+        raise ValueError(f"Cannot write the study folder {folder}: {error.strerror or error}") from None
+    except ValueError:
+        _remove_created(created)
+        raise
+
+
+def _remove_created(created: list[Path]) -> None:
+    """After a refusal: remove the lock file and the (then empty) folders this call created."""
+    for path in created:
+        with contextlib.suppress(OSError):
+            path.unlink() if path.suffix == ".lock" else path.rmdir()
+
+
+def fresh_record(study: Study) -> dict:
+    """A fresh ``study.json`` content for ``study``: every trial pending."""
+    now = _now()
+    trials = [dict(run_id=c.run_id, params=p, config=c.result_defining(), csv=f"trials/{c.run_id}.csv",
+                   status="pending") for p, c in zip(study.points, study.configs)]
+    return dict(study_id=study.study_id, name=study.name, folder=str(study.folder), grid=study.grid,
+                settings=_jsonable(study.settings), trials=trials, versions=versions(),
+                git_commit=results.git_commit(), created=now, updated=now)
+
+
+def check_same_study(study: Study, old: dict, path: Path) -> None:
+    """Refuse a record ``old`` (read from ``path``) of another study, or of other trials.
+
+    Raises:
+        ValueError: the message names the differences (theirs, yours).
+    """
+    if old["study_id"] != study.study_id:
+        raise ValueError(f"{study.folder} holds study {old['study_id']}, not this one ({study.study_id}); "
+                         f"differences (theirs, yours): {_differences(study, old)}. "
+                         "Use another name, or remove that folder.")
+    if sorted(t["run_id"] for t in old["trials"]) != sorted(study.run_ids):
+        raise ValueError(f"{path} lists other trials than study {study.study_id} has; remove it, or use another name.")
+
+
+def _differences(study: Study, old: dict) -> dict:
+    grid = {f"grid {k}": v for k, v in differences(old.get("grid", {}), _jsonable(study.grid)).items()}
+    diff = grid | differences(old.get("settings", {}), _jsonable(study.settings))
+    # equal as written, yet other runs (a default changed, e.g. a measure was registered since): show the configs
+    first = old["trials"][0].get("config", {}) if old["trials"] else {}
+    return diff or differences(first, _jsonable(study.configs[0].result_defining()))
 
 
 def check_address(address: str | None, timeout: float = ADDRESS_TIMEOUT) -> None:
