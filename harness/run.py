@@ -599,9 +599,9 @@ class Experiment:
         elif parsed.kind == "bn":
             hook = self.recalibrations[recovery]
         else:
-            hook = self.finetuning.hook(parsed.options["steps"], self.params, ranking, values, self.config.thresholds)
+            hook = self.finetuning.recovery(parsed.options["steps"], self.params, ranking, values, self.config.thresholds)
         method = self.config.sweep_method if hook is None else "masked"
-        return sweep(self.params, ranking, values, self.config.thresholds, self.evaluate, method, hook=hook)
+        return sweep(self.params, ranking, values, self.config.thresholds, self.evaluate, method, recovery=hook)
 
     def thresholder(self, scores: list[np.ndarray], condition: dict, epoch: int, items=None) -> Thresholder:
         """Aggregate and pool the scores (unless ``items`` are given), then rank the items of one condition."""
