@@ -100,7 +100,7 @@ class Evaluator:
         self.x, self.y = tf.constant(x), tf.constant(y)
         self.class_counts = _class_counts(y, classes, classification) if classes else None
         self._compiled: dict[str, Callable] = {}
-        self.recent: dict[bytes, list] = {}  # digest of a sweep -> its (loss, accuracy) per threshold
+        self.recent: dict[bytes, list] = {}  # sweep key (see _evaluated_once) -> (loss, accuracy, per-class) per threshold
         self.evaluations = 0  # thresholds evaluated by sweeps (not copied)
         self._structure: Structure | None = None
 
@@ -443,14 +443,20 @@ def _batched(params, schedule, replacement, evaluate) -> list[tuple]:
 def _evaluated_once(params, schedule, replacement, evaluate, method) -> list[tuple]:
     """Evaluate with ``method``, or copy an earlier sweep's results when its inputs were the same.
 
-    Same means the digest of method, thresholds, masks, replacement values
-    and model weights matches one the evaluator keeps. On a model without
-    convolutions, ``filter`` items are ``weight`` items, so a run evaluates
-    those sweeps once. Copied rows get the time the copy took.
+    Same means the key matches one of the last :data:`RECENT` the evaluator
+    keeps in ``evaluate.recent``. The key is the :func:`sweep_digest` of
+    everything the rows depend on besides the evaluator itself (its model,
+    data, loss and columns are fixed for its lifetime): the method, the
+    prunable parameters' names (which variables the masks apply to), the
+    sorted thresholds, each parameter's mask steps (the thresholder's masks
+    at every threshold), the replacement values and every weight of the
+    model (BatchNorm statistics and other non-prunable weights included).
+    On a model without convolutions, ``filter`` items are ``weight`` items,
+    so a run evaluates those sweeps once. Copied rows get the time the copy took.
     """
     start = time.perf_counter()
     key = sweep_digest(method, [schedule.thresholds, *schedule.steps, *replacement,
-                                *(w.numpy() for w in evaluate.model.weights)])
+                                *(w.numpy() for w in evaluate.model.weights)], [p.name for p in params])
     if key in evaluate.recent:
         seconds = (time.perf_counter() - start) / max(schedule.k, 1)
         return [(loss, accuracy, seconds, classes) for loss, accuracy, classes in evaluate.recent[key]]
@@ -462,9 +468,9 @@ def _evaluated_once(params, schedule, replacement, evaluate, method) -> list[tup
     return results
 
 
-def sweep_digest(method: str, arrays) -> bytes:
-    """A 128-bit digest (SHA-256, truncated) of the method and the arrays (their dtypes, shapes and bytes)."""
-    digest = hashlib.sha256(method.encode())
+def sweep_digest(method: str, arrays, names=()) -> bytes:
+    """A 128-bit digest (SHA-256, truncated) of the method, the names and the arrays (their dtypes, shapes and bytes)."""
+    digest = hashlib.sha256("\0".join([method, *names]).encode())
     for array in arrays:
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype}{array.shape}".encode())
