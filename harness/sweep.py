@@ -89,6 +89,8 @@ class Evaluator:
         ValueError: ``classes`` without ``classification``, or a label outside ``[0, classes)``.
     """
 
+    compiles = True  # SweepEvaluator: sweeps compile assignment and evaluation with this object's API
+
     def __init__(self, model, loss, x, y, batch_size: int = 1024, classification: bool = True,
                  jit_compile: bool = False, classes: int | None = None):
         self.model, self.batch_size, self.jit_compile = model, batch_size, jit_compile
@@ -200,8 +202,6 @@ class Evaluator:
     def __call__(self) -> tuple[float, float]:
         """Return ``(val_loss, val_accuracy)`` of the model's current weights."""
         return self.summarize(self.totals())
-
-    compiles = True  # SweepEvaluator: sweeps compile assignment and evaluation with this object's API
 
     def evaluate_now(self) -> tuple[float, float, list[dict] | None]:
         """``(val_loss, val_accuracy, per-class metrics or None)`` of the model's current weights."""
