@@ -6,7 +6,7 @@ evaluated on the validation split. Timed, median of ``--repeats``, wall
 seconds (CPU seconds in brackets):
 
 - ``none``: the sweep as a run does it without recovery (``auto`` method);
-- ``hook``: the same sweep threshold by threshold with a hook that does
+- ``no-op``: the same sweep threshold by threshold with a recovery that does
   nothing (what every recovery pays for leaving the fast methods);
 - ``finetune``: k fine-tuning steps (batch 64, the mask held fixed) before
   each evaluation, optimizer and weights restored after.
@@ -57,26 +57,28 @@ def timed(fn, repeats: int) -> tuple[float, float]:
 
 
 def trained(model_name: str, data, batch_size: int):
-    """The model after one epoch, its optimizer, prunable parameters, magnitude ranking and zero replacement."""
+    """The model after one epoch, its optimizer, prunable parameters, magnitude thresholder and zero replacement."""
     task = get_task("mnist")
     keras.utils.set_random_seed(0)
     model, loss = task.build_model(model_name, data.x_train.shape[1:]), task.loss()
     params, optimizer = prunable_params(model), task.optimizer_for()
     Trainer(model, loss, optimizer, params, [], batch_size, 0).train_epoch(data.x_train, data.y_train, 1, progress=False)
-    ranking = Thresholder(get_aggregation("weight")(params, [np.abs(p.variable.numpy()) for p in params]), "layer")
-    return model, loss, optimizer, params, ranking, replacement_values(params, "zero", 0)
+    thresholder = Thresholder(get_aggregation("weight")(params, [np.abs(p.variable.numpy()) for p in params]), "layer")
+    return model, loss, optimizer, params, thresholder, replacement_values(params, "zero", 0)
 
 
 def finetune_factor(data, steps: int, repeats: int) -> None:
-    model, loss, optimizer, params, ranking, replacement = trained("mlp", data, 64)
+    model, loss, optimizer, params, thresholder, replacement = trained("mlp", data, 64)
     evaluate = Evaluator(model, loss, data.x_val, data.y_val)
     tuning = FineTuning(model, loss, optimizer, params, data.x_train, data.y_train, 64, 0)
     tuning.start_epoch(1, steps)
     times = {
-        "none": timed(lambda: sweep(params, ranking, replacement, THRESHOLDS, evaluate), repeats),
-        "hook": timed(lambda: sweep(params, ranking, replacement, THRESHOLDS, evaluate, hook=lambda t: None), repeats),
-        "finetune": timed(lambda: sweep(params, ranking, replacement, THRESHOLDS, evaluate,
-                                        hook=tuning.hook(steps, params, ranking, replacement, THRESHOLDS)), repeats),
+        "none": timed(lambda: sweep(params, thresholder, replacement, THRESHOLDS, evaluate), repeats),
+        "no-op": timed(lambda: sweep(params, thresholder, replacement, THRESHOLDS, evaluate, recovery=lambda t: None),
+                       repeats),
+        "finetune": timed(lambda: sweep(params, thresholder, replacement, THRESHOLDS, evaluate,
+                                        recovery=tuning.recovery(steps, params, thresholder, replacement, THRESHOLDS)),
+                          repeats),
         "evaluation": timed(evaluate, repeats * 5),
         "steps": timed(lambda: tuning._steps(*tuning.data), repeats),
     }
@@ -84,21 +86,21 @@ def finetune_factor(data, steps: int, repeats: int) -> None:
     predicted = 1 + steps * step / times["evaluation"][0]
     print(f"MNIST MLP, {len(data.x_val)} validation images, {len(THRESHOLDS)} thresholds, median of {repeats}: "
           "wall seconds [CPU]")
-    for name in ("none", "hook", "finetune"):
+    for name in ("none", "no-op", "finetune"):
         print(f"  sweep, recovery {name:10s}{times[name][0]:8.3f} s [{times[name][1]:7.3f} s]")
     print(f"  one evaluation {times['evaluation'][0] * 1e3:8.2f} ms; one fine-tuning step (batch 64) "
           f"{step * 1e3:6.2f} ms")
     print(f"  finetune:steps={steps} / none: {times['finetune'][0] / times['none'][0]:6.1f}x wall "
           f"[{times['finetune'][1] / times['none'][1]:.1f}x CPU]; predicted 1 + k * step / evaluation = {predicted:.1f}x; "
-          f"threshold-by-threshold alone (hook / none): {times['hook'][0] / times['none'][0]:.2f}x")
+          f"threshold-by-threshold alone (no-op / none): {times['no-op'][0] / times['none'][0]:.2f}x")
 
 
 def bn_factor(data, repeats: int) -> None:
-    model, loss, _, params, ranking, replacement = trained("seed003_cnn", data, 32)
+    model, loss, _, params, thresholder, replacement = trained("seed003_cnn", data, 32)
     evaluate = Evaluator(model, loss, data.x_val, data.y_val)
     recalibrate = BatchNormRecalibration(model, data.x_train, 32, 20, 0)
-    none = timed(lambda: sweep(params, ranking, replacement, THRESHOLDS, evaluate), repeats)
-    bn = timed(lambda: sweep(params, ranking, replacement, THRESHOLDS, evaluate, hook=recalibrate), repeats)
+    none = timed(lambda: sweep(params, thresholder, replacement, THRESHOLDS, evaluate), repeats)
+    bn = timed(lambda: sweep(params, thresholder, replacement, THRESHOLDS, evaluate, recovery=recalibrate), repeats)
     print(f"seed003_cnn: sweep without recovery {none[0]:.3f} s, with bn (20 batches of 32) {bn[0]:.3f} s: "
           f"{bn[0] / none[0]:.2f}x wall [{bn[1] / none[1]:.2f}x CPU]")
 

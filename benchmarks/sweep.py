@@ -180,11 +180,11 @@ def bench_reference(name, data, repeats):
     replacement = replacement_values(params, "zero", 0)
     aggregations = ["weight", "unit"] + (["filter"] if any(p.kind == "conv" for p in params) else [])
     items = {agg: get_aggregation(agg)(params, scores) for agg in aggregations}
-    rankings = {agg: Thresholder(items[agg], "layer") for agg in aggregations}
+    thresholders = {agg: Thresholder(items[agg], "layer") for agg in aggregations}
     runs = {"floor": lambda: [evaluate() for _ in THRESHOLDS], "ranking": lambda: Thresholder(items["weight"], "layer")}
-    runs |= {agg: (lambda agg=agg: sweep(params, rankings[agg], replacement, THRESHOLDS, evaluate))
+    runs |= {agg: (lambda agg=agg: sweep(params, thresholders[agg], replacement, THRESHOLDS, evaluate))
              for agg in aggregations}
-    runs["unit shrunk"] = lambda: sweep(params, rankings["unit"], replacement, THRESHOLDS, evaluate, "shrunk")
+    runs["unit shrunk"] = lambda: sweep(params, thresholders["unit"], replacement, THRESHOLDS, evaluate, "shrunk")
     timer = Timer()
     for fn in runs.values():
         fn()

@@ -1,6 +1,6 @@
 """Matched controls of a measure: its per-layer counts with random choices inside each layer.
 
-For a measure's ranking (one :class:`~harness.threshold.Thresholder` of one
+For a measure's thresholder (one :class:`~harness.threshold.Thresholder` of one
 (measure, aggregation, pooling, scope, normalization, order)), a control
 replaces, at every threshold t, as many items or weights in each layer as the
 measure does, but chooses them at random. Its rows carry the measure
@@ -68,11 +68,11 @@ def control_seed(seed: int, epoch: int) -> int:
 
 
 def make_control(name: str, thresholder: Thresholder, layers: np.ndarray, seed: int):
-    """The ranking of control ``name`` for a measure's ``thresholder``; anything a sweep's schedule can use.
+    """The thresholder of control ``name`` for a measure's ``thresholder``; anything a sweep's schedule can use.
 
     Args:
         name: ``random_matched`` or ``shuffled``.
-        thresholder: The measure's ranking.
+        thresholder: The measure's thresholder.
         layers: Layer of each of its items, shape ``(n_items,)`` (``Items.layers``).
         seed: :func:`control_seed` of the epoch.
 
@@ -96,7 +96,7 @@ class RandomMatched:
     """``random_matched``: per layer, the measure's item count at every t, on a random ranking of the layer's items.
 
     Args:
-        thresholder: The measure's ranking (anything with ``item_steps``, ``element_items``, ``n_params``).
+        thresholder: The measure's thresholder (anything with ``item_steps``, ``element_items``, ``n_params``).
         layers: Layer of each item, shape ``(n_items,)``.
         seed: Seed of the random rankings (one per layer).
     """
@@ -126,7 +126,7 @@ class Shuffled:
     all parameters in order), whatever the measure's aggregation.
 
     Args:
-        thresholder: The measure's ranking.
+        thresholder: The measure's thresholder.
         layers: Layer of each of the measure's items, shape ``(n_items,)``.
         seed: Seed of the permutations (one per layer).
     """

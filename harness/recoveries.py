@@ -1,4 +1,4 @@
-"""The recoveries of one run on its model, built once, and the recovery hook of each sweep (:mod:`harness.recovery`)."""
+"""The recoveries of one run on its model, built once, and the recovery each sweep runs (:mod:`harness.recovery`)."""
 
 from __future__ import annotations
 
@@ -51,16 +51,18 @@ class Recoveries:
         if self.finetuning is not None:
             self.finetuning.start_epoch(epoch, self.steps)
 
-    def hook(self, recovery: Recovery, ranking, values: list[np.ndarray]) -> Callable | None:
-        """The sweep's hook of ``recovery`` (None for ``none``), run threshold by threshold before evaluation.
+    def for_sweep(self, recovery: Recovery, thresholder, values: list[np.ndarray]) -> Callable | None:
+        """The :class:`harness.recovery.SweepRecovery` of ``recovery`` (None for ``none``).
+
+        The sweep runs it threshold by threshold, before each evaluation.
 
         Args:
             recovery: One of the kept recoveries.
-            ranking: The sweep's ranking (a Thresholder or a control).
+            thresholder: The sweep's thresholder (a Thresholder or a control).
             values: The sweep's replacement values, one array per parameter.
         """
         if recovery.kind == "none":
             return None
         if recovery.kind == "bn":
             return self.recalibrations[recovery.spec]
-        return self.finetuning.hook(recovery.options["steps"], self.params, ranking, values, self.thresholds)
+        return self.finetuning.recovery(recovery.options["steps"], self.params, thresholder, values, self.thresholds)

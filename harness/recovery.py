@@ -1,8 +1,11 @@
 """Recovery before evaluation: BatchNorm recalibration or a few fine-tuning steps at every threshold.
 
 A recovery runs between the assignment of a threshold's mask and its
-evaluation (the ``hook`` of :func:`harness.sweep.sweep`, which then evaluates
-threshold by threshold and restores every weight of the model afterwards).
+evaluation (the ``recovery`` of :func:`harness.sweep.sweep`, a
+:class:`SweepRecovery`; the sweep then evaluates threshold by threshold and
+restores every weight of the model afterwards). "Recovery" is this only;
+training-time measures observe training steps (:class:`harness.train.Trainer`)
+and are not recoveries.
 The CSV's ``recovery`` column records it:
 
 - ``none``: evaluate at once (the fast sweep methods apply).
@@ -43,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from typing import Protocol
 
 import keras
 import numpy as np
@@ -55,6 +59,20 @@ from measures import Param
 
 BN_STREAM = 17  # derived_seed(seed, BN_STREAM) draws a run's recalibration batches
 FINETUNE_STREAM = 19  # default_rng([seed, epoch, FINETUNE_STREAM]) orders an epoch's fine-tuning batches
+
+
+class SweepRecovery(Protocol):
+    """A recovery as :func:`harness.sweep.sweep` calls it: ``recovery(t)`` once per threshold t.
+
+    Called after t's mask is assigned and before the evaluation. It may change
+    any variable of the model; the sweep writes the evaluator's
+    ``recovery_variables`` back afterwards. Implemented by
+    :class:`BatchNormRecalibration` and by the function
+    :meth:`FineTuning.recovery` returns.
+    """
+
+    def __call__(self, t: float) -> None:
+        """Recover the live model at threshold ``t``, whose mask is assigned."""
 
 
 def batch_norm_layers(model: keras.Layer) -> list[keras.layers.BatchNormalization]:
@@ -87,7 +105,9 @@ def _batch_statistics(layers: list[keras.layers.BatchNormalization]):
 
 
 class BatchNormRecalibration:
-    """The ``bn`` recovery of a model: new moving statistics from fixed training batches (see the module).
+    """The ``bn`` recovery of a model (a :class:`SweepRecovery`): new moving statistics from fixed training batches.
+
+    See the module docstring for the formula.
 
     Args:
         model: The live model.
@@ -185,13 +205,14 @@ class FineTuning:
         y, shape = self.y[order], (steps, self.batch_size)
         self.data = (tf.constant(x.reshape(*shape, *x.shape[1:])), tf.constant(y.reshape(*shape, *y.shape[1:])))
 
-    def hook(self, steps: int, params: list[Param], ranking, replacement: list[np.ndarray], thresholds) -> Callable:
-        """The sweep hook of one sweep: at threshold t, ``steps`` steps under t's mask, then the optimizer restored.
+    def recovery(self, steps: int, params: list[Param], thresholder, replacement: list[np.ndarray],
+                 thresholds) -> SweepRecovery:
+        """The recovery of one sweep: at threshold t, ``steps`` steps under t's mask, then the optimizer restored.
 
         Args:
             steps: Optimizer steps per threshold (at most the batches drawn by :meth:`start_epoch`).
             params: The prunable parameters (the ones given to the constructor).
-            ranking: The sweep's ranking (a Thresholder or a control).
+            thresholder: The sweep's thresholder (a Thresholder or a control).
             replacement: The sweep's replacement values, one array per parameter.
             thresholds: The sweep's thresholds.
 
@@ -200,7 +221,7 @@ class FineTuning:
         """
         if self.data is None or self.data[0].shape[0] < steps:
             raise ValueError(f"finetune needs {steps} batches drawn by start_epoch first")
-        schedule = Schedule(params, ranking, replacement, thresholds)
+        schedule = Schedule(params, thresholder, replacement, thresholds)
         for value, r in zip(self.values, replacement):
             value.assign(r)
         saved = [np.array(v.numpy(), copy=True) for v in [*self.optimizer.variables, *self.others]]

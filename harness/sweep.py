@@ -31,18 +31,23 @@ import hashlib
 import time
 import zlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from harness.constants import METHODS, REPLACEMENTS
+from harness.evaluation import SweepEvaluator
 from harness.forward import FirstLayer, UnitOrder, batched_forward, shrunk_step
 from harness.masks import MaskBuffers, Schedule
 from harness.structure import Structure, removal_counts, unit_steps
 from harness.threshold import Thresholder
 from harness.validation import check_choice
 from measures import Param
+
+if TYPE_CHECKING:
+    from harness.recovery import SweepRecovery
 
 SHRINK_GAIN = 0.2
 BATCHED_MEMORY = 512 * 2**20
@@ -66,7 +71,9 @@ class Evaluator:
     flow through every sweep method. With ``classes`` (C) the columns also
     hold each class's sums of losses and of correct predictions (the
     per-example loss and correctness times the one-hot label), so one pass
-    gives the per-class metrics too (:meth:`class_metrics`).
+    gives the per-class metrics too (:meth:`class_metrics`). It is a
+    :class:`~harness.evaluation.SweepEvaluator` with ``compiles`` True: every
+    sweep method runs on it.
 
     Args:
         model: The live model; evaluated in inference mode.
@@ -82,6 +89,8 @@ class Evaluator:
         ValueError: ``classes`` without ``classification``, or a label outside ``[0, classes)``.
     """
 
+    compiles = True  # SweepEvaluator: sweeps compile assignment and evaluation with this object's API
+
     def __init__(self, model, loss, x, y, batch_size: int = 1024, classification: bool = True,
                  jit_compile: bool = False, classes: int | None = None):
         self.model, self.batch_size, self.jit_compile = model, batch_size, jit_compile
@@ -93,7 +102,7 @@ class Evaluator:
         self.x, self.y = tf.constant(x), tf.constant(y)
         self.class_counts = _class_counts(y, classes, classification) if classes else None
         self._compiled: dict[str, Callable] = {}
-        self.recent: dict[bytes, list] = {}  # digest of a sweep -> its (loss, accuracy) per threshold
+        self.recent: dict[bytes, list] = {}  # sweep key (see _evaluated_once) -> (loss, accuracy, per-class) per threshold
         self.evaluations = 0  # thresholds evaluated by sweeps (not copied)
         self._structure: Structure | None = None
 
@@ -194,6 +203,27 @@ class Evaluator:
         """Return ``(val_loss, val_accuracy)`` of the model's current weights."""
         return self.summarize(self.totals())
 
+    def evaluate_now(self) -> tuple[float, float, list[dict] | None]:
+        """``(val_loss, val_accuracy, per-class metrics or None)`` of the model's current weights."""
+        totals = self.totals()
+        return (*self.summarize(totals), self.class_metrics(totals))
+
+    def fast_methods_unavailable(self, params: list[Param]) -> str:
+        """Why ``shrunk`` and ``batched`` cannot run (:func:`unchained`); ``""`` when they can."""
+        return unchained(self.structure, params)
+
+    def recovery_variables(self, params: list[Param]) -> list:
+        """Every weight of the model (a recovery may change any of them)."""
+        return self.model.weights
+
+    def mask_buffers(self, params: list[Param]) -> MaskBuffers:
+        """The buffers of ``params``, made once and kept across sweeps."""
+        return self.compiled(("buffers", *(p.name for p in params)), lambda: MaskBuffers(params))
+
+    def removal_costs(self, schedule: Schedule) -> tuple[np.ndarray, np.ndarray]:
+        """``(params_remaining, flops)`` per threshold (:func:`harness.structure.removal_counts`)."""
+        return removal_counts(self.structure, schedule.zero_steps, schedule.k)
+
 
 def _class_counts(y, classes: int, classification: bool) -> np.ndarray:
     """Validation examples per class, shape ``(classes,)``; refuses labels outside ``[0, classes)``."""
@@ -205,6 +235,15 @@ def _class_counts(y, classes: int, classification: bool) -> np.ndarray:
         raise ValueError(f"labels must lie in [0, {classes}) for per-class evaluation. "
                          f"Received: labels in [{labels.min()}, {labels.max()}]")
     return np.bincount(labels, minlength=classes)
+
+
+def unchained(structure: Structure, params: list[Param]) -> str:
+    """Why a model's structure keeps ``params`` from ``shrunk`` and ``batched``: not a chain, or parameters outside it."""
+    if structure.chain is None:
+        return f"model {structure.model.name!r} is not a chain of Dense, convolution, pooling and element-wise layers"
+    if any(structure.link_of(p.variable) is None for p in params):
+        return "some prunable parameters are not Dense or convolution kernels or biases"
+    return ""
 
 
 def _row(evaluate, totals, seconds: float) -> tuple:
@@ -233,15 +272,16 @@ def replacement_values(params: list[Param], mode: str, seed: int) -> list[np.nda
     return values
 
 
-def choose_method(method: str, evaluate, schedule: Schedule, params: list[Param], hook) -> str:
+def choose_method(method: str, evaluator: SweepEvaluator, schedule: Schedule, params: list[Param],
+                  recovery: SweepRecovery | None) -> str:
     """The sweep method to use (see the module docstring for ``auto``).
 
     Raises:
         ValueError: unknown ``method``, or one that cannot run here (the message says why).
     """
     check_choice("sweep method", method, METHODS)
-    reason = _unavailable(evaluate, params, hook)
-    if method == "shrunk" and reason and isinstance(evaluate, Evaluator) and hook is None:
+    reason = _unavailable(evaluator, params, recovery)
+    if method == "shrunk" and reason and evaluator.compiles and recovery is None:
         return "masked"  # the model's structure: Structure.notes say why, per layer (residual, attention)
     if method in ("shrunk", "batched") and reason:
         raise ValueError(f"sweep method {method!r} cannot run: {reason}")
@@ -249,24 +289,18 @@ def choose_method(method: str, evaluate, schedule: Schedule, params: list[Param]
         return method
     if reason:
         return "masked"
-    if shrink_gain(evaluate.structure, schedule) >= SHRINK_GAIN:
+    if shrink_gain(evaluator.structure, schedule) >= SHRINK_GAIN:
         return "shrunk"
-    if tf.config.list_physical_devices("GPU") and batched_chunk(evaluate, params, schedule.k):
+    if tf.config.list_physical_devices("GPU") and batched_chunk(evaluator, params, schedule.k):
         return "batched"
     return "masked"
 
 
-def _unavailable(evaluate, params: list[Param], hook) -> str:
-    if not isinstance(evaluate, Evaluator):
-        return "the evaluation is a plain function, not an Evaluator"
-    if hook is not None:
-        return "a hook runs between assignment and evaluation"
-    structure = evaluate.structure
-    if structure.chain is None:
-        return f"model {evaluate.model.name!r} is not a chain of Dense, convolution, pooling and element-wise layers"
-    if any(structure.link_of(p.variable) is None for p in params):
-        return "some prunable parameters are not Dense or convolution kernels or biases"
-    return ""
+def _unavailable(evaluator: SweepEvaluator, params: list[Param], recovery: SweepRecovery | None) -> str:
+    """Why ``shrunk`` and ``batched`` cannot run: a recovery, else the evaluator's reason; ``""`` when they can."""
+    if recovery is not None:
+        return "a recovery runs between assignment and evaluation"
+    return evaluator.fast_methods_unavailable(params)
 
 
 def shrink_gain(structure: Structure, schedule: Schedule) -> float:
@@ -298,15 +332,8 @@ def batched_chunk(evaluate: Evaluator, params: list[Param], k: int) -> int:
     return int(min(evaluate.batch_size, max(0, BATCHED_MEMORY - weights) // per_example))
 
 
-def mask_buffers(params: list[Param], evaluate) -> MaskBuffers:
-    """The buffers of ``params``, kept on the evaluator across sweeps (new ones for a plain function)."""
-    if not isinstance(evaluate, Evaluator):
-        return MaskBuffers(params)
-    return evaluate.compiled(("buffers", *(p.name for p in params)), lambda: MaskBuffers(params))
-
-
 def _masked(params, schedule, replacement, evaluate) -> list[tuple]:
-    buffers = mask_buffers(params, evaluate)
+    buffers = evaluate.mask_buffers(params)
     step = evaluate.compiled(("masked", *(p.name for p in params)), lambda: evaluate.compile(
         lambda x: evaluate.model(x, training=False), [buffers.span_spec], buffers.scatter))
     buffers.load(schedule, replacement)
@@ -322,28 +349,29 @@ def _masked(params, schedule, replacement, evaluate) -> list[tuple]:
     return out
 
 
-def _stepwise(params, schedule, replacement, evaluate, hook) -> list[tuple]:
-    """Masked evaluation with one call for the assignment and one for ``evaluate``, and ``hook`` between.
+def _stepwise(params, schedule, replacement, evaluator: SweepEvaluator, recovery: SweepRecovery | None) -> list[tuple]:
+    """Masked evaluation with one call for the assignment and one for the evaluator, and ``recovery`` between.
 
-    With a hook every threshold starts from the original weights (the hook
-    may have changed any variable), so its whole mask is written again.
+    With a recovery every threshold starts from the original weights (the
+    recovery may have changed any variable), so its whole mask is written again.
     """
-    buffers = mask_buffers(params, evaluate)
-    held = evaluate.model.weights if isinstance(evaluate, Evaluator) else [p.variable for p in params]
-    snapshot = [np.array(v.numpy(), copy=True) for v in held] if hook is not None else []
+    buffers = evaluator.mask_buffers(params)
+    held = evaluator.recovery_variables(params)
+    snapshot = [np.array(v.numpy(), copy=True) for v in held] if recovery is not None else []
     buffers.load(schedule, replacement)
     buffers.sync()
     out = []
     try:
         for k, t in enumerate(schedule.thresholds):
             start = time.perf_counter()
-            if hook is not None:
+            if recovery is not None:
                 buffers.restore()
                 buffers.sync()
             buffers.apply(buffers.span(k))
-            if hook is not None:
-                hook(float(t))
-            out.append(_evaluate_now(evaluate, start))
+            if recovery is not None:
+                recovery(float(t))
+            loss, accuracy, classes = evaluator.evaluate_now()
+            out.append((loss, accuracy, time.perf_counter() - start, classes))
             for v, value in zip(held, snapshot):
                 v.assign(value)
     finally:
@@ -351,17 +379,9 @@ def _stepwise(params, schedule, replacement, evaluate, hook) -> list[tuple]:
     return out
 
 
-def _evaluate_now(evaluate, start: float) -> tuple:
-    """The row of the current weights (per-class metrics only from an :class:`Evaluator`)."""
-    if isinstance(evaluate, Evaluator):
-        totals = evaluate.totals()
-        return _row(evaluate, totals, time.perf_counter() - start)
-    return (*evaluate(), time.perf_counter() - start, None)
-
-
 def _shrunk(params, schedule, replacement, evaluate) -> list[tuple]:
     structure = evaluate.structure
-    buffers = mask_buffers(params, evaluate)
+    buffers = evaluate.mask_buffers(params)
     units = unit_steps(structure, schedule.zero_steps, schedule.k)
     order, first = UnitOrder(structure, units), _first_layer(params, schedule, evaluate, units)
     step = evaluate.compiled(("shrunk", first is not None, *(p.name for p in params)),
@@ -423,14 +443,20 @@ def _batched(params, schedule, replacement, evaluate) -> list[tuple]:
 def _evaluated_once(params, schedule, replacement, evaluate, method) -> list[tuple]:
     """Evaluate with ``method``, or copy an earlier sweep's results when its inputs were the same.
 
-    Same means the digest of method, thresholds, masks, replacement values
-    and model weights matches one the evaluator keeps. On a model without
-    convolutions, ``filter`` items are ``weight`` items, so a run evaluates
-    those sweeps once. Copied rows get the time the copy took.
+    Same means the key matches one of the last :data:`RECENT` the evaluator
+    keeps in ``evaluate.recent``. The key is the :func:`sweep_digest` of
+    everything the rows depend on besides the evaluator itself (its model,
+    data, loss and columns are fixed for its lifetime): the method, the
+    prunable parameters' names (which variables the masks apply to), the
+    sorted thresholds, each parameter's mask steps (the thresholder's masks
+    at every threshold), the replacement values and every weight of the
+    model (BatchNorm statistics and other non-prunable weights included).
+    On a model without convolutions, ``filter`` items are ``weight`` items,
+    so a run evaluates those sweeps once. Copied rows get the time the copy took.
     """
     start = time.perf_counter()
     key = sweep_digest(method, [schedule.thresholds, *schedule.steps, *replacement,
-                                *(w.numpy() for w in evaluate.model.weights)])
+                                *(w.numpy() for w in evaluate.model.weights)], [p.name for p in params])
     if key in evaluate.recent:
         seconds = (time.perf_counter() - start) / max(schedule.k, 1)
         return [(loss, accuracy, seconds, classes) for loss, accuracy, classes in evaluate.recent[key]]
@@ -442,9 +468,9 @@ def _evaluated_once(params, schedule, replacement, evaluate, method) -> list[tup
     return results
 
 
-def sweep_digest(method: str, arrays) -> bytes:
-    """A 128-bit digest (SHA-256, truncated) of the method and the arrays (their dtypes, shapes and bytes)."""
-    digest = hashlib.sha256(method.encode())
+def sweep_digest(method: str, arrays, names=()) -> bytes:
+    """A 128-bit digest (SHA-256, truncated) of the method, the names and the arrays (their dtypes, shapes and bytes)."""
+    digest = hashlib.sha256("\0".join([method, *names]).encode())
     for array in arrays:
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype}{array.shape}".encode())
@@ -453,25 +479,31 @@ def sweep_digest(method: str, arrays) -> bytes:
 
 
 def sweep(params: list[Param], thresholder: Thresholder, replacement: list[np.ndarray],
-          thresholds, evaluate: Evaluator, method: str = "auto",
-          hook: Callable[[float], None] | None = None) -> list[dict]:
+          thresholds, evaluator: SweepEvaluator, method: str = "auto",
+          recovery: SweepRecovery | None = None) -> list[dict]:
     """Evaluate the model at every threshold, then restore the weights bit for bit.
 
-    The masks of all thresholds come from one ranking and are nested; nothing
+    The masks of all thresholds come from one thresholder and are nested; nothing
     is cloned or compiled per threshold (see the module docstring for the methods).
 
     Args:
         params: The prunable parameters, in the thresholder's order.
-        thresholder: Ranking of the items of one (measure, aggregation, scope).
+        thresholder: The order in which the items of one (measure,
+            aggregation, scope) are replaced: a :class:`~harness.threshold.Thresholder`
+            or a control (:mod:`harness.controls`).
         replacement: Values for replaced elements, one array per parameter.
         thresholds: Fractions t in [0, 1].
-        evaluate: An :class:`Evaluator`, or any function returning
-            ``(val_loss, val_accuracy)`` of the live model (then only
-            ``masked`` runs and ``params_remaining``/``flops`` are NaN).
+        evaluator: A :class:`~harness.evaluation.SweepEvaluator`: an
+            :class:`Evaluator`, or a :class:`~harness.evaluation.FunctionEvaluator`
+            wrapping a function that returns ``(val_loss, val_accuracy)`` of
+            the live model (then only ``masked`` runs and
+            ``params_remaining``/``flops`` are NaN).
         method: ``auto``, ``masked``, ``shrunk`` or ``batched``.
-        hook: Called with the threshold after its mask is assigned and before
-            evaluation (recovery steps, say); it may change any variable of
-            the model, which is restored before the next threshold. Forces ``masked``.
+        recovery: A :class:`~harness.recovery.SweepRecovery`, called with the
+            threshold after its mask is assigned and before evaluation
+            (BatchNorm recalibration, fine-tuning steps). It may change any of
+            the evaluator's ``recovery_variables``, which are restored before
+            the next threshold. Forces ``masked``.
 
     Returns:
         One dict per threshold, in the given order: threshold, sparsity,
@@ -482,15 +514,18 @@ def sweep(params: list[Param], thresholder: Thresholder, replacement: list[np.nd
 
     Raises:
         ValueError: a threshold outside [0, 1]; an unknown method, or one that cannot run.
+        TypeError: ``evaluator`` is not a :class:`~harness.evaluation.SweepEvaluator` (a plain function, say).
     """
+    if not isinstance(evaluator, SweepEvaluator):
+        raise TypeError("evaluator must be a SweepEvaluator: an Evaluator, or a plain function wrapped in "
+                        f"harness.evaluation.FunctionEvaluator. Received: evaluator={evaluator!r}")
     schedule = Schedule(params, thresholder, replacement, thresholds)
-    method = choose_method(method, evaluate, schedule, params, hook)
-    if hook is not None or not isinstance(evaluate, Evaluator):
-        results = _stepwise(params, schedule, replacement, evaluate, hook)
+    method = choose_method(method, evaluator, schedule, params, recovery)
+    if recovery is not None or not evaluator.compiles:
+        results = _stepwise(params, schedule, replacement, evaluator, recovery)
     else:
-        results = _evaluated_once(params, schedule, replacement, evaluate, method)
-    costs = removal_counts(evaluate.structure, schedule.zero_steps, schedule.k) if isinstance(evaluate, Evaluator) \
-        else (np.full(schedule.k, np.nan), np.full(schedule.k, np.nan))
+        results = _evaluated_once(params, schedule, replacement, evaluator, method)
+    costs = evaluator.removal_costs(schedule)
     rows = [None] * schedule.k
     for j, (position, t) in enumerate(zip(schedule.order, schedule.thresholds)):
         n = int(schedule.n_replaced[j])

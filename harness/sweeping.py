@@ -24,7 +24,7 @@ log = logging.getLogger("harness")
 
 
 class Sweeper:
-    """The sweeps of one measure's scores under one condition: its ranking, the controls, and their rows.
+    """The sweeps of one measure's scores under one condition: its thresholder, the controls' thresholders, and their rows.
 
     Args:
         config: The run's parameters (thresholds, threshold rule, sweep method, seed).
@@ -63,12 +63,12 @@ class Sweeper:
             ValueError: a sweep gave a non-finite validation loss; names the threshold and the sweep.
         """
         items = self.items(scores, condition)
-        rankings = {None: self.thresholder(scores, condition, epoch, items)}
+        thresholders = {None: self.thresholder(scores, condition, epoch, items)}
         for variant, mode, recovery in sweeps:
-            if variant not in rankings:
-                rankings[variant] = make_control(variant, rankings[None], items.layers,
+            if variant not in thresholders:
+                thresholders[variant] = make_control(variant, thresholders[None], items.layers,
                                                  control_seed(self.config.seed, epoch))
-            rows = self.rows(rankings[variant], replacement[mode], recovery)
+            rows = self.rows(thresholders[variant], replacement[mode], recovery)
             bad = [r for r in rows if not math.isfinite(r["val_loss"])]
             if bad:
                 raise ValueError(f"validation loss {bad[0]['val_loss']} at threshold {bad[0]['threshold']} "
@@ -76,11 +76,11 @@ class Sweeper:
                                  "the sweep's rows are not written")
             yield variant, mode, recovery, rows
 
-    def rows(self, ranking, values: list[np.ndarray], recovery: Recovery) -> list[dict]:
-        """One sweep's rows; a recovery runs as the sweep's hook (threshold by threshold, ``masked``)."""
-        hook = self.recoveries.hook(recovery, ranking, values)
-        method = self.config.sweep_method if hook is None else "masked"
-        return sweep(self.params, ranking, values, self.config.thresholds, self.evaluate, method, hook=hook)
+    def rows(self, thresholder, values: list[np.ndarray], recovery: Recovery) -> list[dict]:
+        """One sweep's rows; a recovery runs threshold by threshold before each evaluation (``masked``)."""
+        step = self.recoveries.for_sweep(recovery, thresholder, values)
+        method = self.config.sweep_method if step is None else "masked"
+        return sweep(self.params, thresholder, values, self.config.thresholds, self.evaluate, method, recovery=step)
 
 
 class EpochSweeps:

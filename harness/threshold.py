@@ -33,7 +33,7 @@ from harness.constants import NORMALIZATIONS, ORDERS, SCOPES, THRESHOLD_RULES
 from harness.validation import check_choice
 
 RECENT_RANKINGS = 4
-_RANKINGS: dict[bytes, np.ndarray] = {}  # digest of (scores, segments, seed) -> ranking, oldest first
+_RANKINGS: dict[bytes, np.ndarray] = {}  # digest of (scores, segments, seed) -> ranking (see recent_rank_order)
 
 
 def normalize_per_layer(scores: np.ndarray, layers: np.ndarray, how: str) -> np.ndarray:
@@ -211,10 +211,16 @@ def _by_code(items: np.ndarray, codes: np.ndarray) -> np.ndarray:
 def recent_rank_order(scores: np.ndarray, segments: np.ndarray, seed: int) -> np.ndarray:
     """:func:`rank_order`, reusing one of the last :data:`RECENT_RANKINGS` results for the same inputs.
 
-    Inputs are compared by a 128-bit digest (SHA-256, truncated) of their bytes (the
-    scores' :func:`score_codes` when they are float32 values, the segments
-    as int16 when they fit). With orders ``least`` and ``most`` both swept,
-    each ranking is computed once. The result is shared: do not modify it.
+    The cache (``_RANKINGS``, module-level, oldest first) is keyed by a
+    128-bit digest (SHA-256, truncated) of every input of :func:`rank_order`:
+    the seed, the item count, the scores (their :func:`score_codes` when
+    they are float32 values, else their float64 values; equal codes mean
+    equal scores, so equal rankings) and the segments (int16 when they fit,
+    else int64), each with its dtype. Scope, normalization, pooling and
+    aggregation reach the ranking only through the scores and segments; the
+    order (``most``) and the threshold rule are applied to the result, not
+    cached. With orders ``least`` and ``most`` both swept, each ranking is
+    computed once. The result is shared: do not modify it.
     """
     codes = score_codes(scores)
     values = codes if codes is not None else np.ascontiguousarray(scores, np.float64)

@@ -40,7 +40,9 @@ class Trainer:
         loss: The training loss.
         optimizer: A Keras optimizer; built here for the model's variables.
         params: The prunable parameters.
-        hooks: Training-time measures; ``build(params)`` is called here.
+        hooks: Training-time measures, which observe every step; ``build(params)`` is called here.
+            (In the harness a hook is only this; what runs between a sweep's
+            mask and its evaluation is a recovery, :mod:`harness.recovery`.)
         batch_size: Examples per step.
         seed: Seed of the data order.
         augment: ``f(x, seed) -> x'`` randomly augmenting training inputs, or None.

@@ -14,8 +14,8 @@ from tests.helpers import CE_LOGITS, random_data, tiny_conv_model, tiny_dense_mo
 THRESHOLDS = np.linspace(0, 1, 11)
 
 
-def measure_ranking(model_fn, aggregation, scope="global", seed=0):
-    """A measure's ranking on a tiny model: fresh random scores, global scope (per-layer counts vary with t)."""
+def measure_thresholder(model_fn, aggregation, scope="global", seed=0):
+    """A measure's thresholder on a tiny model: fresh random scores, global scope (per-layer counts vary with t)."""
     model = model_fn()
     params = prunable_params(model, "kernels+biases")
     scores = [np.random.default_rng([seed, i]).random(p.shape) ** (i + 1) for i, p in enumerate(params)]
@@ -28,19 +28,19 @@ def per_layer_counts(steps, groups, k):
     return [int(np.sum(steps[groups == g] <= k)) for g in np.unique(groups)]
 
 
-def element_layers(ranking, item_layers):
-    return np.concatenate([item_layers[ids].ravel() for ids in ranking.element_items])
+def element_layers(thresholder, item_layers):
+    return np.concatenate([item_layers[ids].ravel() for ids in thresholder.element_items])
 
 
-def element_steps(ranking, thresholds):
-    steps = ranking.item_steps(thresholds)
-    return np.concatenate([steps[ids].ravel() for ids in ranking.element_items])
+def element_steps(thresholder, thresholds):
+    steps = thresholder.item_steps(thresholds)
+    return np.concatenate([steps[ids].ravel() for ids in thresholder.element_items])
 
 
 @pytest.mark.parametrize("model_fn, aggregation", [(tiny_dense_model, "unit"), (tiny_conv_model, "filter"),
                                                    (tiny_conv_model, "weight")])
 def test_random_matched_replaces_exactly_the_measures_items_per_layer_at_every_threshold(model_fn, aggregation):
-    _, _, items, measure = measure_ranking(model_fn, aggregation)
+    _, _, items, measure = measure_thresholder(model_fn, aggregation)
     control = RandomMatched(measure, items.layers, seed=5)
     steps = control.item_steps(THRESHOLDS)
     for k, t in enumerate(THRESHOLDS):
@@ -53,7 +53,7 @@ def test_random_matched_replaces_exactly_the_measures_items_per_layer_at_every_t
 @pytest.mark.parametrize("model_fn, aggregation", [(tiny_dense_model, "unit"), (tiny_conv_model, "filter"),
                                                    (tiny_conv_model, "weight")])
 def test_shuffled_keeps_the_measures_weight_count_of_every_layer_and_scatters_its_weights(model_fn, aggregation):
-    _, _, items, measure = measure_ranking(model_fn, aggregation)
+    _, _, items, measure = measure_thresholder(model_fn, aggregation)
     control = Shuffled(measure, items.layers, seed=5)
     layers = element_layers(measure, items.layers)
     ours, theirs = control.item_steps(THRESHOLDS), element_steps(measure, THRESHOLDS)
@@ -70,7 +70,7 @@ def test_shuffled_keeps_the_measures_weight_count_of_every_layer_and_scatters_it
 
 @pytest.mark.parametrize("name", ["random_matched", "shuffled"])
 def test_controls_are_nested_and_seeded(name):
-    _, params, items, measure = measure_ranking(tiny_conv_model, "unit")
+    _, params, items, measure = measure_thresholder(tiny_conv_model, "unit")
     control = make_control(name, measure, items.layers, seed=3)
     replacement = [np.zeros(p.shape, np.float32) for p in params]
     schedule = Schedule(params, control, replacement, THRESHOLDS)
@@ -85,7 +85,7 @@ def test_controls_are_nested_and_seeded(name):
 
 
 def test_a_control_drives_a_sweep_and_replaces_as_many_weights_as_the_measure():
-    model, params, items, measure = measure_ranking(tiny_dense_model, "unit", scope="global")
+    model, params, items, measure = measure_thresholder(tiny_dense_model, "unit", scope="global")
     x, y = random_data(model, n=20, seed=2)
     evaluate = Evaluator(model, CE_LOGITS, x, y, batch_size=8)
     replacement = replacement_values(params, "zero", 0)
@@ -102,6 +102,6 @@ def test_a_control_drives_a_sweep_and_replaces_as_many_weights_as_the_measure():
 
 
 def test_unknown_control_is_refused():
-    _, _, items, measure = measure_ranking(tiny_dense_model, "unit")
+    _, _, items, measure = measure_thresholder(tiny_dense_model, "unit")
     with pytest.raises(ValueError, match=r"Unknown control 'matched'; available: \['random_matched', 'shuffled'\]"):
         make_control("matched", measure, items.layers, 0)

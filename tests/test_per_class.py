@@ -37,9 +37,9 @@ def test_per_class_metrics_equal_a_per_class_evaluate_for_every_method(model_fn,
     plain = Evaluator(model, CE_LOGITS, x, y, batch_size=8)
     reference = {t: per_class_reference(model, params, thresholder.masks(t), replacement, x, y) for t in THRESHOLDS}
     counts = np.bincount(y, minlength=CLASSES)
-    for method, hook in [("masked", None), ("shrunk", None), ("batched", None), ("masked", lambda t: None)]:
-        rows = sweep(params, thresholder, replacement, THRESHOLDS, evaluate, method, hook)
-        overall = sweep(params, thresholder, replacement, THRESHOLDS, plain, method, hook)
+    for method, recovery in [("masked", None), ("shrunk", None), ("batched", None), ("masked", lambda t: None)]:
+        rows = sweep(params, thresholder, replacement, THRESHOLDS, evaluate, method, recovery)
+        overall = sweep(params, thresholder, replacement, THRESHOLDS, plain, method, recovery)
         for row, same in zip(rows, overall):
             got = row["per_class"]
             assert [c["class"] for c in got] == list(range(CLASSES)) and "per_class" not in same

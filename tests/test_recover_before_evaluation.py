@@ -71,7 +71,7 @@ def test_bn_recalibration_equals_keras_moving_averages_on_the_same_batches_with_
 
 
 def trained_setup(seed: int = 0):
-    """A model with BatchNorm and Dropout after two training steps (so Adam has moments), a ranking, replacement."""
+    """A model with BatchNorm and Dropout after two training steps (so Adam has moments), a thresholder, replacement."""
     model = bn_model(dropout=True, seed=seed)
     x, y = random_data(model, n=48, seed=5)
     optimizer = keras.optimizers.Adam(1e-2)
@@ -88,13 +88,13 @@ def trained_setup(seed: int = 0):
 
 def test_finetune_keeps_replaced_weights_replaced_moves_the_others_and_restores_the_optimizer():
     model, optimizer, params, thresholder, replacement, tuning, _ = trained_setup()
-    hook = tuning.hook(3, params, thresholder, replacement, THRESHOLDS)
+    recovery = tuning.recovery(3, params, thresholder, replacement, THRESHOLDS)
     masks = thresholder.masks(0.6)
     before = [p.variable.numpy().copy() for p in params]
     for p, mask, r, w in zip(params, masks, replacement, before):
         p.variable.assign(np.where(mask, r, w))
     optimizer_state = [v.numpy().copy() for v in optimizer.variables]
-    hook(0.6)
+    recovery(0.6)
     for p, mask, r, w in zip(params, masks, replacement, before):
         value = p.variable.numpy()
         np.testing.assert_array_equal(value[mask], r[mask])  # replaced: exactly the replacement values
@@ -108,13 +108,13 @@ def test_a_finetune_sweep_restores_weights_and_optimizer_bit_for_bit_with_one_co
     plain = sweep(params, thresholder, replacement, THRESHOLDS, evaluate)
     before = all_state(model, optimizer)
     rows = sweep(params, thresholder, replacement, THRESHOLDS, evaluate,
-                 hook=tuning.hook(3, params, thresholder, replacement, THRESHOLDS))
+                 recovery=tuning.recovery(3, params, thresholder, replacement, THRESHOLDS))
     after = all_state(model, optimizer)
     assert len(before) == len(after) and all(np.array_equal(a, b) for a, b in zip(before, after))
     assert [r["n_replaced"] for r in rows] == [r["n_replaced"] for r in plain]
     assert rows[2]["val_loss"] < plain[2]["val_loss"]  # three steps on these examples lower their loss
     assert tuning._steps.experimental_get_tracing_count() == 1
-    schedule = Schedule(params, thresholder, replacement, THRESHOLDS)  # the hook's masks are the sweep's
+    schedule = Schedule(params, thresholder, replacement, THRESHOLDS)  # the recovery's masks are the sweep's
     assert [int(sum(np.sum(s <= k) for s in schedule.steps)) for k in range(4)] == [r["n_replaced"] for r in rows]
 
 
@@ -136,7 +136,7 @@ def test_recovery_specs_have_one_canonical_text(spec, canonical):
 
 def test_the_compiled_loop_of_k_steps_equals_k_single_steps():
     model, optimizer, params, thresholder, replacement, tuning, _ = trained_setup(seed=2)
-    tuning.hook(3, params, thresholder, replacement, THRESHOLDS)  # sets the replacement values
+    tuning.recovery(3, params, thresholder, replacement, THRESHOLDS)  # sets the replacement values
     for mask, m in zip(tuning.masks, thresholder.masks(0.6)):
         mask.assign(m)
     start = all_state(model, optimizer)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from aggregations import get_aggregation
+from harness.evaluation import FunctionEvaluator
 from harness.sweep import Evaluator, replacement_values, sweep
 from harness.threshold import Thresholder
 from harness.train import Trainer
@@ -71,7 +72,7 @@ def test_sweep_writes_replacement_values_into_masked_elements():
         seen["weights"] = [p.variable.numpy().copy() for p in params]
         return 0.0, 0.0
 
-    sweep(params, thr, repl, [0.4], spy)
+    sweep(params, thr, repl, [0.4], FunctionEvaluator(spy))
     for w, orig, r, mask in zip(seen["weights"], originals, repl, thr.masks(0.4)):
         assert np.array_equal(w[mask], r[mask]) and np.array_equal(w[~mask], orig[~mask])
 
@@ -87,7 +88,7 @@ def test_restore_is_bit_exact_even_after_an_error():
         raise RuntimeError("evaluation failed")
 
     with pytest.raises(RuntimeError):
-        sweep(params, thr, replacement_values(params, "zero", 1), [0.5], boom)
+        sweep(params, thr, replacement_values(params, "zero", 1), [0.5], FunctionEvaluator(boom))
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
 

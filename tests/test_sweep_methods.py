@@ -6,6 +6,7 @@ import pytest
 
 import harness.sweep
 from aggregations import Items, get_aggregation
+from harness.evaluation import FunctionEvaluator
 from harness.forward import FirstLayer
 from harness.masks import Schedule
 from harness.structure import Structure
@@ -112,7 +113,9 @@ def test_auto_shrinks_unit_sweeps_and_masks_weight_sweeps():
     with pytest.raises(ValueError, match=r"Unknown sweep method 'fast'; available: \['auto', 'masked'"):
         sweep(params, thresholder, zero, [0.5], evaluate, "fast")
     with pytest.raises(ValueError, match="'shrunk' cannot run: the evaluation is a plain function"):
-        sweep(params, thresholder, zero, [0.5], lambda: (0.0, 0.0), "shrunk")
+        sweep(params, thresholder, zero, [0.5], FunctionEvaluator(lambda: (0.0, 0.0)), "shrunk")
+    with pytest.raises(TypeError, match="wrapped in harness.evaluation.FunctionEvaluator. Received: evaluator=<function"):
+        sweep(params, thresholder, zero, [0.5], lambda: (0.0, 0.0))
 
 
 def test_batched_refuses_when_the_copies_do_not_fit(monkeypatch):
@@ -154,18 +157,18 @@ def test_conv_flops_count_every_output_position():
     assert rows[1]["params_remaining"] == 3  # the output bias alone: every unit folded into it
 
 
-def test_a_hook_runs_between_assignment_and_evaluation_and_its_changes_are_undone():
+def test_a_recovery_runs_between_assignment_and_evaluation_and_its_changes_are_undone():
     model, params, thresholder, evaluate = setup(tiny_dense_model, "kernels", "unit")
     replacement = replacement_values(params, "zero", 0)
     before = [w.copy() for w in model.get_weights()]
     seen = []
 
-    def hook(t):
+    def recovery(t):
         seen.append(all(np.array_equal(p.variable.numpy(), np.where(m, r, b))
                         for p, m, r, b in zip(params, thresholder.masks(t), replacement, [before[0], before[2]])))
         model.layers[-1].bias.assign(model.layers[-1].bias + 1.0)  # a recovery step changing a non-prunable variable
 
-    rows = sweep(params, thresholder, replacement, [0.8, 0.15], evaluate, hook=hook)
+    rows = sweep(params, thresholder, replacement, [0.8, 0.15], evaluate, recovery=recovery)
     assert seen == [True, True]
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
     model.layers[-1].bias.assign(before[3] + 1.0)

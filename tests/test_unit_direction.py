@@ -173,9 +173,9 @@ def test_controls_of_group_items_mask_what_the_items_cover(control):
     params = prunable_params(three_layers(), "kernels")
     items = get_aggregation("unit:direction=group")(params, hand_scores(params), "mean")
     measure = Thresholder(items, "layer", seed=0)
-    ranking = make_control(control, measure, items.layers, seed=5)
+    control_thresholder = make_control(control, measure, items.layers, seed=5)
     zero = replacement_values(params, "zero", 0)
-    schedule, own = Schedule(params, ranking, zero, THRESHOLDS), Schedule(params, measure, zero, THRESHOLDS)
+    schedule, own = Schedule(params, control_thresholder, zero, THRESHOLDS), Schedule(params, measure, zero, THRESHOLDS)
     if control == "shuffled":  # per layer, as many weights as the measure's mask, covers included
         np.testing.assert_array_equal(np.c_[schedule.bounds], np.c_[own.bounds])
     else:  # whole units: every removed unit's consuming rows go with it
