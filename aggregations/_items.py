@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
 from measures import Param
+from measures._cache import Recent
 
 POOLINGS = ("mean", "sum", "max", "min", "l2")
 
@@ -76,7 +76,7 @@ class Aggregation:
     parameters of one layer (a unit's kernel column and its bias) use a shared
     numbering; other items are private to their parameter. The numbering
     depends only on the parameters, so it is computed once per (aggregation
-    class, parameter list) and reused (:data:`RECENT_NUMBERINGS` are kept):
+    class, :meth:`key`, parameter list) and reused (see :data:`NUMBERINGS`):
     :meth:`local_items` must not depend on anything else.
     """
 
@@ -142,8 +142,17 @@ class Aggregation:
                      numbering.element_covers, numbering.notes)
 
 
-RECENT_NUMBERINGS = 8
-_NUMBERINGS: dict[tuple, tuple] = {}  # (class, ids and shapes of the params) -> (weak refs, numbering)
+NUMBERINGS = Recent(8)
+"""The item numberings of the 8 most recently used (aggregation, parameter list) pairs.
+
+Key: ``(type(aggregation), aggregation.key(), ids of the Params)``; the
+entry holds the Params, so their ids stay unique while it exists (a Param is
+frozen, and its variable's shape fixed). Complete because a numbering is built from the aggregation's class,
+its options and run options (:meth:`Aggregation.key`: unit and filter give
+``direction`` and ``structured_bn``) and the Params (their shapes, layers and
+the model graph around them, fixed once built) only, never from scores or
+variable values.
+"""
 
 
 class Numbering:
@@ -179,14 +188,8 @@ class Numbering:
     @classmethod
     def of(cls, aggregation: Aggregation, params: list[Param]) -> Numbering:
         """The numbering of ``params`` by ``aggregation``'s class, made on first use and kept."""
-        key = (type(aggregation), aggregation.key(), tuple(id(p) for p in params),
-               tuple(p.shape for p in params))
-        held = _NUMBERINGS.get(key)
-        if held is None or any(ref() is not p for ref, p in zip(held[0], params)):  # an id reused by a new Param
-            held = _NUMBERINGS[key] = ([weakref.ref(p) for p in params], cls(aggregation, params))
-            while len(_NUMBERINGS) > RECENT_NUMBERINGS:
-                _NUMBERINGS.pop(next(iter(_NUMBERINGS)))
-        return held[1]
+        key = (type(aggregation), aggregation.key(), tuple(id(p) for p in params))
+        return NUMBERINGS.get(key, tuple(params), lambda: cls(aggregation, params))
 
     def pool(self, values: np.ndarray, pooling: str) -> np.ndarray:
         """:func:`pool` of flat ``values`` by item, with the grouping of the elements computed once."""

@@ -18,12 +18,12 @@ includes tracing; TensorFlow is warmed up on a toy model first) and ``warm``
 Fisher paths (``--fisher-paths``): the empirical Fisher on the original
 study's CNN (``seed003_cnn``: four convolutions, two BatchNormalization
 layers, three Dense; seed 003) with ``prunable = all``, N examples, timed
-with the earlier per-layer routing (``_utils.legacy_layer_paths()``:
-BatchNormalization's gamma and beta through ``tf.vectorized_map``, conv
-kernels from unfolded inputs, pre-activations recomputed, a retrace for the
-last chunk) and with the current one. Cold (cache cleared, includes tracing)
-and warm, wall and CPU seconds, median of ``--repeats`` interleaved rounds;
-the floor is one compiled batched gradient of the loss over the same N.
+on the naive reference path (``pfor``: every parameter's per-example
+gradient materialised by ``tf.vectorized_map``, the fallback
+``measures._per_example.pfor_step`` called directly, see
+:func:`pfor_fisher`) and on the current one (layer taps). Cold (traced from
+scratch) and warm, wall and CPU seconds, median of ``--repeats`` interleaved
+rounds; the floor is one compiled batched gradient of the loss over the same N.
 
 Cost per training epoch (``--per-epoch resnet20,vit``): the MNIST models of ``tasks/`` (real MNIST
 from ``--data-dir`` when present, else random inputs), one training epoch on ``--train-size`` images
@@ -38,7 +38,6 @@ Usage: ``python benchmarks/measures.py [--n 1000] [--naive-n 100] [--models mlp,
 """
 
 import argparse
-import contextlib
 import functools
 import os
 import sys
@@ -53,7 +52,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from harness.train import Trainer  # noqa: E402
-from measures import MEASURES, MeasureContext, _utils, make_measure, prunable_params  # noqa: E402
+from measures import MEASURES, MeasureContext, make_measure, prunable_params  # noqa: E402
+from measures._cache import COMPILED  # noqa: E402
+from measures._losses import log_likelihood, output_size, targets  # noqa: E402
+from measures._per_example import pfor_step  # noqa: E402
 from tasks import DatasetUnavailable, get_task  # noqa: E402
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -170,7 +172,7 @@ def max_relative_difference(a, b):
 def bench(model, spec, x, y, naive_n, batch_size):
     params = prunable_params(model, "kernels")
     measure = make_measure(spec)
-    _utils._cache.clear()  # cold means traced from scratch
+    COMPILED.clear()  # cold means traced from scratch
     ctx = MeasureContext(model, params, x, y, LOSS, seed=0, batch_size=batch_size)
     cold, _ = seconds(lambda: measure.score(ctx))
     warm, _ = seconds(lambda: measure.score(ctx))
@@ -209,25 +211,47 @@ def batch_gradient(model, x, y, batch_size):
                     for i in range(0, len(x), batch_size)]
 
 
+def pfor_fisher(ctx):
+    """The naive reference path: empirical Fisher with every parameter through ``pfor_step`` (traced on first call).
+
+    ``(1/N) sum_n (d log p(y_n | x_n) / d theta)^2``, each example's gradient
+    materialised by ``tf.vectorized_map`` in chunks of ``ctx.batch_size``.
+    """
+    labels = targets(ctx.loss, ctx.y, output_size(ctx))
+    step = pfor_step(ctx.model, list(ctx.params), ctx.loss, log_likelihood, tf.square)
+
+    def score():
+        totals = [np.zeros(p.shape, np.float64) for p in ctx.params]
+        for start in range(0, len(ctx.x), ctx.batch_size):
+            chunk = (tf.constant(ctx.x[start:start + ctx.batch_size]), tf.constant(labels[start:start + ctx.batch_size]))
+            totals = [t + s.numpy() for t, s in zip(totals, step(chunk), strict=True)]
+        return [(t / len(ctx.x)).astype(np.float32) for t in totals]
+
+    return score
+
+
+def current_fisher(ctx):
+    """The measure as registered, traced from scratch on first call (the compiled steps' cache cleared)."""
+    COMPILED.clear()
+    fisher = make_measure("fisher")
+    return lambda: fisher.score(ctx)
+
+
 def fisher_paths(n, batch_size, repeats):
     keras.utils.set_random_seed(0)
     model = get_task("mnist").build_model("seed003_cnn", (28, 28, 1))
     rng = np.random.default_rng(0)
     x, y = rng.random((n, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, n)
     ctx = MeasureContext(model, prunable_params(model, "all"), x, y, LOSS, seed=0, batch_size=batch_size)
-    fisher = make_measure("fisher")
-    paths = {"earlier": _utils.legacy_layer_paths, "current": contextlib.nullcontext}
+    paths = {"pfor": pfor_fisher, "current": current_fisher}
     times = {name: [] for name in paths}
     floor = batch_gradient(model, x, y.astype(np.int64), batch_size)
     floor()
     for _ in range(repeats):
         for name, path in paths.items():
-            with path():
-                _utils._cache.clear()
-                times[name].append([clock(lambda: fisher.score(ctx)), clock(lambda: fisher.score(ctx))])
-    with _utils.legacy_layer_paths():
-        earlier = fisher.score(ctx)
-    diff = max_relative_difference(fisher.score(ctx), earlier)
+            score = path(ctx)
+            times[name].append([clock(score), clock(score)])
+    diff = max_relative_difference(current_fisher(ctx)(), pfor_fisher(ctx)())
     floor_s = np.median([clock(floor) for _ in range(repeats)], axis=0)
     med = {name: np.median(np.array(t), axis=0) for name, t in times.items()}  # (cold/warm, wall/cpu)
     print(f"\nFisher on seed003_cnn, prunable=all, N={n}, batch_size={batch_size}, median of {repeats} rounds; "
@@ -235,7 +259,7 @@ def fisher_paths(n, batch_size, repeats):
     print(f"{'path':10} {'cold wall':>10} {'cold cpu':>9} {'warm wall':>10} {'warm cpu':>9}")
     for name, m in med.items():
         print(f"{name:10} {m[0, 0]:10.2f} {m[0, 1]:9.2f} {m[1, 0]:10.2f} {m[1, 1]:9.2f}")
-    ratio = med["earlier"] / med["current"]
+    ratio = med["pfor"] / med["current"]
     print(f"{'speed-up':10} {ratio[0, 0]:9.2f}x {ratio[0, 1]:8.2f}x {ratio[1, 0]:9.2f}x {ratio[1, 1]:8.2f}x")
     print(f"{'floor':10} {'':10} {'':9} {floor_s[0]:10.2f} {floor_s[1]:9.2f}   (one batched gradient over the N)")
 

@@ -16,6 +16,8 @@ unfolded input) is built:
 - Activations relu and linear are undone from the layer's output
   (``relu'(z) = [y > 0]``), so the pre-activation is not recomputed.
 
+:func:`layer_sums` picks the right one for a layer.
+
 Source: per-example gradients from layer inputs and output gradients as in
 BackPACK (Dangel et al. 2020) and Rochette et al. 2019, "Efficient
 per-example gradient computations in convolutional neural networks".
@@ -30,6 +32,7 @@ import keras
 import tensorflow as tf
 
 from measures._base import Param
+from measures._layer_inputs import unfold
 
 
 def bn_tappable(param: Param) -> bool:
@@ -116,3 +119,57 @@ def conv_kernel_sums(layer, a: tf.Tensor, dz: tf.Tensor, transform: Callable) ->
             per_example = tf.reshape(per_example, (b, -1, k, out))
             slices.append(tf.reduce_sum(transform(per_example), axis=[0, 2]))
     return tf.reshape(tf.stack(slices), layer.kernel.shape)
+
+
+def _preactivation_grads(layer, a: tf.Tensor, dy: tf.Tensor) -> tf.Tensor:
+    """Back-propagate ``dy`` (K, B, ..., out) through the layer's activation, at its recomputed pre-activation."""
+    z = layer.convolution_op(a, layer.kernel) if hasattr(layer, "convolution_op") else tf.matmul(a, layer.kernel)
+    z = z + layer.bias if layer.bias is not None else z
+    z = tf.broadcast_to(z[None], tf.shape(dy))
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        y = layer.activation(z) if layer.activation is not None else z
+    return tape.gradient(y, z, output_gradients=dy)
+
+
+def layer_sums(layer, a: tf.Tensor, y: tf.Tensor, dy: tf.Tensor, transform: Callable) -> dict:
+    """Return ``sum_{n,k} transform(d t_nk / d theta)`` for the layer's kernel and bias (BN: gamma and beta).
+
+    Where the input has one position the per-example kernel gradient is an
+    outer product and ``transform(xy) = transform(x) transform(y)`` gives the
+    sum as one matmul (BackPACK's trick); conv kernels take one batched matmul
+    per kernel offset (:func:`conv_kernel_sums`); a Dense layer on inputs with
+    several positions ``(B, ..., in)`` takes an einsum over positions of its
+    inputs and output gradients. Activations other than relu and linear are
+    undone at the recomputed pre-activation.
+
+    Args:
+        layer: A tapped layer (see ``measures._per_example``).
+        a: Its input ``(B, ..., in)``.
+        y: Its output ``(B, ..., out)``.
+        dy: Gradients of the ``K`` terms at its output ``(K, B, ..., out)``.
+        transform: Elementwise and multiplicative (``tf.square``, ``tf.abs``).
+
+    Returns:
+        ``{"kernel", "bias"}`` or ``{"gamma", "beta"}``, each shaped like the variable.
+    """
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return bn_sums(layer, a, dy, transform)
+    fast_dz = activation_grads(layer, y, dy)
+    dz = _preactivation_grads(layer, a, dy) if fast_dz is None else fast_dz
+    if hasattr(layer, "convolution_op"):
+        bias = tf.reduce_sum(transform(tf.reduce_sum(dz, axis=list(range(2, len(dz.shape) - 1)))), axis=[0, 1])
+        return {"kernel": conv_kernel_sums(layer, a, dz, transform), "bias": bias}
+    rows = unfold(layer, a)  # (B, P, F)
+    dz = tf.reshape(dz, (tf.shape(dz)[0], tf.shape(rows)[0], -1, dz.shape[-1]))  # (K, B, P, out)
+    bias = tf.reduce_sum(transform(tf.reduce_sum(dz, axis=2)), axis=[0, 1])
+    if isinstance(layer, keras.layers.Dense) and len(a.shape) == 2:  # one position, known statically
+        kernel = tf.matmul(transform(a), tf.reduce_sum(transform(dz[:, :, 0]), axis=0), transpose_a=True)
+    else:
+        kernel = tf.reduce_sum(transform(tf.einsum("bpf,kbpo->kbfo", rows, dz)), axis=[0, 1])
+    return {"kernel": tf.reshape(kernel, layer.kernel.shape), "bias": bias}
+
+
+def slot(param: Param) -> str:
+    """Key of ``param`` in its layer's sums: its role, or ``gamma``/``beta`` for BatchNormalization."""
+    return bn_slot(param) if isinstance(param.layer, keras.layers.BatchNormalization) else param.role

@@ -18,10 +18,9 @@ import numpy as np
 import tensorflow as tf
 
 from measures._base import CONV_TRANSPOSE
+from measures._cache import COMPILED
 
 Reducer = Callable[[tf.Tensor], tf.Tensor]
-_MAX_CACHED = 8
-_compiled: dict = {}
 
 
 def _graph_input(layer: keras.layers.Layer) -> keras.KerasTensor:
@@ -57,22 +56,20 @@ def input_model(model: keras.Model, layers: Sequence[keras.layers.Layer]) -> ker
 
 
 def _chunk_sums(model, layers, reducers, cache_key: str | None) -> Callable:
-    """The compiled per-chunk reduction; cached under ``cache_key`` and the ids of model and layers."""
-    key = (cache_key, id(model), *map(id, layers))
-    if cache_key is not None and key in _compiled:
-        return _compiled[key][1]
-    features = input_model(model, layers)
+    """The compiled per-chunk reduction; cached under ``("inputs", cache_key, id(model), ids of layers)``."""
+    def build() -> Callable:
+        features = input_model(model, layers)
 
-    @tf.function(reduce_retracing=True)
-    def chunk_sums(chunk):
-        inputs = features(chunk, training=False)
-        return [reduce(inputs[str(i)]) for i, reduce in enumerate(reducers)]
+        @tf.function(reduce_retracing=True)
+        def chunk_sums(chunk):
+            inputs = features(chunk, training=False)
+            return [reduce(inputs[str(i)]) for i, reduce in enumerate(reducers)]
 
-    if cache_key is not None:
-        while len(_compiled) >= _MAX_CACHED:
-            _compiled.pop(next(iter(_compiled)))
-        _compiled[key] = ((model, tuple(layers)), chunk_sums)  # held so the ids stay unique
-    return chunk_sums
+        return chunk_sums
+
+    if cache_key is None:
+        return build()
+    return COMPILED.get(("inputs", cache_key, id(model), *map(id, layers)), (model, tuple(layers)), build)
 
 
 def input_means(
@@ -85,9 +82,10 @@ def input_means(
     ``batch_size`` with ``training=False``. ``reducers[l]`` maps the layer's
     input on a chunk, shape ``(B, ...)``, to the SUM over the chunk's ``B``
     examples of a per-example statistic. Results are float64 arrays. With a
-    ``cache_key`` (the caller's promise that its reducers depend on the layers
-    only), the compiled pass is reused across calls, so a measure scored after
-    every epoch traces once per run.
+    ``cache_key`` (the caller's name for its reducers, and its promise that
+    they depend on the layers only: the reducers are not part of the key),
+    the compiled pass is reused across calls on the same model and layers, so
+    a measure scored after every epoch traces once per run.
     """
     chunk_sums = _chunk_sums(model, layers, reducers, cache_key)
     totals = [0.0] * len(layers)

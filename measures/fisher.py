@@ -3,7 +3,7 @@
 import numpy as np
 
 from measures import Measure, MeasureContext, register_measure
-from measures._utils import fisher_diagonal
+from measures._per_example import fisher_diagonal
 
 KINDS = ("empirical", "true")
 
@@ -40,7 +40,7 @@ class Fisher(Measure):
     Dense kernels need no per-example gradient in memory (sum of outer
     products of squares), Conv kernels hold one per example and class, other
     parameters go through ``tf.vectorized_map`` (see ``per_example_mean`` in
-    ``measures/_utils.py``).
+    ``measures/_per_example.py``).
 
     Raises:
         ValueError: ``kind`` is invalid, or the loss is not one of the above.

@@ -3,7 +3,7 @@
 import numpy as np
 
 from measures import Measure, MeasureContext, register_measure
-from measures._utils import hessian_vector_product, mean_loss_gradient
+from measures._hessian import hessian_vector_product, mean_loss_gradient
 
 
 @register_measure("grasp")

@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from measures import Measure, MeasureContext, register_measure
-from measures._utils import per_example_mean
+from measures._per_example import per_example_mean
 
 
 def squared_output_norm(loss, outputs: tf.Tensor) -> tf.Tensor:
@@ -31,7 +31,7 @@ class MemoryAwareSynapses(Measure):
     Scaling: a MEAN over the N examples; the absolute value is taken per
     example before averaging, so it is not |gradient of the mean|. Cost: one
     forward and one backward pass per chunk of ``ctx.batch_size`` examples;
-    per-example gradients as in ``per_example_mean`` (``measures/_utils.py``).
+    per-example gradients as in ``per_example_mean`` (``measures/_per_example.py``).
 
     Source: Aljundi et al. 2018, "Memory Aware Synapses: Learning what (not)
     to forget", ECCV, eq. 2-4.

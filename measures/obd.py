@@ -2,7 +2,10 @@
 
 import numpy as np
 
-from measures import Measure, MeasureContext, _utils, register_measure
+from measures import Measure, MeasureContext, register_measure
+from measures._hessian import basis_probes, hessian_probe_sum, parameter_count, rademacher_probes
+from measures._losses import output_hessian_scale, output_size
+from measures._per_example import fisher_diagonal
 
 HESSIANS = ("ggn", "hutchinson", "exact")
 
@@ -61,19 +64,19 @@ class OptimalBrainDamage(Measure):
         return [(0.5 * h * np.square(v.numpy())).astype(np.float32) for h, v in zip(diag, ctx.variables, strict=True)]
 
     def _ggn(self, ctx: MeasureContext) -> list[np.ndarray]:
-        scale = _utils.output_hessian_scale(ctx.loss, _utils.output_size(ctx))
-        return [scale * f for f in _utils.fisher_diagonal(ctx, "true")]
+        scale = output_hessian_scale(ctx.loss, output_size(ctx))
+        return [scale * f for f in fisher_diagonal(ctx, "true")]
 
     def _hutchinson(self, ctx: MeasureContext) -> list[np.ndarray]:
-        probes = _utils.rademacher_probes(ctx.params, self.samples, ctx.seed)
-        return [t / self.samples for t in _utils.hessian_probe_sum(ctx, probes)]
+        probes = rademacher_probes(ctx.params, self.samples, ctx.seed)
+        return [t / self.samples for t in hessian_probe_sum(ctx, probes)]
 
     def _exact(self, ctx: MeasureContext) -> list[np.ndarray]:
-        count = _utils.parameter_count(ctx.params)
+        count = parameter_count(ctx.params)
         if count > self.max_params:
             raise ValueError(
                 f"obd:hessian=exact needs one Hessian-vector product per parameter and is for small models: "
                 f"{count} prunable parameters exceed max_params={self.max_params}. "
                 "Use hessian='ggn' or 'hutchinson', or raise max_params."
             )
-        return _utils.hessian_probe_sum(ctx, _utils.basis_probes(ctx.params))
+        return hessian_probe_sum(ctx, basis_probes(ctx.params))

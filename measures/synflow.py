@@ -3,7 +3,7 @@
 import numpy as np
 
 from measures import Measure, MeasureContext, register_measure
-from measures._utils import absolute_flow, check_flow_model
+from measures._flow import absolute_flow, check_flow_model
 
 
 @register_measure("synflow")
@@ -30,7 +30,7 @@ class SynFlow(Measure):
 
     Raises:
         ValueError: subclassed model, several or variable-shape inputs, or a
-            layer type outside ``measures._utils.FLOW_LAYERS`` (named).
+            layer type outside ``measures._flow.FLOW_LAYERS`` (named).
 
     Source: Tanaka, Kunin, Yamins and Ganguli 2020, "Pruning neural networks
     without any data by iteratively conserving synaptic flow", NeurIPS.

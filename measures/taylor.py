@@ -4,7 +4,8 @@ import numpy as np
 import tensorflow as tf
 
 from measures import Measure, MeasureContext, register_measure
-from measures._utils import mean_loss_gradient, per_example_mean
+from measures._hessian import mean_loss_gradient
+from measures._per_example import per_example_mean
 
 ACCUMULATIONS = ("batch", "example")
 

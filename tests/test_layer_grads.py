@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from measures import MeasureContext, _utils, prunable_params
+from measures import MeasureContext, _losses, _per_example, prunable_params
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -42,7 +42,7 @@ def loop(model, variables, x, targets, transform):
     total = [np.zeros(v.shape) for v in variables]
     for n in range(len(x)):
         with tf.GradientTape() as tape:
-            term = _utils.log_likelihood(LOSS, model(x[n:n + 1], training=False), targets[n:n + 1])[0, 0]
+            term = _losses.log_likelihood(LOSS, model(x[n:n + 1], training=False), targets[n:n + 1])[0, 0]
         for t, g in zip(total, tape.gradient(term, variables), strict=True):
             t += transform(g).numpy()
     return [t / len(x) for t in total]
@@ -55,12 +55,12 @@ def test_fast_paths_match_a_per_example_loop(build, transform):
     rng = np.random.default_rng(2)
     set_moving_statistics(model, rng)
     x = rng.standard_normal((11, *shape)).astype(np.float32)
-    targets = _utils.targets(LOSS, rng.integers(0, 3, 11), 3)
+    targets = _losses.targets(LOSS, rng.integers(0, 3, 11), 3)
     params = prunable_params(model, "all")
     ctx = MeasureContext(model, params, x, targets, LOSS, batch_size=4)  # chunks of 4, 4, 3: one trace serves all
-    fast, slow = _utils._split(ctx)
+    fast, slow = _per_example.split(ctx)
     assert not slow and len(fast) == len(params)  # BatchNorm's gamma and beta no longer take vectorized_map
-    scores = _utils.per_example_mean(ctx, _utils.log_likelihood, (targets,), transform)
+    scores = _per_example.per_example_mean(ctx, _losses.log_likelihood, (targets,), transform)
     for s, e, p in zip(scores, loop(model, ctx.variables, x, targets, transform), params, strict=True):
         np.testing.assert_allclose(s, e, rtol=1e-4, atol=1e-7, err_msg=p.name)
     assert all(float(np.abs(s).max()) > 0 for s in scores)
