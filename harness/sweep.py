@@ -525,7 +525,11 @@ def sweep(params: list[Param], thresholder: Thresholder, replacement: list[np.nd
         results = _stepwise(params, schedule, replacement, evaluator, recovery)
     else:
         results = _evaluated_once(params, schedule, replacement, evaluator, method)
-    costs = evaluator.removal_costs(schedule)
+    return _rows(schedule, results, evaluator.removal_costs(schedule))
+
+
+def _rows(schedule: Schedule, results: list[tuple], costs: tuple[np.ndarray, np.ndarray]) -> list[dict]:
+    """The sweep's rows in the caller's threshold order, from results and costs in ascending-threshold order."""
     rows = [None] * schedule.k
     for j, (position, t) in enumerate(zip(schedule.order, schedule.thresholds)):
         n = int(schedule.n_replaced[j])
