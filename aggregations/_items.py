@@ -8,6 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from harness.options import Option, check_options
 from measures import Param
 
 POOLINGS = ("mean", "sum", "max", "min", "l2")
@@ -83,16 +84,27 @@ class Aggregation:
     name: ClassVar[str]
     pools: ClassVar[bool] = True  # False when every item is one parameter, so pooling has no effect
     by_default: ClassVar[bool] = True  # whether a run that names no aggregations sweeps it
-    options: dict = {}  # the non-default options of this instance (they enter the spec and the numbering's key)
+    options: ClassVar[dict[str, Option]] = {}  # declared as data, as a measure's (``--list`` reads them)
+
+    def __init__(self, **options):
+        values = check_options("aggregation", getattr(self, "name", type(self).__name__), type(self).options, options)
+        for key, value in values.items():
+            setattr(self, key, value)
+
+    def given(self) -> dict:
+        """The options that differ from their defaults (they enter the spec and the numbering's key)."""
+        return {key: getattr(self, key) for key, option in type(self).options.items()
+                if getattr(self, key) != option.default}
 
     @property
     def spec(self) -> str:
         """``name`` or ``name:key=value,...`` with the non-default options (the CSV's ``aggregation``)."""
-        return self.name + ("" if not self.options else ":" + ",".join(f"{k}={v}" for k, v in self.options.items()))
+        given = self.given()
+        return self.name + ("" if not given else ":" + ",".join(f"{k}={v}" for k, v in given.items()))
 
     def key(self) -> tuple:
         """What, beside the class and the parameters, the items depend on (the numbering's cache key)."""
-        return tuple(self.options.items())
+        return tuple(self.given().items())
 
     def span(self, params: list[Param]) -> Span:
         """The items on ``params``: by default the partition of :meth:`local_items`, nothing spanning further."""
