@@ -31,7 +31,7 @@ GRID_CHOICES = {
     "replacements": ("harness/sweep.py", "REPLACEMENTS"),
     "orders": ("harness/threshold.py", "ORDERS"),
     "controls": ("harness/controls.py", "CONTROLS"),
-    "recoveries": ("harness/recovery.py", "RECOVERIES"),
+    "recoveries": ("harness/recovery_spec.py", "RECOVERIES"),
     "prunable": ("measures/_base.py", "PRUNABLE_CHOICES"),
 }
 PACKAGES = {"task": "tasks", "measure": "measures", "aggregation": "aggregations"}
