@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from harness.options import Option, check_options
+from harness.options import Option, canonical_spec, check_options
 from measures import Param
 
 POOLINGS = ("mean", "sum", "max", "min", "l2")
@@ -91,20 +91,15 @@ class Aggregation:
         for key, value in values.items():
             setattr(self, key, value)
 
-    def given(self) -> dict:
-        """The options that differ from their defaults (they enter the spec and the numbering's key)."""
-        return {key: getattr(self, key) for key, option in type(self).options.items()
-                if getattr(self, key) != option.default}
-
     @property
     def spec(self) -> str:
         """``name`` or ``name:key=value,...`` with the non-default options (the CSV's ``aggregation``)."""
-        given = self.given()
-        return self.name + ("" if not given else ":" + ",".join(f"{k}={v}" for k, v in given.items()))
+        return canonical_spec(self.name, type(self).options, {key: getattr(self, key) for key in type(self).options})
 
     def key(self) -> tuple:
         """What, beside the class and the parameters, the items depend on (the numbering's cache key)."""
-        return tuple(self.given().items())
+        return tuple((key, getattr(self, key)) for key, option in type(self).options.items()
+                     if getattr(self, key) != option.default)
 
     def span(self, params: list[Param]) -> Span:
         """The items on ``params``: by default the partition of :meth:`local_items`, nothing spanning further."""

@@ -103,6 +103,12 @@ def check_options(kind: str, name: str, declared: dict[str, Option], given: dict
     return values
 
 
+def canonical_spec(name: str, declared: dict[str, Option], values: dict) -> str:
+    """``name``, or ``name:key=value,...`` with the options whose value is not their default (a spec's one form)."""
+    given = {key: values[key] for key, option in declared.items() if values[key] != option.default}
+    return name + ("" if not given else ":" + ",".join(f"{k}={v}" for k, v in given.items()))
+
+
 def class_groups(key: str, groups, values: dict) -> list[list[int]] | None:
     """At least two non-empty, disjoint lists of class ids (ints >= 0); None stays None (no groups).
 

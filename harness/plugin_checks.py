@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from harness import catalog
 from harness.config import _check_list
-from harness.options import check_options, signed
+from harness.options import canonical_spec, check_options, signed
 from harness.registry import parse_spec
 
 REGISTRIES = {"measure": ("measures", "MEASURES"), "aggregation": ("aggregations", "AGGREGATIONS")}
@@ -36,9 +36,7 @@ class Declared:
     @property
     def canonical(self) -> str:
         """An aggregation's spec as its ``spec`` property writes it: the options not at their default."""
-        options = declaration("aggregation", self.name)[0]
-        given = {k: v for k, v in self.values.items() if v != options[k].default}
-        return self.name + ("" if not given else ":" + ",".join(f"{k}={v}" for k, v in given.items()))
+        return canonical_spec(self.name, declaration("aggregation", self.name)[0], self.values)
 
     @property
     def signed(self) -> bool:
