@@ -2,7 +2,8 @@
 
 Every ``harness`` and ``study`` row of the bad-input table
 (``tests/test_bad_input.py``) runs in a fresh interpreter, in its own
-temporary folder prepared as the test prepares it. The report gives the
+temporary folder prepared as the test prepares it (as root, the rows that
+need a read-only folder are left out, as the test skips them). The report gives the
 number of refusals, how many imported TensorFlow, the median and the
 largest wall time (interpreter start included), and the rows that imported
 TensorFlow or took over a second.
@@ -67,7 +68,9 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from tests.test_bad_input import CASES
 
-    rows = [refuse(case, options.project.resolve()) for case in CASES if case[0] in ("harness", "study")]
+    root = os.geteuid() == 0  # root writes into read-only folders: those rows run instead of being refused
+    rows = [refuse(case, options.project.resolve()) for case in CASES if case[0] in ("harness", "study")
+            and not (root and any(name.endswith("/") for name in (case[4:] or [{}])[0]))]
     heavy = [r for r in rows if r["tensorflow"]]
     times = [r["seconds"] for r in rows]
     print(f"{len(rows)} refusals; {len(heavy)} imported TensorFlow; median {statistics.median(times):.2f} s, "
