@@ -1,10 +1,9 @@
 """Aggregations: one file each, registered with ``@register_aggregation``."""
 
-import inspect
-
 from aggregations._items import POOLINGS, Aggregation, Items, pool
 from aggregations._units import STRUCTURED_BN
-from tasks._registry import Registry, import_all
+from harness.options import check_options
+from harness.registry import Registry, import_all, parse_spec
 
 AGGREGATIONS: Registry = Registry("aggregation")
 register_aggregation = AGGREGATIONS.register
@@ -26,18 +25,9 @@ def get_aggregation(spec: str, structured_bn: str = "zero") -> Aggregation:
     if structured_bn not in STRUCTURED_BN:
         raise ValueError(f"Unknown structured_bn {structured_bn!r}; available: {list(STRUCTURED_BN)}. "
                          f"Received: structured_bn={structured_bn!r}")
-    name, _, rest = str(spec).partition(":")
-    cls = AGGREGATIONS.get(name.strip())
-    options = {}
-    for item in [part.strip() for part in rest.split(",") if part.strip()]:
-        key, sep, value = item.partition("=")
-        if not sep or key.strip() in options:
-            raise ValueError(f"Aggregation options are written name:key=value,... once each. Received: {spec!r}")
-        options[key.strip()] = value.strip()
-    valid = list(inspect.signature(cls).parameters)
-    if set(options) - set(valid):
-        raise ValueError(f"Unknown option(s) {sorted(set(options) - set(valid))} of aggregation {name.strip()!r}; "
-                         f"available: {valid}. Received: {spec!r}")
+    name, options = parse_spec(spec, "aggregation")
+    cls = AGGREGATIONS.get(name)
+    check_options("aggregation", name, cls.options, options, received=spec)
     aggregation = cls(**options)
     aggregation.structured_bn = structured_bn
     return aggregation

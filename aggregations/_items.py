@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from harness.options import Option, canonical_spec, check_options
 from measures import Param
 from measures._cache import Recent
 
@@ -83,16 +84,22 @@ class Aggregation:
     name: ClassVar[str]
     pools: ClassVar[bool] = True  # False when every item is one parameter, so pooling has no effect
     by_default: ClassVar[bool] = True  # whether a run that names no aggregations sweeps it
-    options: dict = {}  # the non-default options of this instance (they enter the spec and the numbering's key)
+    options: ClassVar[dict[str, Option]] = {}  # declared as data, as a measure's (``--list`` reads them)
+
+    def __init__(self, **options):
+        values = check_options("aggregation", getattr(self, "name", type(self).__name__), type(self).options, options)
+        for key, value in values.items():
+            setattr(self, key, value)
 
     @property
     def spec(self) -> str:
         """``name`` or ``name:key=value,...`` with the non-default options (the CSV's ``aggregation``)."""
-        return self.name + ("" if not self.options else ":" + ",".join(f"{k}={v}" for k, v in self.options.items()))
+        return canonical_spec(self.name, type(self).options, {key: getattr(self, key) for key in type(self).options})
 
     def key(self) -> tuple:
         """What, beside the class and the parameters, the items depend on (the numbering's cache key)."""
-        return tuple(self.options.items())
+        return tuple((key, getattr(self, key)) for key, option in type(self).options.items()
+                     if getattr(self, key) != option.default)
 
     def span(self, params: list[Param]) -> Span:
         """The items on ``params``: by default the partition of :meth:`local_items`, nothing spanning further."""

@@ -3,9 +3,7 @@
 from aggregations import Aggregation, register_aggregation
 from aggregations._items import per_element, per_output_channel
 from aggregations._units import unit_span
-from aggregations.unit import check_unit_options
-
-DIRECTIONS = ("in", "out", "group")
+from harness.options import Option
 
 
 @register_aggregation("filter")
@@ -35,9 +33,8 @@ class Filter(Aggregation):
 
     structured_bn = "zero"  # the run's option, set by make_aggregation
 
-    def __init__(self, direction: str = "in"):
-        self.options = check_unit_options(self.name, direction, DIRECTIONS)
-        self.direction = direction
+    options = {"direction": Option(default="in", choices=("in", "out", "group"),
+                                   doc="pool incoming (in), outgoing (out) or all (group) weights of a unit")}
 
     def key(self):
         """The direction and structured_bn."""

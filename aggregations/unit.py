@@ -3,8 +3,7 @@
 from aggregations import Aggregation, register_aggregation
 from aggregations._items import per_element, per_output_channel
 from aggregations._units import unit_span
-
-DIRECTIONS = ("in", "out", "group")
+from harness.options import Option
 
 
 @register_aggregation("unit")
@@ -55,9 +54,8 @@ class Unit(Aggregation):
 
     structured_bn = "zero"  # the run's option, set by make_aggregation
 
-    def __init__(self, direction: str = "in"):
-        self.options = check_unit_options(self.name, direction, DIRECTIONS)
-        self.direction = direction
+    options = {"direction": Option(default="in", choices=("in", "out", "group"),
+                                   doc="pool incoming (in), outgoing (out) or all (group) weights of a unit")}
 
     def key(self):
         """The direction and structured_bn."""
@@ -73,10 +71,3 @@ class Unit(Aggregation):
         """The units in :attr:`direction` (``aggregations/_units.py``)."""
         return unit_span(self, params, self.direction, self.structured_bn)
 
-
-def check_unit_options(name: str, direction: str, directions) -> dict:
-    """The spec's options (``direction`` unless ``in``); raise ``ValueError`` on a bad value."""
-    if direction not in directions:
-        raise ValueError(f"Unknown direction {direction!r} of aggregation {name!r}; available: {list(directions)}. "
-                         f"Received: direction={direction!r}")
-    return {} if direction == "in" else {"direction": direction}

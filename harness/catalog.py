@@ -1,13 +1,17 @@
-"""What is registered, read from the plugin files without importing them: ``--list`` and ``--help``.
+"""What is registered, read from the plugin files without importing them: ``--list``, ``--help`` and early checks.
 
 Importing a plugin imports TensorFlow (seconds); reading its source does not.
 Each public module of ``tasks/``, ``measures/`` and ``aggregations/`` is parsed
 with :mod:`ast` for the class decorated ``@register_<kind>("name")``: its
-docstring's first line, its literal class attributes (a task's ``models``,
-``default_model``, training defaults), and its ``__init__`` options with their
-defaults; an option checked against a module-level tuple (``if kind not in
-KINDS`` or ``check_choice(..., kind, KINDS)``) gets that tuple as its
-choices. The grid's choices are the tuples where the harness defines them.
+docstring's first line and its literal class attributes, on top of those of
+the classes it derives from (in the package, then the kind's base class:
+``Task``, ``Measure``, ``Aggregation``; so a task's training defaults, a
+measure's ``training_time`` and ``signed`` come from one place). A plugin's
+``options`` are read as the declaration its class holds, a literal dict of
+:class:`harness.options.Option` calls: the same objects the live class checks
+its options against, so ``--list`` shows every option's choices and
+:mod:`harness.inputs` refuses a bad option before TensorFlow is imported.
+The grid's choices are the tuples where the harness defines them.
 ``tests/test_catalog.py`` checks all of it against the imported registries.
 """
 
@@ -16,6 +20,8 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from harness.options import Option
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID_CHOICES = {
@@ -29,25 +35,28 @@ GRID_CHOICES = {
     "prunable": ("measures/_base.py", "PRUNABLE_CHOICES"),
 }
 PACKAGES = {"task": "tasks", "measure": "measures", "aggregation": "aggregations"}
-
-
-@dataclass
-class Option:
-    """One constructor option of a plugin: its name, default (source text) and choices (None: any value)."""
-
-    name: str
-    default: str | None
-    choices: list | None = None
+BASES = {"task": ("tasks/_task.py", "Task"), "measure": ("measures/_base.py", "Measure"),
+         "aggregation": ("aggregations/_items.py", "Aggregation")}
+TYPES = {"int": int, "float": float, "str": str}
 
 
 @dataclass
 class Plugin:
-    """A registered plugin as its source file declares it."""
+    """A registered plugin as its source file declares it.
+
+    Attributes:
+        kind: ``task``, ``measure`` or ``aggregation``.
+        name: The registered name.
+        summary: The first line of the class docstring.
+        options: The declared options, name -> :class:`~harness.options.Option` (the class's ``options``).
+        attributes: The literal class attributes, inherited ones included (a dict's keys where its
+            values are not literal: a task's ``models``).
+    """
 
     kind: str
     name: str
     summary: str
-    options: list[Option] = field(default_factory=list)
+    options: dict[str, Option] = field(default_factory=dict)
     attributes: dict = field(default_factory=dict)
 
 
@@ -78,55 +87,73 @@ def _registered_name(node: ast.ClassDef, kind: str) -> str | None:
     return None
 
 
-def _choices_in(body: ast.FunctionDef, option: str, constants: dict) -> list | None:
-    """Choices of ``option``: the constant it is checked against with ``in``/``not in`` or ``check_choice``."""
-    for node in ast.walk(body):
-        names = []
-        if isinstance(node, ast.Compare) and isinstance(node.left, ast.Name) and node.left.id == option:
-            if isinstance(node.ops[0], (ast.In, ast.NotIn)):
-                names = node.comparators
-        elif isinstance(node, ast.Call) and any(isinstance(a, ast.Name) and a.id == option for a in node.args):
-            names = node.args
-        for name in names:
-            if isinstance(name, ast.Name) and isinstance(constants.get(name.id), (tuple, list, set, frozenset)):
-                return list(constants[name.id])
-    return None
+def _option(call: ast.expr) -> Option:
+    """An ``Option(key=<literal>, type=int, ...)`` call of a declaration, as the object it makes.
+
+    Raises:
+        ValueError: not such a call (the declaration must be a literal the catalogue can read).
+    """
+    if not (isinstance(call, ast.Call) and getattr(call.func, "id", getattr(call.func, "attr", "")) == "Option"
+            and not call.args):
+        raise ValueError(f"options must map names to Option(key=value, ...) calls. Received: {ast.unparse(call)}")
+    values = {}
+    for keyword in call.keywords:
+        value = keyword.value
+        values[keyword.arg] = TYPES[value.id] if isinstance(value, ast.Name) and value.id in TYPES \
+            else ast.literal_eval(value)
+    return Option(**values)
 
 
-def _options(init: ast.FunctionDef | None, constants: dict) -> list[Option]:
-    if init is None:
-        return []
-    args = [*init.args.args[1:], *init.args.kwonlyargs]
-    defaults = [None] * (len(init.args.args) - 1 - len(init.args.defaults)) + list(init.args.defaults)
-    defaults += list(init.args.kw_defaults)
-    return [Option(a.arg, None if d is None else ast.unparse(d), _choices_in(init, a.arg, constants))
-            for a, d in zip(args, defaults)]
+def _declared_options(value: ast.expr) -> dict[str, Option]:
+    """The class attribute ``options = {"name": Option(...), ...}``, read."""
+    if not isinstance(value, ast.Dict):
+        raise ValueError(f"options must be a dict literal. Received: {ast.unparse(value)}")
+    return {ast.literal_eval(k): _option(v) for k, v in zip(value.keys, value.values, strict=True)}
 
 
-def _attributes(node: ast.ClassDef) -> dict:
-    found = {}
+def _assignments(node: ast.ClassDef) -> list[tuple[str, ast.expr]]:
+    """``name = value`` and ``name: type = value`` statements of a class body."""
+    found = []
     for item in node.body:
         if isinstance(item, ast.Assign) and len(item.targets) == 1 and isinstance(item.targets[0], ast.Name):
-            value = item.value
-            if isinstance(value, ast.Dict):  # models = {"mlp": builder}: the keys
-                found[item.targets[0].id] = [k.value for k in value.keys if isinstance(k, ast.Constant)]
-            else:
-                try:
-                    found[item.targets[0].id] = ast.literal_eval(value)
-                except ValueError:
-                    pass
+            found.append((item.targets[0].id, item.value))
+        elif isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name) and item.value is not None:
+            found.append((item.target.id, item.value))
     return found
 
 
-def _plugin(kind: str, node: ast.ClassDef, classes: dict, constants: dict) -> Plugin:
+def _attributes(node: ast.ClassDef) -> dict:
+    """The class's own literal attributes, ``options`` as :class:`Option` objects."""
+    found = {}
+    for name, value in _assignments(node):
+        if name == "options":
+            found[name] = _declared_options(value)
+        elif isinstance(value, ast.Dict) and not _is_literal(value):  # models = {"mlp": builder}: the keys
+            found[name] = [k.value for k in value.keys if isinstance(k, ast.Constant)]
+        elif _is_literal(value):
+            found[name] = ast.literal_eval(value)
+    return found
+
+
+def _is_literal(value: ast.expr) -> bool:
+    try:
+        ast.literal_eval(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _inherited(node: ast.ClassDef, classes: dict, base: dict) -> dict:
+    """The attributes of ``node`` over those of its bases in the package, over the kind's base class's."""
+    parent = next((b.id for b in node.bases if isinstance(b, ast.Name) and b.id in classes), None)
+    above = base if parent is None or classes[parent] is node else _inherited(classes[parent], classes, base)
+    return above | _attributes(node)
+
+
+def _plugin(kind: str, node: ast.ClassDef, classes: dict, base: dict) -> Plugin:
     doc = (ast.get_docstring(node) or "").strip().splitlines()
-    init, current = None, node
-    while current is not None and init is None:  # the nearest __init__, following bases defined in the same file
-        init = next((f for f in current.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"), None)
-        base = next((b.id for b in current.bases if isinstance(b, ast.Name) and b.id in classes), None)
-        current = classes.get(base)
-    return Plugin(kind, _registered_name(node, kind), doc[0] if doc else "", _options(init, constants),
-                  _attributes(node))
+    attributes = _inherited(node, classes, base)
+    return Plugin(kind, _registered_name(node, kind), doc[0] if doc else "", attributes.pop("options", {}), attributes)
 
 
 def _decorated_models(tree: ast.Module) -> list[tuple[str, str]]:
@@ -142,20 +169,29 @@ def _decorated_models(tree: ast.Module) -> list[tuple[str, str]]:
     return found
 
 
+def defaults(kind: str) -> dict:
+    """The literal class attributes of the kind's base class (``Task``'s training defaults, ...)."""
+    path, name = BASES[kind]
+    node = next(n for n in ast.parse((ROOT / path).read_text()).body if isinstance(n, ast.ClassDef) and n.name == name)
+    return _attributes(node)
+
+
+def _trees(kind: str) -> list[ast.Module]:
+    paths = sorted((ROOT / PACKAGES[kind]).glob("*.py"))
+    return [ast.parse(path.read_text()) for path in paths if not path.name.startswith("_")]
+
+
 def plugins(kind: str) -> list[Plugin]:
     """Every plugin of ``kind`` (``task``, ``measure``, ``aggregation``) declared in its package, by name."""
-    found, models = [], []
-    for path in sorted((ROOT / PACKAGES[kind]).glob("*.py")):
-        if path.name.startswith("_"):
-            continue
-        tree = ast.parse(path.read_text())
-        classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
-        constants = _constants(tree)
-        found += [_plugin(kind, n, classes, constants) for n in classes.values() if _registered_name(n, kind)]
-        models += _decorated_models(tree) if kind == "task" else []
+    trees, base = _trees(kind), defaults(kind)
+    classes = {n.name: n for tree in trees for n in tree.body if isinstance(n, ast.ClassDef)}
+    found = sorted((_plugin(kind, n, classes, base) for n in classes.values() if _registered_name(n, kind)),
+                   key=lambda p: p.name)
+    models = [m for tree in trees for m in _decorated_models(tree)] if kind == "task" else []
     for plugin in found if kind == "task" else []:  # models in their own files (@register_model) join their task's
-        plugin.attributes["models"] = plugin.attributes.get("models", []) + [m for t, m in models if t == plugin.name]
-    return sorted(found, key=lambda p: p.name)
+        plugin.attributes["models"] = list(plugin.attributes["models"]) + [m for t, m in models if t == plugin.name]
+        plugin.attributes["augmentations"] = list(plugin.attributes["augmentations"])
+    return found
 
 
 def grid_choices(name: str) -> list:
@@ -165,23 +201,25 @@ def grid_choices(name: str) -> list:
 
 def _task_line(task: Plugin) -> str:
     a = task.attributes
-    models = ", ".join(f"{m}*" if m == a.get("default_model") else m for m in a.get("models", []))
-    data = "" if a.get("reads_data_dir", True) else "; no --data-dir (data ship with the packages)"
-    augment = f"; --augmentation {' | '.join(a['augmentations'])}" if len(a.get("augmentations", [])) > 1 else ""
-    return (f"  {task.name:<14}models: {models}; epochs {a.get('epochs', 3)}, batch size {a.get('batch_size', 32)}, "
-            f"learning rate {a.get('learning_rate', 1e-3)}{data}{augment}")
+    models = ", ".join(f"{m}*" if m == a["default_model"] else m for m in a["models"])
+    data = "" if a["reads_data_dir"] else "; no --data-dir (data ship with the packages)"
+    augment = f"; --augmentation {' | '.join(a['augmentations'])}" if len(a["augmentations"]) > 1 else ""
+    return (f"  {task.name:<14}models: {models}; epochs {a['epochs']}, batch size {a['batch_size']}, "
+            f"learning rate {a['learning_rate']}{data}{augment}")
 
 
-def _option_text(option: Option) -> str:
-    values = f": {' | '.join(map(str, option.choices))}" if option.choices else ""
-    default = "" if option.default is None else f" (default {option.default.strip(chr(39))})"
-    return f"{option.name}{values}{default}"
+def option_text(name: str, option: Option) -> str:
+    """One option as ``--list`` shows it: ``kind: empirical | true (default empirical); <doc>``."""
+    values = " | ".join(map(str, option.choices)) if option.choices else \
+        option.describe() if option.type is not None else ""
+    values += "" if option.default is None else f" (default {option.default})"
+    return f"{name}: " + "; ".join(part for part in (values.strip(), option.doc) if part)
 
 
 def _measure_lines(measure: Plugin) -> list[str]:
     when = " [training-time]" if measure.attributes.get("training_time") else ""
     lines = [f"  {measure.name:<14}{measure.summary}{when}"]
-    return lines + [f"  {'':<16}{_option_text(o)}" for o in measure.options]
+    return lines + [f"  {'':<16}{option_text(n, o)}" for n, o in measure.options.items()]
 
 
 def listing() -> str:

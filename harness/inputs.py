@@ -4,9 +4,11 @@
 in one line, naming the option or file and the value, in well under a second
 and before any file, folder or lock is created. What needs the plugins
 themselves (a measure's options, combinations of measures and scopes) is
-checked afterwards by :class:`harness.config.RunConfig`, still before any
-data is loaded. Names are read from the plugin files (:mod:`harness.catalog`)
-plus any registry already imported (plugins registered at run time).
+checked from the plugins' declarations (:mod:`harness.plugin_checks`), and
+again by :class:`harness.config.RunConfig` once they are imported, still
+before any data is loaded. Names are read from the plugin files
+(:mod:`harness.catalog`) plus any registry already imported (plugins
+registered at run time).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from types import SimpleNamespace
 from harness import catalog
 from harness.cli import sweep_epochs_arg
 from harness.config import BOOLEANS, LIMITS, MAX_SEED, RunConfig, _check_thresholds, check_classes, swept_epochs
+from harness.plugin_checks import check_plugins
 from harness.recovery_spec import parse_recovery
 from harness.study_spec import AXES, DEFAULT_STORAGE, ENGINE_KEYS, STUDY_KEYS, Engine, check_name, parse_seeds, read_record
 from harness.validation import check_choice, read_toml
@@ -134,7 +137,7 @@ def task_facts(name) -> dict:
 
         task = tasks.get_task(name)
         return dict(num_classes=task.num_classes, reads_data_dir=task.reads_data_dir)
-    return dict(num_classes=attributes["num_classes"], reads_data_dir=attributes.get("reads_data_dir", True))
+    return dict(num_classes=attributes["num_classes"], reads_data_dir=attributes["reads_data_dir"])
 
 
 def check_names(settings: dict) -> None:
@@ -163,13 +166,24 @@ def check_names(settings: dict) -> None:
             check_choice(option[:-1], value, catalog.grid_choices(option))
     if "prunable" in settings:
         check_choice("prunable", settings["prunable"], catalog.grid_choices("prunable"))
+    if settings.get("recoveries"):  # canonical specs, as the run records them: bn and bn:batches=20 are one
+        _check_list("recoveries", [parse_recovery(spec).spec for spec in settings["recoveries"]])
     for name, (what, (path, constant)) in CHOICES.items():
         if settings.get(name) is not None:
             check_choice(what, settings[name], catalog.constant(path, constant))
     check_combinations(settings)
-    if attributes is not None and settings.get("data_dir") is not None and not attributes.get("reads_data_dir", True):
+    if attributes is not None and settings.get("data_dir") is not None and not attributes["reads_data_dir"]:
         raise ValueError(f"Task {task!r} reads no data folder; remove data_dir. Received: data_dir={settings['data_dir']!r}")
     check_class_lists(settings, task)
+    _check_structured_bn(settings.get("structured_bn", "zero"))
+    check_plugins(settings, task_facts(task)["num_classes"], task)
+
+
+def _check_structured_bn(value) -> None:
+    """The run's ``structured_bn``, with :func:`aggregations.get_aggregation`'s message."""
+    choices = catalog.constant("aggregations/_units.py", "STRUCTURED_BN")
+    if value not in choices:
+        raise ValueError(f"Unknown structured_bn {value!r}; available: {list(choices)}. Received: structured_bn={value!r}")
 
 
 def check_combinations(settings: dict) -> None:

@@ -9,6 +9,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from harness.options import Option, check_options, signed
+
 CONV_LAYERS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 CONV_TRANSPOSE = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)
 PRUNABLE_CHOICES = ("kernels", "kernels+biases", "all", "hidden-kernels")
@@ -206,16 +208,34 @@ class Measure:
     or instance attribute) gets the step's :class:`StepBatch` as the keyword
     argument ``batch`` of :meth:`observe`; all others are called with
     ``(grads, before, after)`` only.
+
+    Options are declared as data, a literal dict of
+    :class:`harness.options.Option` in the class attribute ``options``
+    (``--list`` reads it from the file without importing it). The base
+    ``__init__`` checks the given options against it and sets each as an
+    attribute of the same name (defaults for those not given); a subclass
+    that needs more calls ``super().__init__(**options)`` first.
+
+    Attributes:
+        options: Option name -> :class:`~harness.options.Option`; empty: no options.
+        training_time: Whether the measure observes training steps.
+        signed: Whether scores may be negative (normalization ``lamp`` and contrast ``ratio`` refuse them).
+        signed_when: Option name -> the values that make scores signed (``{"hessian": ("exact",)}``).
     """
 
     name: ClassVar[str]
+    options: ClassVar[dict[str, Option]] = {}
     training_time: ClassVar[bool] = False
-    signed: ClassVar[bool] = False  # True where scores may be negative; normalization "lamp" refuses such measures
+    signed: ClassVar[bool] = False
+    signed_when: ClassVar[dict[str, tuple]] = {}
     needs_batch: bool = False
 
     def __init__(self, **options):
-        if options:
-            raise ValueError(f"Measure {self.name!r} takes no options. Received: {options}")
+        values = check_options("measure", getattr(self, "name", type(self).__name__), type(self).options, options)
+        for key, value in values.items():
+            setattr(self, key, value)
+        if type(self).signed_when:
+            self.signed = signed(type(self).signed, type(self).signed_when, values)
 
     def score(self, ctx: MeasureContext) -> list[np.ndarray]:
         """Return one importance array per parameter in ``ctx.params``."""

@@ -1,6 +1,8 @@
-"""Class groups for training-time tallies: validation, batch membership, attribution and shares (seed 002).
+"""Class groups for training-time tallies: batch membership, attribution and shares (seed 002).
 
-Nothing here is a measure; the leading underscore keeps :func:`tasks.import_all`
+The groups are checked by the option rule :func:`harness.options.class_groups`.
+
+Nothing here is a measure; the leading underscore keeps :func:`harness.registry.import_all`
 from importing it as a plugin.
 """
 
@@ -8,43 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
-
-EXAMPLE = "[[1, 7], [6, 8]]"
-
-
-def check_groups(groups) -> list[list[int]]:
-    """Validate class groups: at least two non-empty, disjoint lists of class ids (ints >= 0).
-
-    Raises:
-        ValueError: not such a list, or a class in two groups; quotes the value.
-    """
-    shaped = isinstance(groups, (list, tuple)) and len(groups) >= 2 and all(
-        isinstance(g, (list, tuple)) and g and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in g)
-        for g in groups)
-    if not shaped:
-        raise ValueError(f"groups must be a list of at least two non-empty lists of class ids >= 0, e.g. {EXAMPLE}. "
-                         f"Received: groups={groups!r}")
-    flat = [c for g in groups for c in g]
-    repeated = sorted({c for c in flat if flat.count(c) > 1})
-    if repeated:
-        raise ValueError(f"groups must be disjoint; class(es) {repeated} appear more than once. Received: groups={groups!r}")
-    return [list(g) for g in groups]
-
-
-def check_target(target, groups: list[list[int]] | None) -> int | None:
-    """Validate the index of the group whose share is the score; None without groups.
-
-    Raises:
-        ValueError: ``target`` without ``groups``, or not an index into ``groups``.
-    """
-    if groups is None:
-        if target is not None:
-            raise ValueError(f"target needs groups. Received: target={target!r}, groups=None")
-        return None
-    target = 0 if target is None else target
-    if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < len(groups):
-        raise ValueError(f"target must be a group index in 0..{len(groups) - 1}. Received: target={target!r}")
-    return target
 
 
 def group_weights(y, groups: list[list[int]]) -> tf.Tensor:

@@ -2,10 +2,8 @@
 
 import numpy as np
 
-from measures import Measure, MeasureContext, register_measure
+from measures import Measure, MeasureContext, Option, register_measure
 from measures._per_example import fisher_diagonal
-
-KINDS = ("empirical", "true")
 
 
 @register_measure("fisher")
@@ -57,10 +55,8 @@ class Fisher(Measure):
     Fisher approximation".
     """
 
-    def __init__(self, kind: str = "empirical"):
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {list(KINDS)}. Received: kind={kind!r}")
-        self.kind = kind
+    options = {"kind": Option(default="empirical", choices=("empirical", "true"),
+                              doc="empirical: the labels; true: the expectation under the model")}
 
     def score(self, ctx: MeasureContext) -> list[np.ndarray]:
         """Return the diagonal Fisher of each parameter, a mean over ``ctx.x``."""

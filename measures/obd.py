@@ -2,12 +2,10 @@
 
 import numpy as np
 
-from measures import Measure, MeasureContext, register_measure
+from measures import Measure, MeasureContext, Option, register_measure
 from measures._hessian import basis_probes, hessian_probe_sum, parameter_count, rademacher_probes
 from measures._losses import output_hessian_scale, output_size
 from measures._per_example import fisher_diagonal
-
-HESSIANS = ("ggn", "hutchinson", "exact")
 
 
 @register_measure("obd")
@@ -49,14 +47,12 @@ class OptimalBrainDamage(Measure):
     seed 004. GGN: Schraudolph 2002; Hutchinson 1989.
     """
 
-    def __init__(self, hessian: str = "ggn", samples: int = 100, max_params: int = 5000):
-        if hessian not in HESSIANS:
-            raise ValueError(f"hessian must be one of {list(HESSIANS)}. Received: hessian={hessian!r}")
-        for name, value in (("samples", samples), ("max_params", max_params)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
-        self.hessian, self.samples, self.max_params = hessian, samples, max_params
-        self.signed = hessian != "ggn"  # a Hessian diagonal (not the GGN's) may be negative
+    options = {
+        "hessian": Option(default="ggn", choices=("ggn", "hutchinson", "exact"), doc="the Hessian diagonal's estimate"),
+        "samples": Option(default=100, type=int, low=1, doc="Rademacher probes of hutchinson"),
+        "max_params": Option(default=5000, type=int, low=1, doc="the most parameters exact accepts"),
+    }
+    signed_when = {"hessian": ("hutchinson", "exact")}  # a Hessian diagonal (not the GGN's) may be negative
 
     def score(self, ctx: MeasureContext) -> list[np.ndarray]:
         """Return ``0.5 * H_kk * theta_k^2`` for each parameter."""

@@ -1,12 +1,10 @@
 """Synaptic Intelligence: each parameter's share of the loss decrease along the training path."""
 
-import math
-
 import numpy as np
 import tensorflow as tf
 
-from measures import Measure, MeasureContext, Param, register_measure
-from measures._groups import check_groups, check_target, group_weights, shares, target_score
+from measures import Measure, MeasureContext, Option, Param, register_measure
+from measures._groups import group_weights, shares, target_score
 
 
 def _zeros(shape: tuple) -> tf.Variable:
@@ -54,15 +52,15 @@ class SynapticIntelligence(Measure):
     """
 
     training_time = True
+    options = {
+        "xi": Option(default=1e-3, type=float, above=0, doc="damping of the denominator"),
+        "groups": Option(rule="class_groups", doc="lists of class ids, e.g. [[1,7],[6,8]]; the score is a group's share"),
+        "target": Option(rule="group_index", doc="index of the group whose share is the score (default 0)"),
+    }
 
-    def __init__(self, xi: float = 1e-3, groups=None, target=None, **options):
-        if options:
-            raise ValueError(f"Measure 'si' takes only the options xi, groups and target. Received: {options}")
-        if isinstance(xi, bool) or not isinstance(xi, (int, float)) or not (math.isfinite(xi) and xi > 0):
-            raise ValueError(f"xi must be a finite number > 0. Received: xi={xi!r}")
-        self.xi = float(xi)
-        self.groups = None if groups is None else check_groups(groups)
-        self.target = check_target(target, self.groups)
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.xi = float(self.xi)
         self.needs_batch = self.groups is not None
 
     def build(self, params: list[Param]) -> None:

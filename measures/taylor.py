@@ -3,11 +3,9 @@
 import numpy as np
 import tensorflow as tf
 
-from measures import Measure, MeasureContext, register_measure
+from measures import Measure, MeasureContext, Option, register_measure
 from measures._hessian import mean_loss_gradient
 from measures._per_example import per_example_mean
-
-ACCUMULATIONS = ("batch", "example")
 
 
 def example_loss(loss, outputs: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
@@ -55,12 +53,10 @@ class Taylor(Measure):
     the authors' code (NVlabs/Taylor_pruning, ``pruning_engine.py``).
     """
 
-    def __init__(self, accumulation: str = "batch", batch_size: int = 32):
-        if accumulation not in ACCUMULATIONS:
-            raise ValueError(f"accumulation must be one of {list(ACCUMULATIONS)}. Received: accumulation={accumulation!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer. Received: batch_size={batch_size!r}")
-        self.accumulation, self.batch_size = accumulation, batch_size
+    options = {
+        "accumulation": Option(default="batch", choices=("batch", "example"), doc="minibatch or per-example gradients"),
+        "batch_size": Option(default=32, type=int, low=1, doc="minibatch size of batch"),
+    }
 
     def score(self, ctx: MeasureContext) -> list[np.ndarray]:
         """Return (g * w)^2 for each parameter, accumulated as configured."""

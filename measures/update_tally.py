@@ -3,8 +3,8 @@
 import numpy as np
 import tensorflow as tf
 
-from measures import Measure, MeasureContext, Param, register_measure
-from measures._groups import check_groups, check_target, group_weights, shares, target_score, update_shares
+from measures import Measure, MeasureContext, Option, Param, register_measure
+from measures._groups import group_weights, shares, target_score, update_shares
 
 
 @register_measure("update_tally")
@@ -40,18 +40,19 @@ class UpdateTally(Measure):
     parameter per step; with groups G extra backward passes per step.
 
     Raises:
-        ValueError: bad ``groups`` (see :func:`measures._groups.check_groups`) or ``target``.
+        ValueError: bad ``groups`` (see :func:`harness.options.class_groups`) or ``target``.
 
     Source: seed 002 ("update sizes" tally of |change| per datapoint, summed per class group).
     """
 
     training_time = True
+    options = {
+        "groups": Option(rule="class_groups", doc="lists of class ids, e.g. [[1,7],[6,8]]; the score is a group's share"),
+        "target": Option(rule="group_index", doc="index of the group whose share is the score (default 0)"),
+    }
 
-    def __init__(self, groups=None, target=None, **options):
-        if options:
-            raise ValueError(f"Measure 'update_tally' takes only the options groups and target. Received: {options}")
-        self.groups = None if groups is None else check_groups(groups)
-        self.target = check_target(target, self.groups)
+    def __init__(self, **options):
+        super().__init__(**options)
         self.needs_batch = self.groups is not None
 
     def build(self, params: list[Param]) -> None:

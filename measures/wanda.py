@@ -3,11 +3,9 @@
 import numpy as np
 import tensorflow as tf
 
-from measures import Measure, MeasureContext, Param, register_measure
+from measures import Measure, MeasureContext, Option, Param, register_measure
 from measures._layer_inputs import input_means, unfold
 from measures._utils import spread_over_kernel
-
-NORMS = ("rms", "l2")
 
 
 def _reducer(layer):
@@ -57,10 +55,7 @@ class Wanda(Measure):
     Approach for Large Language Models" (Wanda), the pruning metric S_ij.
     """
 
-    def __init__(self, norm: str = "rms"):
-        if norm not in NORMS:
-            raise ValueError(f"norm must be one of {list(NORMS)}. Received: norm={norm!r}")
-        self.norm = norm
+    options = {"norm": Option(default="rms", choices=("rms", "l2"), doc="root mean square or the paper's L2 norm")}
 
     def score(self, ctx: MeasureContext) -> list[np.ndarray]:
         """Return ``|W| * ||X||`` for each kernel (bias and other parameters as documented)."""

@@ -31,10 +31,8 @@ class WeightChange(UpdateTally):
     ``reset_tracking`` appended. Here: the absolute change of every step.
     """
 
-    training_time = True  # inherited; stated so that --list, which reads this file, sees it
-
-    def __init__(self):
-        super().__init__()  # no class groups: 1 / (1 + share) would mean nothing
+    options = {}  # no class groups: 1 / (1 + share) would mean nothing
+    groups = target = None
 
     def score(self, ctx: MeasureContext) -> list[np.ndarray]:
         """Return ``1 / (1 + T)`` per parameter."""

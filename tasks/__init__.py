@@ -2,8 +2,8 @@
 
 from collections.abc import Callable
 
+from harness.registry import Registry, import_all
 from tasks import _models
-from tasks._registry import Registry, import_all
 from tasks._task import DatasetUnavailable, Task, TaskData
 
 TASKS: Registry = Registry("task")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tasks._registry import Registry
+from harness.registry import Registry
 
 DEFAULT_KEYS = ("batch_size", "epochs", "learning_rate", "augmentation")
 _pending: dict[str, dict[str, tuple[Callable, dict]]] = {}

@@ -77,9 +77,9 @@ CASES = [
     ("harness", ["--measures", "fisher:kind=true,kind=empirical"], "Measure option 'kind' is given twice", 2),
     ("harness", ["--measures", "fishr"], "Unknown measure 'fishr'; available: ['fisher', ", 2),
     ("harness", ["--measures", "obd:hessian=diag"],
-     "hessian must be one of ['ggn', 'hutchinson', 'exact']. Received: hessian='diag'", 2),
+     "Measure 'obd': hessian must be one of ['ggn', 'hutchinson', 'exact']. Received: hessian='diag'", 2),
     ("harness", ["--measures", "obd:samples"], "Measure options are written name:key=value", 2),
-    ("harness", ["--measures", "magnitude:foo=1"], "takes no options. Received: {'foo': 1}", 2),
+    ("harness", ["--measures", "magnitude:foo=1"], "Measure 'magnitude' takes no options. Received: 'magnitude:foo=1'", 2),
     ("harness", ["--measures", "random", "random"], "measures has duplicates", 2),
     ('harness', 'measures = "fisher"\n', "measures must be a non-empty list of strings. Received: measures='fisher'", 2),
     ("harness", "measures = [1]\n", "measures must be a list of strings. Received: measures=[1]", 2),
@@ -90,10 +90,10 @@ CASES = [
     ("harness", ["--aggregations", "neuron"],
      "Unknown aggregation 'neuron'; available: ['filter', 'head', 'unit', 'weight']", 2),
     ("harness", ["--aggregations", "unit:direction=sideways"],
-     "Unknown direction 'sideways' of aggregation 'unit'; available: ['in', 'out', 'group']. Received: direction='side", 2),
-    ("harness", ["--aggregations", "filter:direction=OUT"], "Unknown direction 'OUT' of aggregation 'filter'", 2),
+     "Aggregation 'unit': direction must be one of ['in', 'out', 'group']. Received: direction='sideways'", 2),
+    ("harness", ["--aggregations", "filter:direction=OUT"], "Aggregation 'filter': direction must be one of ['in',", 2),
     ("harness", ["--aggregations", "weight:direction=out"],
-     "Unknown option(s) ['direction'] of aggregation 'weight'; available: []. Received: 'weight:direction=out'", 2),
+     "Aggregation 'weight' takes no options. Received: 'weight:direction=out'", 2),
     ("harness", ["--aggregations", "unit:dir=out"], "Unknown option(s) ['dir'] of aggregation 'unit'; available: ['dir", 2),
     ("harness", ["--aggregations", "unit:direction"], "Aggregation options are written name:key=value", 2),
     ("harness", ["--aggregations", "unit", "unit:direction=in"], "aggregations has duplicates", 2),
@@ -108,8 +108,10 @@ CASES = [
      "normalization 'lamp' squares item scores and needs non-negative ones; measures ['grasp']", 2),
     ("harness", ["--scopes", "output", "--aggregations", "unit"], "scope 'output' ranks single weights", 2),
     ("harness", ["--measures", "taylor:accumulation=epoch"], "accumulation must be one of ['batch', 'example']", 2),
-    ("harness", ["--measures", "update_tally:groups=2"], "groups", 2),
-    ("harness", ["--measures", "update_tally:target=1"], "target", 2),
+    ("harness", ["--measures", "update_tally:groups=2"], "Measure 'update_tally': groups must be a list of at least two "
+     "non-empty lists of class ids >= 0, e.g. [[1, 7], [6, 8]]. Received: groups=2", 2),
+    ("harness", ["--measures", "update_tally:target=1"],
+     "Measure 'update_tally': target needs groups. Received: target=1, groups=None", 2),
     ("harness", ["--measures", "update_tally:groups=[[1,12],[3]]"], "names classes [12] that task 'digits' does not", 2),
     ("harness", ["--orders", "sideways"], "Unknown order 'sideways'; available: ['least', 'most']", 2),
     ("harness", ["--orders", "least", "most", "--threshold-rule", "legacy_cutoff"],
@@ -330,6 +332,45 @@ CASES = [
      "{tmp}/s/study.json is not a study record (a JSON list, not an object)", 2, {"s/study.json": b"[]"}),
     ("study", ["--seeds", "0-1", "--measures", "magnitude", "--name", "s"],
      "{tmp}/s/study.json is unreadable (Expecting value", 2, {"s/study.json": b"{\"study_id\": "}),
+    # options and facts declared on the plugin classes, checked before TensorFlow is imported
+    ("harness", ["--measures", "fisher:kind=x"],
+     "Measure 'fisher': kind must be one of ['empirical', 'true']. Received: kind='x'", 2),
+    ("harness", ["--measures", "wanda:norm=l1"], "Measure 'wanda': norm must be one of ['rms', 'l2']. Received: norm='l1'",
+     2),
+    ("harness", ["--measures", "obd:samples=0"],
+     "Measure 'obd': samples must be a positive integer. Received: samples=0", 2),
+    ("harness", 'measures = ["obd:max_params=2.5"]\n',
+     "Measure 'obd': max_params must be a positive integer. Received: max_params=2.5", 2),
+    ("harness", ["--measures", "taylor:batch_size=true"],
+     "Measure 'taylor': batch_size must be a positive integer. Received: batch_size='true'", 2),
+    ("harness", ["--measures", "si:xi=0"], "Measure 'si': xi must be a finite number > 0. Received: xi=0", 2),
+    ("harness", ["--measures", "si:xi=nan"], "Measure 'si': xi must be a finite number > 0. Received: xi=nan", 2),
+    ("harness", ["--measures", "si:groups=[[1],[2]],target=3"],
+     "Measure 'si': target must be a group index in 0..1. Received: target=3", 2),
+    ("harness", ["--measures", "update_tally:groups=[[1,2],[2,3]]"],
+     "Measure 'update_tally': groups must be disjoint; class(es) [2] appear more than once", 2),
+    ("harness", ["--measures", "si:groups=[[1,12],[3]]"], "Measure 'si:groups=[[1,12],[3]]' names classes [12]", 2),
+    ("harness", ["--measures", "weight_change:groups=[[1],[2]]"],
+     "Measure 'weight_change' takes no options. Received: 'weight_change:groups=[[1],[2]]'", 2),
+    ("harness", ["--measures", "obd:hessian=exact", "magnitude", "--scopes", "global", "--normalizations", "lamp"],
+     "needs non-negative ones; measures ['obd:hessian=exact'] give signed scores", 2),
+    ("harness", ["--scopes", "global", "--normalizations", "lamp"],
+     "needs non-negative ones; measures ['grasp'] give signed scores", 2),
+    ("harness", ["--forget-classes", "7", "--measures", "magnitude", "obd:hessian=hutchinson"],
+     "contrast 'ratio' divides importances and needs non-negative ones; measures ['obd:hessian=hutchinson']", 2),
+    ("harness", ["--forget-classes", "7", "--measures", "si:groups=[[7],[1]],target=1"],
+     "Measure 'si:groups=[[7],[1]],target=1' scores the share of group [1]; in a forgetting run", 2),
+    ("harness", ["--scopes", "output", "--aggregations", "unit:direction=out", "filter:direction=in"],
+     "applies to per-weight aggregations only (e.g. 'weight'). Received: aggregations=['unit:direction=out', 'filter']",
+     2),
+    ("harness", ["--aggregations", "unit:direction=1"],
+     "Aggregation 'unit': direction must be one of ['in', 'out', 'group']. Received: direction=1", 2),
+    ("harness", ["--aggregations", "head:heads=2"], "Aggregation 'head' takes no options. Received: 'head:heads=2'", 2),
+    ("harness", ["--model-file", "{tmp}/m.keras", "--epochs", "0", "--measures", "momentum"],
+     "the training-time measures ['momentum'] observe training steps and are refused", 2, {"m.keras": DIGITS_KERAS}),
+    ("study", ["--seeds", "0-1", "--measures", "fisher:kind=x"], "Measure 'fisher': kind must be one of", 2),
+    ("study", ["--seeds", "0-1", "--recoveries", "bn", "bn:batches=20"],
+     "recoveries has duplicates. Received: recoveries=['bn', 'bn']", 2),
     # python -m harness.localize
     ("localize", ["--learning-rate", "inf"], "learning_rate must be a finite number > 0. Received: learning_rate=inf", 2),
     ("localize", ["--groups", "null"], "groups must be JSON such as [[1,7],[6,8]]. Received: 'null'", 2),
@@ -443,3 +484,78 @@ def test_bad_input_is_refused_in_one_line_before_anything_is_loaded_or_written(c
     assert "Traceback" not in err
     assert message.replace("{tmp}", str(tmp_path)) in err.strip().splitlines()[-1]
     assert snapshot(tmp_path) == before
+
+
+# Refusals before TensorFlow: every harness and study row is refused with TensorFlow, Keras and Ray unimportable,
+# but the rows that must read a model (a .keras file, or a model built to ask a measure whether it can score it) or
+# reach a Ray cluster.
+NEEDS_TENSORFLOW = ("--model-file", "synflow", "ray://")
+BLOCKED = """
+import contextlib, io, json, sys, time
+from importlib.abc import MetaPathFinder
+
+class Block(MetaPathFinder):
+    tried = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "keras", "ray"):
+            Block.tried = True
+            raise ImportError(f"{name} is blocked")
+
+sys.meta_path.insert(0, Block())
+from harness.__main__ import main
+
+found = []
+for argv in json.loads(sys.stdin.read()):
+    Block.tried, err, start = False, io.StringIO(), time.perf_counter()
+    with contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except BaseException as error:
+            code = f"{type(error).__name__}: {error}"
+    found.append(dict(code=code, err=err.getvalue(), tensorflow=Block.tried, seconds=time.perf_counter() - start))
+print(json.dumps(found))
+"""
+
+
+@pytest.mark.slow
+def test_refusals_come_before_tensorflow_is_imported(tmp_path):
+    import json
+    import statistics
+    import subprocess
+
+    read_only = os.geteuid() == 0  # root writes into read-only folders: those rows are not refused
+    rows = [case for case in CASES if case[0] in ("harness", "study")
+            and not (read_only and any(name.endswith("/") for name in (case[4:] or [{}])[0]))]
+    argvs, folders = [], []
+    for i, (entry, args, _, _, *files) in enumerate(rows):
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        prepare(folder, files[0] if files else {})
+        if not isinstance(args, list):
+            (folder / "exp.toml").write_bytes(args.encode() if isinstance(args, str) else args)
+            args = ["--config", "{tmp}/exp.toml"]
+        args = [a.replace("{tmp}", str(folder)) for a in args]
+        extra = ["--storage", str(folder), "--no-progress"] if entry == "study" else []
+        argvs.append(["--output", str(folder / "results.csv"), "--no-progress", *args] if entry == "harness"
+                     else [*args, *extra])
+        folders.append((folder, snapshot(folder)))
+    done = subprocess.run([sys.executable, "-c", BLOCKED], input=json.dumps(argvs), capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], timeout=600)
+    assert done.returncode == 0, done.stderr
+    results_ = json.loads(done.stdout)
+    for folder, _ in folders:
+        for path in folder.iterdir():
+            path.chmod(0o755) if path.is_dir() else None
+    heavy = {case_id(case) for case, result in zip(rows, results_) if result["tensorflow"]}
+    allowed = {case_id(case) for case in rows if isinstance(case[1], list)
+               and any(k in a for a in case[1] for k in NEEDS_TENSORFLOW)}
+    assert heavy <= allowed, f"imported TensorFlow before refusing: {sorted(heavy - allowed)}"
+    for case, result, (folder, before) in zip(rows, results_, folders):
+        if result["tensorflow"]:
+            continue
+        last = result["err"].strip().splitlines()[-1]
+        assert (result["code"], "Traceback" in result["err"]) == (case[3], False), (case_id(case), result)
+        assert case[2].replace("{tmp}", str(folder)) in last, case_id(case)
+        assert snapshot(folder) == before, case_id(case)
+    assert statistics.median(r["seconds"] for r in results_) < 1

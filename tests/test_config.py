@@ -10,7 +10,7 @@ from harness.config import RunConfig
     (dict(task="cifar100"), r"Unknown task 'cifar100'; available: \["),
     (dict(model="resnet"), r"Unknown model for task 'digits' 'resnet'; available: \['mlp', 'vit'\]"),
     (dict(measures=["fishr"]), r"Unknown measure 'fishr'; available: \[.*'magnitude'"),
-    (dict(measures=["magnitude:foo=1"]), r"takes no options. Received: \{'foo': 1\}"),
+    (dict(measures=["magnitude:foo=1"]), r"Measure 'magnitude' takes no options. Received: 'magnitude:foo=1'"),
     (dict(aggregations=["neuron"]), r"Unknown aggregation 'neuron'; available: \['filter', 'head', 'unit', 'weight'\]"),
     (dict(poolings=["median"]), r"Unknown pooling 'median'; available: \['mean', 'sum', 'max', 'min', 'l2'\]"),
     (dict(scopes=["model"]), r"Unknown scope 'model'; available: \['layer', 'global', 'output'\]"),

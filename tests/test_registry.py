@@ -1,13 +1,17 @@
 """Registries: decorator registration, duplicates, unknown names, discovery of new files."""
 
+import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 import measures
+from harness.registry import Registry, import_all
 from measures import MEASURES, Measure, make_measure, parse_spec, register_measure
-from tasks._registry import Registry, import_all
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_duplicate_name_is_an_error():
@@ -41,7 +45,7 @@ def test_a_new_file_is_found_without_editing_init(tmp_path, monkeypatch):
     package = tmp_path / "toyplugins"
     package.mkdir()
     (package / "__init__.py").write_text(textwrap.dedent("""
-        from tasks._registry import Registry, import_all
+        from harness.registry import Registry, import_all
         REG = Registry("toy")
         import_all(__name__, __path__)
     """))
@@ -66,3 +70,14 @@ def test_toy_measure_registered_at_runtime_is_usable():
     finally:
         MEASURES.unregister("toy_constant")
     assert import_all  # the discovery helper is the package's public mechanism
+
+
+@pytest.mark.parametrize("package,upstream_only", [("measures", ["tasks", "aggregations"]),
+                                                    ("aggregations", ["tasks"]),
+                                                    ("tasks", ["measures", "aggregations"])])
+def test_a_plugin_package_imports_no_other_plugin_package_for_its_registry(package, upstream_only):
+    """The registry lives in harness.registry: importing one plugin folder runs none of the others' modules."""
+    script = f"import sys, {package}; print(sorted(set({upstream_only!r}) & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

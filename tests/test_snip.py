@@ -28,5 +28,5 @@ def test_snip_is_the_gradient_of_the_mean_not_a_mean_of_magnitudes():
 
 
 def test_takes_no_options():
-    with pytest.raises(ValueError, match=r"takes no options. Received: \{'batch': 4\}"):
+    with pytest.raises(ValueError, match=r"^Measure 'snip' takes no options. Received: 'snip:batch=4'$"):
         make_measure("snip:batch=4")

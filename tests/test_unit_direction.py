@@ -220,16 +220,14 @@ def test_a_run_records_the_direction_in_the_csv_and_the_fallback_in_its_notes(tm
 
 
 def test_the_catalogue_shows_the_direction_option():
-    import inspect
-
     from aggregations import AGGREGATIONS
     from harness import catalog
 
     options = {p.name: p.options for p in catalog.plugins("aggregation")}
     for name in ("unit", "filter"):
-        assert [(o.name, o.default, o.choices) for o in options[name]] == [("direction", "'in'", ["in", "out", "group"])]
-        assert list(inspect.signature(AGGREGATIONS.get(name)).parameters) == ["direction"]
-    assert options["weight"] == [] and options["head"] == []
+        assert [(n, o.default, o.choices) for n, o in options[name].items()] == [("direction", "in", ("in", "out", "group"))]
+        assert AGGREGATIONS.get(name).options == options[name]
+    assert options["weight"] == {} and options["head"] == {}
     assert "  unit          Pool each unit's incoming weights" in catalog.listing()
     assert "direction: in | out | group (default in)" in catalog.listing()
 
