@@ -2,8 +2,8 @@
 
 from aggregations._items import POOLINGS, Aggregation, Items, pool
 from aggregations._units import STRUCTURED_BN
-from harness.options import check_options
-from harness.registry import Registry, import_all, parse_spec
+from harness.common.options import check_options
+from harness.common.registry import Registry, import_all, parse_spec
 
 AGGREGATIONS: Registry = Registry("aggregation")
 register_aggregation = AGGREGATIONS.register

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from harness.options import Option, canonical_spec, check_options
+from harness.common.options import Option, canonical_spec, check_options
 from measures import Param
 from measures._cache import Recent
 

@@ -3,7 +3,7 @@
 from aggregations import Aggregation, register_aggregation
 from aggregations._items import per_element, per_output_channel
 from aggregations._units import unit_span
-from harness.options import Option
+from harness.common.options import Option
 
 
 @register_aggregation("unit")

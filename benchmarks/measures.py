@@ -51,7 +51,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from harness.train import Trainer  # noqa: E402
+from harness.pipeline.train import Trainer  # noqa: E402
 from measures import MEASURES, MeasureContext, make_measure, prunable_params  # noqa: E402
 from measures._cache import COMPILED  # noqa: E402
 from measures._losses import log_likelihood, output_size, targets  # noqa: E402

@@ -31,17 +31,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-import harness.sweep  # noqa: E402
+import harness.thresholding.sweep  # noqa: E402
 from aggregations import get_aggregation  # noqa: E402
-from harness.recovery import BatchNormRecalibration, FineTuning  # noqa: E402
-from harness.sweep import Evaluator, replacement_values, sweep  # noqa: E402
-from harness.threshold import Thresholder  # noqa: E402
-from harness.train import Trainer  # noqa: E402
+from harness.pipeline.train import Trainer  # noqa: E402
+from harness.thresholding.recovery import BatchNormRecalibration, FineTuning  # noqa: E402
+from harness.thresholding.sweep import Evaluator, replacement_values, sweep  # noqa: E402
+from harness.thresholding.threshold import Thresholder  # noqa: E402
 from measures import prunable_params  # noqa: E402
 from tasks import get_task  # noqa: E402
 
 THRESHOLDS = np.round(np.linspace(0, 1, 21), 10)
-harness.sweep.RECENT = 0  # every timed sweep evaluates (a repeated sweep would otherwise be copied)
+harness.thresholding.sweep.RECENT = 0  # every timed sweep evaluates (a repeated sweep would otherwise be copied)
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CHILD = """
 import json, sys
-from harness.__main__ import main
+from harness.cli.main import main
 code = main(json.loads(sys.argv[1]))
 sys.__stdout__.write("RESULT=" + json.dumps({"code": code, "tensorflow": "tensorflow" in sys.modules}) + "\\n")
 """

@@ -43,12 +43,12 @@ def child(out: str, argv: list[str]) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
 
-    import harness.assembly
-    import harness.scoring
-    import harness.sweeping
-    import harness.train
-    from harness import __main__ as cli
-    from harness import checkpoint, results
+    import harness.pipeline.assembly
+    import harness.pipeline.scoring
+    import harness.pipeline.sweeping
+    import harness.pipeline.train
+    from harness.cli import main as cli
+    from harness.pipeline import checkpoint, results
     from tasks import get_task
 
     imported = time.time()
@@ -67,18 +67,19 @@ def child(out: str, argv: list[str]) -> None:
 
         setattr(owner, name, wrapper)
 
-    for owner, name, key in [(type(get_task("mnist")), "load", "data"), (harness.train.Trainer, "train_epoch", "training"),
-                             (harness.scoring.Scorer, "score", "measures"), (harness.sweeping, "sweep", "sweeps"),
-                             (harness.sweeping.Sweeper, "thresholder", "ranking"), (results, "append_rows", "csv"),
+    pipeline = harness.pipeline
+    for owner, name, key in [(type(get_task("mnist")), "load", "data"), (pipeline.train.Trainer, "train_epoch", "training"),
+                             (pipeline.scoring.Scorer, "score", "measures"), (pipeline.sweeping, "sweep", "sweeps"),
+                             (pipeline.sweeping.Sweeper, "thresholder", "ranking"), (results, "append_rows", "csv"),
                              (checkpoint, "save", "checkpoints")]:
         timed(owner, name, key)
 
-    class Recorded(harness.assembly.Evaluator):
+    class Recorded(harness.pipeline.assembly.Evaluator):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             evaluators.append(self)
 
-    harness.assembly.Evaluator = Recorded
+    harness.pipeline.assembly.Evaluator = Recorded
     status = cli.main(argv)
     finished = time.time()
     passes = []

@@ -24,7 +24,7 @@ RAY_NICENESS = 15  # Ray's default worker_niceness
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from harness.study import Study  # noqa: E402
+from harness.study.driver import Study  # noqa: E402
 
 
 def settings(epochs: int) -> dict:

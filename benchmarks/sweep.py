@@ -1,7 +1,7 @@
 """Time 21-point threshold sweeps on the MNIST MLP and CNN against their floor and the naive method.
 
 Floor: 21 compiled forward passes of the validation set through the full
-model (what any sweep must at least evaluate). Sweep: ``harness.sweep.sweep``
+model (what any sweep must at least evaluate). Sweep: ``harness.thresholding.sweep.sweep``
 on magnitude scores, layer scope, zero replacement; ``weight`` items use
 incremental masking, ``unit`` items the shrunk model (``auto`` method), and
 the batched method evaluates all thresholds in one pass. Naive (the original
@@ -24,7 +24,7 @@ and without XLA.
 
 Reference models (``--models resnet20,vit``, the MNIST models of ``tasks/resnet20.py`` and
 ``tasks/vit.py``, random initial weights): not chains, so every sweep masks (``auto``; ``shrunk``
-falls back to masking, :mod:`harness.structure`). Timed: the floor, the weight, unit and (ResNet-20)
+falls back to masking, :mod:`harness.thresholding.structure`). Timed: the floor, the weight, unit and (ResNet-20)
 filter sweeps with masking, and the ranking; printed as ratios to the floor. The naive, batched and
 XLA lines are not run for them. ``--val-size`` keeps the first validation images only.
 
@@ -44,18 +44,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-import harness.sweep  # noqa: E402
-import harness.threshold  # noqa: E402
+import harness.thresholding.sweep  # noqa: E402
+import harness.thresholding.threshold  # noqa: E402
 from aggregations import get_aggregation  # noqa: E402
-from harness.sweep import Evaluator, replacement_values, sweep  # noqa: E402
-from harness.threshold import Thresholder  # noqa: E402
-from harness.train import Trainer  # noqa: E402
+from harness.pipeline.train import Trainer  # noqa: E402
+from harness.thresholding.sweep import Evaluator, replacement_values, sweep  # noqa: E402
+from harness.thresholding.threshold import Thresholder  # noqa: E402
 from measures import prunable_params  # noqa: E402
 from tasks import DatasetUnavailable, get_task  # noqa: E402
 
 THRESHOLDS = np.round(np.linspace(0, 1, 21), 10)
-harness.sweep.RECENT = 0  # every timed sweep evaluates (a repeated sweep would otherwise be copied)
-harness.threshold.RECENT_RANKINGS = 0  # and every timed ranking sorts
+harness.thresholding.sweep.RECENT = 0  # every timed sweep evaluates (a repeated sweep would otherwise be copied)
+harness.thresholding.threshold.RECENT_RANKINGS = 0  # and every timed ranking sorts
 
 
 def validation_data(data_dir):

@@ -1,7 +1,7 @@
 """Importance measures: one file each, registered with ``@register_measure``."""
 
-from harness.options import Option, check_options
-from harness.registry import Registry, import_all, parse_spec
+from harness.common.options import Option, check_options
+from harness.common.registry import Registry, import_all, parse_spec
 from measures._base import Measure, MeasureContext, Param, prunable_params
 
 MEASURES: Registry = Registry("measure")
@@ -12,7 +12,7 @@ def make_measure(spec: str) -> Measure:
     """Instantiate a measure from a spec such as ``"fisher"`` or ``"obd:hessian=exact"``.
 
     The options are checked against the class's declared ``options``
-    (:func:`harness.options.check_options`), the same check the catalogue's
+    (:func:`harness.common.options.check_options`), the same check the catalogue's
     reading of the declaration makes before TensorFlow is imported.
 
     Raises:

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from harness.options import Option, check_options, signed
+from harness.common.options import Option, check_options, signed
 
 CONV_LAYERS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 CONV_TRANSPOSE = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)
@@ -210,14 +210,14 @@ class Measure:
     ``(grads, before, after)`` only.
 
     Options are declared as data, a literal dict of
-    :class:`harness.options.Option` in the class attribute ``options``
+    :class:`harness.common.options.Option` in the class attribute ``options``
     (``--list`` reads it from the file without importing it). The base
     ``__init__`` checks the given options against it and sets each as an
     attribute of the same name (defaults for those not given); a subclass
     that needs more calls ``super().__init__(**options)`` first.
 
     Attributes:
-        options: Option name -> :class:`~harness.options.Option`; empty: no options.
+        options: Option name -> :class:`~harness.common.options.Option`; empty: no options.
         training_time: Whether the measure observes training steps.
         signed: Whether scores may be negative (normalization ``lamp`` and contrast ``ratio`` refuse them).
         signed_when: Option name -> the values that make scores signed (``{"hessian": ("exact",)}``).

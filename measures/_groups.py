@@ -1,8 +1,8 @@
 """Class groups for training-time tallies: batch membership, attribution and shares (seed 002).
 
-The groups are checked by the option rule :func:`harness.options.class_groups`.
+The groups are checked by the option rule :func:`harness.common.options.class_groups`.
 
-Nothing here is a measure; the leading underscore keeps :func:`harness.registry.import_all`
+Nothing here is a measure; the leading underscore keeps :func:`harness.common.registry.import_all`
 from importing it as a plugin.
 """
 

@@ -40,7 +40,7 @@ class UpdateTally(Measure):
     parameter per step; with groups G extra backward passes per step.
 
     Raises:
-        ValueError: bad ``groups`` (see :func:`harness.options.class_groups`) or ``target``.
+        ValueError: bad ``groups`` (see :func:`harness.common.options.class_groups`) or ``target``.
 
     Source: seed 002 ("update sizes" tally of |change| per datapoint, summed per class group).
     """

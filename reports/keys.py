@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from harness.columns import CONTROL_SEPARATOR, PER_CLASS_SUFFIX  # noqa: F401  (re-exported)
-from harness.columns import REQUIRED_COLUMNS as COLUMNS  # noqa: F401  (re-exported)
+from harness.common.columns import CONTROL_SEPARATOR, PER_CLASS_SUFFIX  # noqa: F401  (re-exported)
+from harness.common.columns import REQUIRED_COLUMNS as COLUMNS  # noqa: F401  (re-exported)
 
 PANEL = ["task", "model", "pooling", "scope", "normalization", "replacement"]
 CONDITION = ["task", "model", "epoch", "aggregation", "pooling", "scope", "normalization", "replacement"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.results import sidecar
+from harness.pipeline.results import sidecar
 from reports.forgetting import forgetting_metrics
 from reports.keys import COLUMNS, NOT_SETTINGS, NUMERIC, PER_CLASS_SUFFIX, key_columns
 from reports.validate import check_ranges, disagreeing_runs, incomplete_sweeps, read_whole_lines

@@ -2,7 +2,7 @@
 
 from collections.abc import Callable
 
-from harness.registry import Registry, import_all
+from harness.common.registry import Registry, import_all
 from tasks import _models
 from tasks._task import DatasetUnavailable, Task, TaskData
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from harness.registry import Registry
+from harness.common.registry import Registry
 
 DEFAULT_KEYS = ("batch_size", "epochs", "learning_rate", "augmentation")
 _pending: dict[str, dict[str, tuple[Callable, dict]]] = {}

@@ -1,6 +1,6 @@
 """Helpers shared by the dataset loaders: folders, IDX files, splits and errors.
 
-Nothing here is a task; the leading underscore keeps :func:`harness.registry.import_all`
+Nothing here is a task; the leading underscore keeps :func:`harness.common.registry.import_all`
 from importing it as a plugin.
 """
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from aggregations import AGGREGATIONS, get_aggregation, pool
-from harness.threshold import Thresholder
+from harness.thresholding.threshold import Thresholder
 from measures import prunable_params
 from tests.helpers import tiny_conv_model, tiny_dense_model
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import analysis
-from harness import results
+from harness.pipeline import results
 
 matplotlib.use("Agg")
 T = np.linspace(0, 1, 5)

@@ -22,9 +22,9 @@ import pandas as pd
 import pytest
 
 import analysis
-from harness import results
-from harness.__main__ import main as harness_main
-from harness.localize.__main__ import main as localize_main
+from harness.cli.main import main as harness_main
+from harness.experiments.localize.__main__ import main as localize_main
+from harness.pipeline import results
 from reports.claims import main as claims_main
 from tasks import TASKS
 from tests.helpers import model_file_bytes
@@ -49,7 +49,7 @@ def analysis_cli(argv: list[str], tmp: Path) -> int:
 
 
 def localize_cli(argv: list[str], tmp: Path) -> int:
-    """``python -m harness.localize``, writing under the case's folder."""
+    """``python -m harness.experiments.localize``, writing under the case's folder."""
     try:
         return localize_main([*argv, "--output", str(tmp / "localize"), "--no-progress"])
     except SystemExit as stop:  # argparse's usage errors
@@ -164,7 +164,7 @@ CASES = [
      "recoveries=['finetune:steps=5', 'finetune:steps=5']", 2),
     ("harness", "recoveries = [1]\n", "recoveries must be a list of strings. Received: recoveries=[1]", 2),
     ("harness", "recoveries = []\n", "recoveries must be a non-empty list of strings. Received: recoveries=[]", 2),
-    # refused by the check before TensorFlow (harness.inputs), which reads recoveries before the task's name
+    # refused by the check before TensorFlow (harness.cli.inputs), which reads recoveries before the task's name
     ("harness", ["--task", "nosuch", "--recoveries", "bn:batches=0"], "batches must be a positive integer. Received: "
      "recovery='bn:batches=0'", 2),
     ("harness", ["--threshold-rule", "floor"], "Unknown threshold_rule 'floor'; available: ['exact', 'legacy_cutoff']", 2),
@@ -371,14 +371,14 @@ CASES = [
     ("study", ["--seeds", "0-1", "--measures", "fisher:kind=x"], "Measure 'fisher': kind must be one of", 2),
     ("study", ["--seeds", "0-1", "--recoveries", "bn", "bn:batches=20"],
      "recoveries has duplicates. Received: recoveries=['bn', 'bn']", 2),
-    # python -m harness.localize
+    # python -m harness.experiments.localize
     ("localize", ["--learning-rate", "inf"], "learning_rate must be a finite number > 0. Received: learning_rate=inf", 2),
     ("localize", ["--groups", "null"], "groups must be JSON such as [[1,7],[6,8]]. Received: 'null'", 2),
     ("localize", ["--task", "digits", "--data-dir", "{tmp}/missing"],
      "Task 'digits' reads no data folder; remove data_dir. Received: data_dir=", 2),
     ("localize", ["--hidden", str(10**10)], "hidden must be at most 100000. Received: hidden=10000000000", 2),
     ("localize", "task = digits\n", "exp.toml is not valid TOML: Invalid value (at line 1, column 8)", 2),
-    # python -m harness.localize (seed 002)
+    # python -m harness.experiments.localize (seed 002)
     ("localize", ["--output-layer", "tanh"], "Unknown output_layer 'tanh'; available: ['softmax', 'sigmoid', 'softplus']",
      2),
     ("localize", ["--fork-passes", "0"], "fork_passes must be a positive integer. Received: fork_passes=0", 2),
@@ -469,7 +469,7 @@ def test_bad_input_is_refused_in_one_line_before_anything_is_loaded_or_written(c
     if entry == "analysis":
         analysis_inputs(tmp_path)
     if entry == "study":  # bad input must be refused before the study engine or Ray is imported
-        for module in ("ray", "harness.engine"):
+        for module in ("ray", "harness.study.engine"):
             monkeypatch.setitem(sys.modules, module, None)
     if not isinstance(args, list):
         (tmp_path / "exp.toml").write_bytes(args.encode() if isinstance(args, str) else args)
@@ -503,7 +503,7 @@ class Block(MetaPathFinder):
             raise ImportError(f"{name} is blocked")
 
 sys.meta_path.insert(0, Block())
-from harness.__main__ import main
+from harness.cli.main import main
 
 found = []
 for argv in json.loads(sys.stdin.read()):

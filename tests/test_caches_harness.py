@@ -1,8 +1,8 @@
 """The harness's caches: identical keys hit, a change of any key component misses (counted, not timed).
 
-- ``harness.threshold._RANKINGS`` (:func:`harness.threshold.recent_rank_order`):
+- ``harness.thresholding.threshold._RANKINGS`` (:func:`harness.thresholding.threshold.recent_rank_order`):
   key = scores, segments, seed.
-- ``Evaluator.recent`` (:func:`harness.sweep.sweep`): key = method, prunable
+- ``Evaluator.recent`` (:func:`harness.thresholding.sweep.sweep`): key = method, prunable
   parameters, thresholds, masks, replacement values, model weights.
 """
 
@@ -10,10 +10,10 @@ import keras
 import numpy as np
 import pytest
 
-import harness.threshold
+import harness.thresholding.threshold
 from aggregations import get_aggregation
-from harness.sweep import Evaluator, replacement_values, sweep
-from harness.threshold import Thresholder, rank_order, recent_rank_order
+from harness.thresholding.sweep import Evaluator, replacement_values, sweep
+from harness.thresholding.threshold import Thresholder, rank_order, recent_rank_order
 from measures import prunable_params
 from tests.helpers import CE_LOGITS, random_data
 
@@ -24,14 +24,14 @@ THRESHOLDS = [0.0, 0.3, 0.6, 1.0]
 def builds(monkeypatch):
     """An empty ranking cache; the returned list grows by one per ranking computed (not copied)."""
     calls = []
-    build = harness.threshold._rank_order
+    build = harness.thresholding.threshold._rank_order
 
     def counted(*args):
         calls.append(1)
         return build(*args)
 
-    monkeypatch.setattr(harness.threshold, "_RANKINGS", {})
-    monkeypatch.setattr(harness.threshold, "_rank_order", counted)
+    monkeypatch.setattr(harness.thresholding.threshold, "_RANKINGS", {})
+    monkeypatch.setattr(harness.thresholding.threshold, "_rank_order", counted)
     return calls
 
 
@@ -65,7 +65,7 @@ def test_rankings_hit_on_equal_inputs_and_miss_on_any_changed_component(builds, 
     first = recent_rank_order(scores, segments, seed)
     assert recent_rank_order(scores.copy(), segments.copy(), seed) is first and len(builds) == 1  # equal: a hit
     got = recent_rank_order(*other)
-    assert len(builds) == 2 and len(harness.threshold._RANKINGS) == 2  # changed: a miss, a new entry
+    assert len(builds) == 2 and len(harness.thresholding.threshold._RANKINGS) == 2  # changed: a miss, a new entry
     np.testing.assert_array_equal(got, want)
     assert recent_rank_order(*other) is got and len(builds) == 2
 

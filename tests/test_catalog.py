@@ -10,9 +10,9 @@ import aggregations
 import measures
 import tasks
 from aggregations import POOLINGS
-from harness import catalog
-from harness.sweep import REPLACEMENTS
-from harness.threshold import NORMALIZATIONS, SCOPES
+from harness.cli import catalog
+from harness.thresholding.sweep import REPLACEMENTS
+from harness.thresholding.threshold import NORMALIZATIONS, SCOPES
 from measures._base import PRUNABLE_CHOICES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,7 +80,7 @@ def test_task_models_and_grid_choices_match_the_code():
 
 
 def test_help_and_list_import_no_tensorflow():
-    script = ("import sys; from harness.__main__ import main; import harness.results; "
+    script = ("import sys; from harness.cli.main import main; import harness.pipeline.results; "
               "assert main(['--help']) == 0 and main(['--list']) == 0; "
               "heavy = sorted({'tensorflow', 'keras', 'pandas', 'sklearn'} & set(sys.modules)); "
               "print('HEAVY', heavy)")

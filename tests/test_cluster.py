@@ -28,13 +28,13 @@ import pandas as pd
 import pytest
 import study_plugins
 
-from harness.config import RunConfig
-from harness.run import run
+from harness.pipeline.config import RunConfig
+from harness.pipeline.experiment import run
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = ["run_id", "epoch", "measure", "aggregation", "pooling", "scope", "normalization", "replacement", "threshold"]
 DRIVER = ("import sys, study_plugins; study_plugins.register(); "
-          "from harness.__main__ import main; sys.exit(main(sys.argv[1:]))")
+          "from harness.cli.main import main; sys.exit(main(sys.argv[1:]))")
 ARGV = ["--seeds", "0-1", "--workers", "2", "--task", "digits", "--epochs", "1", "--measures", "magnitude",
         "study_stall_on_worker_node", "--aggregations", "weight", "--thresholds", "0", "0.5", "1",
         "--importance-samples", "32", "--deterministic", "--no-progress", "--name", "cluster", "--address", "auto"]

@@ -2,8 +2,8 @@
 
 import pytest
 
-from harness.__main__ import main
-from harness.config import RunConfig
+from harness.cli.main import main
+from harness.pipeline.config import RunConfig
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from aggregations import get_aggregation
-from harness.controls import RandomMatched, Shuffled, control_name, make_control
-from harness.masks import Schedule
-from harness.sweep import Evaluator, replacement_values, sweep
-from harness.threshold import Thresholder
+from harness.thresholding.controls import RandomMatched, Shuffled, control_name, make_control
+from harness.thresholding.masks import Schedule
+from harness.thresholding.sweep import Evaluator, replacement_values, sweep
+from harness.thresholding.threshold import Thresholder
 from measures import prunable_params
 from tests.helpers import CE_LOGITS, random_data, tiny_conv_model, tiny_dense_model
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import results
-from harness.__main__ import main
-from harness.run import TrainingDiverged, check_divergence
+from harness.cli.main import main
+from harness.pipeline import results
+from harness.pipeline.experiment import TrainingDiverged, check_divergence
 from tasks import TASKS, get_task, register_task
 
 ARGV = ["--measures", "magnitude", "--aggregations", "unit", "--thresholds", "0", "1", "--importance-samples", "8",

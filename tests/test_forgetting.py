@@ -7,11 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import forgetting, results
-from harness.__main__ import main
-from harness.config import RunConfig
-from harness.run import Experiment
-from harness.seed import derived_seed
+from harness.cli.main import main
+from harness.experiments import forgetting
+from harness.pipeline import results
+from harness.pipeline.config import RunConfig
+from harness.pipeline.experiment import Experiment
+from harness.pipeline.seed import derived_seed
 from measures import MeasureContext, make_measure, prunable_params
 from tasks import get_task
 from tests.helpers import tiny_conv_model

@@ -2,8 +2,8 @@
 
 Random TOML configs and option strings go through ``python -m harness`` in
 process; randomly damaged result CSVs through its ``--resume`` path; random
-and damaged ``study.json`` files through :meth:`harness.study.Study.load_record`;
-random and damaged checkpoint manifests through :func:`harness.checkpoint.restore`.
+and damaged ``study.json`` files through :meth:`harness.study.driver.Study.load_record`;
+random and damaged checkpoint manifests through :func:`harness.pipeline.checkpoint.restore`.
 No example trains: reaching the data counts as "runs" (the task's loader is
 replaced by one that raises :class:`WouldLoad`), and Ray is never imported.
 """
@@ -22,10 +22,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import checkpoint, results
-from harness.__main__ import main, parser
-from harness.config import RunConfig
-from harness.study import STUDY_KEYS, Study
+from harness.cli.main import main, parser
+from harness.pipeline import checkpoint, results
+from harness.pipeline.config import RunConfig
+from harness.study.driver import STUDY_KEYS, Study
 from tasks import TASKS
 
 pytestmark = pytest.mark.slow
@@ -46,7 +46,7 @@ def no_training(monkeypatch):
 
     for name in TASKS.names():
         monkeypatch.setattr(TASKS.get(name), "load", load)
-    for module in ("ray", "harness.engine"):  # a study accepted would import these: WouldLoad's ImportError
+    for module in ("ray", "harness.study.engine"):  # a study accepted would import these: WouldLoad's ImportError
         monkeypatch.setitem(sys.modules, module, None)
 
 

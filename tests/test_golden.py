@@ -15,8 +15,8 @@ import keras
 import pandas as pd
 import pytest
 
-from harness.config import RunConfig
-from harness.run import Experiment
+from harness.pipeline.config import RunConfig
+from harness.pipeline.experiment import Experiment
 from tasks import TASKS, register_task
 from tasks.digits import Digits
 

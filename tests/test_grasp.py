@@ -6,7 +6,7 @@ import tensorflow as tf
 from helpers import LOSS_CASES, loss_case, mean_grads, per_example_grads
 
 from aggregations import get_aggregation
-from harness.threshold import Thresholder
+from harness.thresholding.threshold import Thresholder
 from measures import make_measure
 
 

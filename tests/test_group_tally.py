@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 from helpers import CE_LOGITS, random_data, tiny_dense_model
 
-from harness import checkpoint
-from harness.train import Trainer
+from harness.pipeline import checkpoint
+from harness.pipeline.train import Trainer
 from measures import MeasureContext, make_measure, parse_spec, prunable_params
 
 

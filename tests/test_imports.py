@@ -16,8 +16,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("harness", "measures", "tasks", "aggregations", "reports")
-LIGHT = ("harness.validation", "harness.columns", "harness.run_id", "harness.constants", "harness.files", "harness.cli",
-         "harness.study_spec", "harness.inputs", "harness.catalog", "harness.localize.config")
+LIGHT = ("harness.common.validation", "harness.common.columns", "harness.common.run_id", "harness.common.constants",
+         "harness.common.files", "harness.common.registry", "harness.common.options", "harness.cli.options",
+         "harness.cli.plugin_checks", "harness.thresholding.recovery_spec", "harness.study.spec", "harness.cli.inputs",
+         "harness.cli.catalog", "harness.experiments.localize.config")
 
 
 @functools.cache
@@ -125,9 +127,9 @@ def import_cycles() -> list[list[str]]:
 
 def test_graph_sees_function_level_and_relative_imports():
     graph = import_graph()
-    assert "harness.localize.config" in graph["harness.localize.experiment"]
+    assert "harness.experiments.localize.config" in graph["harness.experiments.localize.experiment"]
     assert "measures" in graph["measures.fisher"]
-    assert "harness.localize.config" in graph["harness.localize.__main__"]
+    assert "harness.experiments.localize.config" in graph["harness.experiments.localize.__main__"]
 
 
 def test_cycle_finder_reports_the_path():
@@ -185,7 +187,7 @@ def test_imports_alone_finds_a_module_level_cycle(tmp_path):
 @pytest.mark.slow
 def test_each_harness_module_imports_alone():
     names = sorted(name for name in module_files() if name.split(".")[0] == "harness")
-    assert imports_alone(names, PACKAGES, preload=["harness.quiet", "tensorflow", "keras"]) == {}
+    assert imports_alone(names, PACKAGES, preload=["harness.common.quiet", "tensorflow", "keras"]) == {}
 
 
 _LIGHT = """
@@ -213,7 +215,7 @@ def test_light_modules_do_not_import_tensorflow():
 
 
 def test_light_modules_do_not_import_tensorflow_from_inputs_pre_check():
-    code = ("import sys; from harness.cli import parser; from harness.inputs import check_args; "
+    code = ("import sys; from harness.cli.options import parser; from harness.cli.inputs import check_args; "
             "check_args(parser().parse_args(['--task', 'digits', '--seeds', '0-1', '--scopes', 'global'])); "
             "print(sorted(m for m in ('tensorflow', 'keras', 'ray') if m in sys.modules))")
     assert _run(code).strip() == "[]"
@@ -231,15 +233,15 @@ RUN_IDS = [({}, "c752e2994225"), (dict(task="digits", structured_bn="keep", prun
 
 @pytest.mark.parametrize("settings, run_id", LOCALIZE_IDS)
 def test_localize_run_ids_are_unchanged(settings, run_id):
-    from harness.localize.config import LocalizeConfig
+    from harness.experiments.localize.config import LocalizeConfig
 
     assert LocalizeConfig(**settings).run_id == run_id
 
 
 @pytest.mark.slow
 def test_run_and_study_ids_are_unchanged():
-    from harness.config import RunConfig
-    from harness.study import Study
+    from harness.pipeline.config import RunConfig
+    from harness.study.driver import Study
 
     assert [RunConfig(**settings).run_id for settings, _ in RUN_IDS] == [run_id for _, run_id in RUN_IDS]
     study = Study({"task": "digits", "measures": ["magnitude"]}, {"seed": [0, 1]}, storage="unused")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import instant, results
+from harness.cli import instant
+from harness.pipeline import results
 
 ROOT = Path(__file__).resolve().parents[1]
 WRAPPER = """
@@ -38,7 +39,7 @@ def entry(module: str, args: list[str], cwd: Path) -> tuple[subprocess.Completed
 
 
 @pytest.mark.parametrize("module,flag", [("harness", "--help"), ("harness", "--list"), ("harness.study", "--help"),
-                                         ("harness.study", "--list"), ("harness.localize", "--help")])
+                                         ("harness.study", "--list"), ("harness.experiments.localize", "--help")])
 def test_help_and_list_import_no_tensorflow_or_ray(tmp_path, module, flag):
     done, heavy, _ = entry(module, [flag], tmp_path)
     assert done.returncode == 0, done.stderr
@@ -51,7 +52,7 @@ RUN = ["--task", "digits", "--epochs", "1", "--measures", "magnitude", "--thresh
 
 def finished_run(folder: Path, args: list[str], rows: int = 2, run_id: str = "0123456789ab") -> Path:
     """The files a finished run leaves (CSV rows, metadata marked complete), with the key of ``args`` recorded."""
-    from harness.__main__ import given_options, parser
+    from harness.cli.main import given_options, parser
 
     csv = folder / "r.csv"
     row = dict.fromkeys(results.COLUMNS, "0") | dict(run_id=run_id, measure="magnitude")
@@ -73,7 +74,7 @@ def test_a_finished_run_is_reported_without_tensorflow(tmp_path):
 
 @pytest.mark.parametrize("change", [["--seed", "1"], ["--epochs", "2"], ["--measures", "random"]])
 def test_another_request_or_missing_rows_are_not_taken_for_it(tmp_path, change):
-    from harness.__main__ import given_options, parser
+    from harness.cli.main import given_options, parser
 
     csv = finished_run(tmp_path, RUN)
     args = parser().parse_args([*RUN, *change, "--output", str(csv)])
@@ -109,7 +110,7 @@ def test_a_finished_study_is_reported_without_tensorflow_or_ray(tmp_path):
 
 
 def _parse(args):
-    from harness.__main__ import parser
+    from harness.cli.main import parser
 
     return parser().parse_args(args)
 
@@ -123,7 +124,7 @@ def test_a_finished_localisation_is_reported_without_tensorflow(tmp_path):
     summary = {group: dict(r2=stats, pearson_r=stats) for group in ("weights", "biases")}
     (out / "result.json").write_text(json.dumps(dict(run_id="feedbeef0000", summary=summary,
                                                      request=instant.request_key("localize", given))))
-    done, heavy, _ = entry("harness.localize", args, tmp_path)
+    done, heavy, _ = entry("harness.experiments.localize", args, tmp_path)
     assert done.returncode == 0 and heavy == [], done.stderr
     assert done.stdout.startswith(f"localize feedbeef0000 is already complete in {out}; nothing was recomputed.\n"
                                   "weights: R² mean 0.2500")

@@ -5,8 +5,8 @@ import pytest
 from helpers import tiny_conv_model
 
 from aggregations import get_aggregation
-from harness.config import RunConfig
-from harness.threshold import Thresholder, lamp_scores, normalize_per_layer
+from harness.pipeline.config import RunConfig
+from harness.thresholding.threshold import Thresholder, lamp_scores, normalize_per_layer
 from measures import MeasureContext, make_measure, prunable_params
 
 

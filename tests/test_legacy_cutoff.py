@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from aggregations import Items
-from harness.config import RunConfig
-from harness.threshold import Thresholder
+from harness.pipeline.config import RunConfig
+from harness.thresholding.threshold import Thresholder
 
 THRESHOLDS = np.round(np.linspace(0, 1, 21), 10)
 
@@ -66,7 +66,7 @@ def test_option_is_validated():
 
 
 def test_cli_options():
-    from harness.__main__ import config_from_args, main, parser
+    from harness.cli.main import config_from_args, main, parser
 
     config = config_from_args(parser().parse_args(["--threshold-rule", "legacy_cutoff", "--augmentation", "none"]))
     assert (config.threshold_rule, config.augmentation) == ("legacy_cutoff", "none")

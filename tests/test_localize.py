@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from harness.localize import LocalizeConfig
-from harness.localize.__main__ import main
-from harness.localize.experiment import LOSS, binary, build_model, fork_names, load_data, plan, run_seed
-from harness.localize.stats import correlate, fork_differences, pixel_map, relative, spread
-from harness.seed import derived_seed, seed_everything
+from harness.experiments.localize import LocalizeConfig
+from harness.experiments.localize.__main__ import main
+from harness.experiments.localize.experiment import LOSS, binary, build_model, fork_names, load_data, plan, run_seed
+from harness.experiments.localize.stats import correlate, fork_differences, pixel_map, relative, spread
+from harness.pipeline.seed import derived_seed, seed_everything
 
 TINY = dict(task="digits", hidden=4, phase1_examples=16, fork_examples=8, progress=False)
 

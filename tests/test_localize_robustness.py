@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness.localize import LocalizeConfig
-from harness.localize.__main__ import main
-from harness.localize.experiment import OneHotSquaredError, build_model, input_baseline, load_data, run_seed
-from harness.localize.stats import partial
+from harness.experiments.localize import LocalizeConfig
+from harness.experiments.localize.__main__ import main
+from harness.experiments.localize.experiment import OneHotSquaredError, build_model, input_baseline, load_data, run_seed
+from harness.experiments.localize.stats import partial
 
 TINY = dict(task="digits", hidden=4, phase1_examples=16, fork_examples=8, progress=False)
 

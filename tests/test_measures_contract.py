@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from helpers import random_data, tiny_conv_model, tiny_dense_model
 
-from harness.train import Trainer
+from harness.pipeline.train import Trainer
 from measures import MEASURES, MeasureContext, make_measure, prunable_params
 
 EXTRA_SPECS = ["fisher:kind=true", "obd:hessian=exact", "obd:hessian=hutchinson", "update_tally:groups=[[0],[1,2]]",

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from helpers import digits_model_file
 
-from harness.__main__ import main
-from harness.config import RunConfig
-from harness.run import Experiment
+from harness.cli.main import main
+from harness.pipeline.config import RunConfig
+from harness.pipeline.experiment import Experiment
 from tasks import get_task
 from tasks._model_file import file_sha256
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import tasks
-from harness import catalog
-from harness.config import RunConfig
-from harness.seed import derived_seed
-from harness.train import AUGMENT_STREAM, Trainer
+from harness.cli import catalog
+from harness.pipeline.config import RunConfig
+from harness.pipeline.seed import derived_seed
+from harness.pipeline.train import AUGMENT_STREAM, Trainer
 from measures import prunable_params
 from tasks import TASKS, Task, get_task, register_model, register_task, unregister_model
 

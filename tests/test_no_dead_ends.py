@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import checkpoint, results
-from harness.__main__ import main
+from harness.cli.main import main
+from harness.pipeline import checkpoint, results
 from tests.test_recovery import ARGV, RUN_ID, assert_same_rows, copy_run, forget_completion
 
 pytestmark = pytest.mark.slow

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from aggregations import get_aggregation
-from harness.sweep import Evaluator, replacement_values, sweep
-from harness.threshold import Thresholder
+from harness.thresholding.sweep import Evaluator, replacement_values, sweep
+from harness.thresholding.threshold import Thresholder
 from measures import prunable_params
 from tests.helpers import CE_LOGITS, random_data, tiny_conv_model, tiny_dense_model
 

@@ -15,9 +15,9 @@ import pytest
 from helpers import random_data, tiny_conv_model, tiny_dense_model
 from test_measures_contract import SPECS
 
-from harness.config import RunConfig
-from harness.run import Experiment
-from harness.train import Trainer
+from harness.pipeline.config import RunConfig
+from harness.pipeline.experiment import Experiment
+from harness.pipeline.train import Trainer
 from measures import MeasureContext, make_measure, prunable_params
 from tasks import register_model, unregister_model
 from tasks._outputs import logits_model, probability_output

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import progress, quiet
+from harness.common import progress, quiet
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ def test_mode_follows_stderr(monkeypatch):
 def test_running_mean_is_the_mean_of_every_step_so_far(monkeypatch):
     import tensorflow as tf
 
-    from harness.train import RunningMean
+    from harness.pipeline.train import RunningMean
 
     values = np.random.default_rng(0).uniform(0, 3, 17).astype(np.float32)
     losses, mean = [], RunningMean()
@@ -66,7 +66,7 @@ def test_the_epoch_bar_shows_the_running_mean_not_one_batch(monkeypatch):
     import keras
     from helpers import CE_LOGITS, random_data, tiny_dense_model
 
-    from harness import train
+    from harness.pipeline import train
 
     model = tiny_dense_model()
     x, y = random_data(model, n=40)

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import results
-from harness.__main__ import config_from_args, parser
-from harness.config import RunConfig
-from harness.run import Experiment
+from harness.cli.main import config_from_args, parser
+from harness.pipeline import results
+from harness.pipeline.config import RunConfig
+from harness.pipeline.experiment import Experiment
 
 SMALL = dict(measures=["magnitude", "random"], aggregations=["unit"], epochs=2, thresholds=[0.0, 0.5, 1.0],
              importance_samples=8, progress=False)

@@ -6,11 +6,11 @@ import pytest
 import tensorflow as tf
 
 from aggregations import get_aggregation
-from harness.masks import Schedule
-from harness.recovery import BatchNormRecalibration, FineTuning, batch_norm_layers, parse_recovery
-from harness.sweep import Evaluator, replacement_values, sweep
-from harness.threshold import Thresholder
-from harness.train import Trainer
+from harness.pipeline.train import Trainer
+from harness.thresholding.masks import Schedule
+from harness.thresholding.recovery import BatchNormRecalibration, FineTuning, batch_norm_layers, parse_recovery
+from harness.thresholding.sweep import Evaluator, replacement_values, sweep
+from harness.thresholding.threshold import Thresholder
 from measures import prunable_params
 from tests.helpers import CE_LOGITS, random_data
 

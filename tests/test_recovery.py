@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import results
-from harness.__main__ import main
-from harness.config import RunConfig
+from harness.cli.main import main
+from harness.pipeline import results
+from harness.pipeline.config import RunConfig
 from tasks import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +74,7 @@ def no_data_loading(monkeypatch):
 HOLDER = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
-    from harness.results import RunStore
+    from harness.pipeline.results import RunStore
     store = RunStore({csv!r}, {run_id!r})
     store.acquire()
     print("locked", flush=True)

@@ -16,12 +16,12 @@ from helpers import per_example_grads, random_data
 from test_measures_contract import SPECS
 
 import aggregations
-from harness.config import RunConfig
-from harness.run import Experiment
-from harness.structure import Structure
-from harness.sweep import Evaluator, sweep
-from harness.threshold import Thresholder
-from harness.train import Trainer
+from harness.pipeline.config import RunConfig
+from harness.pipeline.experiment import Experiment
+from harness.pipeline.train import Trainer
+from harness.thresholding.structure import Structure
+from harness.thresholding.sweep import Evaluator, sweep
+from harness.thresholding.threshold import Thresholder
 from measures import MeasureContext, make_measure, prunable_params
 from tasks import get_task
 from tasks.resnet20 import resnet20_model

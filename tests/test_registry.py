@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import measures
-from harness.registry import Registry, import_all
+from harness.common.registry import Registry, import_all
 from measures import MEASURES, Measure, make_measure, parse_spec, register_measure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def test_a_new_file_is_found_without_editing_init(tmp_path, monkeypatch):
     package = tmp_path / "toyplugins"
     package.mkdir()
     (package / "__init__.py").write_text(textwrap.dedent("""
-        from harness.registry import Registry, import_all
+        from harness.common.registry import Registry, import_all
         REG = Registry("toy")
         import_all(__name__, __path__)
     """))
@@ -76,7 +76,7 @@ def test_toy_measure_registered_at_runtime_is_usable():
                                                     ("aggregations", ["tasks"]),
                                                     ("tasks", ["measures", "aggregations"])])
 def test_a_plugin_package_imports_no_other_plugin_package_for_its_registry(package, upstream_only):
-    """The registry lives in harness.registry: importing one plugin folder runs none of the others' modules."""
+    """The registry lives in harness.common.registry: importing one plugin folder runs none of the others' modules."""
     script = f"import sys, {package}; print(sorted(set({upstream_only!r}) & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from harness import results
+from harness.pipeline import results
 
 
 def row(**overrides):

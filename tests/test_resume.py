@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import results
-from harness.__main__ import main
-from harness.config import RunConfig
+from harness.cli.main import main
+from harness.pipeline import results
+from harness.pipeline.config import RunConfig
 from measures import MEASURES, Measure, register_measure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {root!r})
     import numpy as np
     from measures import Measure, register_measure
-    from harness.__main__ import main
+    from harness.cli.main import main
 
     @register_measure("sigkill_once")
     class SigkillOnce(Measure):

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import results
-from harness.__main__ import main
-from harness.config import RunConfig
-from harness.run import Experiment
+from harness.cli.main import main
+from harness.pipeline import results
+from harness.pipeline.config import RunConfig
+from harness.pipeline.experiment import Experiment
 from tasks import get_task
 from tests.helpers import shared_mnist_dir
 
@@ -75,7 +75,7 @@ def test_metadata_beside_the_csv(digits_run):
 
 
 def _files(folder) -> dict:
-    """Every file's bytes; a run's metadata without ``request`` (the key a CLI rerun records, harness/instant.py)."""
+    """Every file's bytes; a run's metadata without ``request`` (the key a CLI rerun records, harness/cli/instant.py)."""
     found = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
     return {name: {k: v for k, v in json.loads(data).items() if k != "request"} if name.endswith(".json") else data
             for name, data in found.items()}

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import RunConfig
-from harness.plan import Plan, sweep_key
-from harness.recovery_spec import Recovery
+from harness.pipeline.config import RunConfig
+from harness.pipeline.plan import Plan, sweep_key
+from harness.thresholding.recovery_spec import Recovery
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_recovery_specs_are_checked_before_tensorflow_is_imported():
-    script = ("import sys; from harness.inputs import check_setting\n"
+    script = ("import sys; from harness.cli.inputs import check_setting\n"
               "try:\n    check_setting('recoveries', ['bn:batches=0'])\nexcept ValueError as e:\n    print('REFUSED', e)\n"
               "print('HEAVY', sorted({'tensorflow', 'keras'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)

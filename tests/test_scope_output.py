@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from aggregations import Items, get_aggregation
-from harness.config import RunConfig
-from harness.run import conditions
-from harness.threshold import Thresholder, segment_ids
+from harness.pipeline.config import RunConfig
+from harness.pipeline.experiment import conditions
+from harness.thresholding.threshold import Thresholder, segment_ids
 from measures import prunable_params
 
 

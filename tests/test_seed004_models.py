@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from harness import catalog
+from harness.cli import catalog
 from measures import prunable_params
 from tasks import get_task
 from tasks._dense import dense_stack

@@ -5,8 +5,8 @@ import os
 import pandas as pd
 import pytest
 
-from harness import results
-from harness.results import RunLocked, RunStore, Table, results_table
+from harness.pipeline import results
+from harness.pipeline.results import RunLocked, RunStore, Table, results_table
 
 THRESHOLDS = [0.0, 0.5, 1.0]
 

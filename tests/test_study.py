@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 import study_plugins
 
-from harness.__main__ import main
-from harness.config import RunConfig
-from harness.run import run
-from harness.study import Study, parse_seeds
-from harness.study import main as study_main
+from harness.cli.main import main
+from harness.pipeline.config import RunConfig
+from harness.pipeline.experiment import run
+from harness.study.driver import Study, parse_seeds
+from harness.study.driver import main as study_main
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(epochs=1, measures=["magnitude", "random"], aggregations=["weight"], thresholds=[0.0, 0.5, 1.0],
@@ -24,7 +24,7 @@ KEY = ["run_id", "epoch", "measure", "aggregation", "pooling", "scope", "normali
 
 def no_ray(monkeypatch):
     """Make any import of Ray or of the study engine fail."""
-    for module in ("ray", "harness.engine"):
+    for module in ("ray", "harness.study.engine"):
         monkeypatch.setitem(sys.modules, module, None)
 
 
@@ -177,8 +177,8 @@ def test_a_trial_whose_measure_raises_fails_alone_and_names_its_log(ray_session,
 
 
 def test_a_short_form_study_is_named_after_task_model_and_seeds(tmp_path, monkeypatch, capsys):
-    from harness.__main__ import parser
-    from harness.study import from_args
+    from harness.cli.main import parser
+    from harness.study.driver import from_args
 
     args = parser().parse_args(["--seeds", "0-1", "--epochs", "1", "--storage", str(tmp_path)])
     study = from_args(args)
@@ -206,8 +206,8 @@ def test_more_gpus_per_trial_than_the_cluster_has_is_refused(ray_session, tmp_pa
 
 def test_a_dashboard_without_its_packages_is_refused_before_ray_starts(monkeypatch):
     pytest.importorskip("ray")
-    from harness import engine
-    from harness.study import Engine
+    from harness.study import engine
+    from harness.study.driver import Engine
 
     monkeypatch.setattr(engine, "get_dashboard_dependency_error", lambda: ImportError("No module named 'aiohttp'"))
     monkeypatch.setattr(engine.ray, "is_initialized", lambda: False)

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from aggregations import get_aggregation
-from harness.evaluation import FunctionEvaluator
-from harness.sweep import Evaluator, replacement_values, sweep
-from harness.threshold import Thresholder
-from harness.train import Trainer
+from harness.pipeline.train import Trainer
+from harness.thresholding.evaluation import FunctionEvaluator
+from harness.thresholding.sweep import Evaluator, replacement_values, sweep
+from harness.thresholding.threshold import Thresholder
 from measures import make_measure, prunable_params
 from measures._base import MeasureContext
 from tests.helpers import random_data, tiny_conv_model, tiny_dense_model

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.__main__ import config_from_args, main, parser
-from harness.config import RunConfig, swept_epochs
-from harness.run import Experiment
+from harness.cli.main import config_from_args, main, parser
+from harness.pipeline.config import RunConfig, swept_epochs
+from harness.pipeline.experiment import Experiment
 
 
 @pytest.mark.parametrize("spec,expected", [("all", {1, 2, 3, 4, 5, 6}), ("every:2", {2, 4, 6}), ("every:5", {5}),

@@ -4,14 +4,14 @@ import keras
 import numpy as np
 import pytest
 
-import harness.sweep
+import harness.thresholding.sweep
 from aggregations import Items, get_aggregation
-from harness.evaluation import FunctionEvaluator
-from harness.forward import FirstLayer
-from harness.masks import Schedule
-from harness.structure import Structure
-from harness.sweep import Evaluator, choose_method, replacement_values, sweep
-from harness.threshold import Thresholder, rank_order
+from harness.thresholding.evaluation import FunctionEvaluator
+from harness.thresholding.forward import FirstLayer
+from harness.thresholding.masks import Schedule
+from harness.thresholding.structure import Structure
+from harness.thresholding.sweep import Evaluator, choose_method, replacement_values, sweep
+from harness.thresholding.threshold import Thresholder, rank_order
 from measures import prunable_params
 from tests.helpers import CE_LOGITS, random_data, tiny_conv_model, tiny_dense_model
 
@@ -114,13 +114,13 @@ def test_auto_shrinks_unit_sweeps_and_masks_weight_sweeps():
         sweep(params, thresholder, zero, [0.5], evaluate, "fast")
     with pytest.raises(ValueError, match="'shrunk' cannot run: the evaluation is a plain function"):
         sweep(params, thresholder, zero, [0.5], FunctionEvaluator(lambda: (0.0, 0.0)), "shrunk")
-    with pytest.raises(TypeError, match="wrapped in harness.evaluation.FunctionEvaluator. Received: evaluator=<function"):
+    with pytest.raises(TypeError, match="evaluation.FunctionEvaluator. Received: evaluator=<function"):
         sweep(params, thresholder, zero, [0.5], lambda: (0.0, 0.0))
 
 
 def test_batched_refuses_when_the_copies_do_not_fit(monkeypatch):
     model, params, thresholder, evaluate = setup(tiny_dense_model, "kernels", "weight")
-    monkeypatch.setattr(harness.sweep, "BATCHED_MEMORY", 100)
+    monkeypatch.setattr(harness.thresholding.sweep, "BATCHED_MEMORY", 100)
     with pytest.raises(ValueError, match="'batched' cannot run: 6 copies of the weights exceed 100 bytes"):
         sweep(params, thresholder, replacement_values(params, "zero", 0), THRESHOLDS, evaluate, "batched")
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from aggregations import Items
-from harness.threshold import Thresholder, normalize_per_layer, round_half_up
+from harness.thresholding.threshold import Thresholder, normalize_per_layer, round_half_up
 
 
 def weight_items(scores_per_layer):

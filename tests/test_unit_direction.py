@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from aggregations import get_aggregation
-from harness.controls import make_control
-from harness.masks import Schedule
-from harness.sweep import Evaluator, replacement_values, sweep
-from harness.threshold import Thresholder
+from harness.thresholding.controls import make_control
+from harness.thresholding.masks import Schedule
+from harness.thresholding.sweep import Evaluator, replacement_values, sweep
+from harness.thresholding.threshold import Thresholder
 from measures import prunable_params
 from tests.helpers import CE_LOGITS, random_data, tiny_conv_model, tiny_dense_model
 from tests.test_sweep_methods import THRESHOLDS, direct_losses, fallback_model
@@ -184,7 +184,7 @@ def test_controls_of_group_items_mask_what_the_items_cover(control):
 
 
 def test_direction_is_in_the_spec_and_in_the_run_id_only_when_set():
-    from harness.config import RunConfig
+    from harness.pipeline.config import RunConfig
 
     base = dict(measures=["magnitude"], progress=False)
     plain = RunConfig(aggregations=["weight", "unit"], **base)
@@ -202,9 +202,9 @@ def test_a_run_records_the_direction_in_the_csv_and_the_fallback_in_its_notes(tm
 
     import pandas as pd
 
-    from harness import results
-    from harness.config import RunConfig
-    from harness.run import Experiment
+    from harness.pipeline import results
+    from harness.pipeline.config import RunConfig
+    from harness.pipeline.experiment import Experiment
 
     out = tmp_path / "r.csv"
     config = RunConfig(output=str(out), measures=["magnitude"], aggregations=["unit", "unit:direction=out",
@@ -221,7 +221,7 @@ def test_a_run_records_the_direction_in_the_csv_and_the_fallback_in_its_notes(tm
 
 def test_the_catalogue_shows_the_direction_option():
     from aggregations import AGGREGATIONS
-    from harness import catalog
+    from harness.cli import catalog
 
     options = {p.name: p.options for p in catalog.plugins("aggregation")}
     for name in ("unit", "filter"):

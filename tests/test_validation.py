@@ -1,4 +1,7 @@
-"""The small shared helpers: harness.validation's checks and harness.run_id's hashing, against hand-made answers."""
+"""The small shared helpers, against hand-made answers.
+
+harness.common.validation's checks and harness.common.run_id's hashing.
+"""
 
 import dataclasses
 import hashlib
@@ -6,8 +9,8 @@ import json
 
 import pytest
 
-from harness import validation
-from harness.run_id import differences, digest, result_defining
+from harness.common import validation
+from harness.common.run_id import differences, digest, result_defining
 
 
 def test_check_choice_quotes_value_and_choices():

@@ -7,7 +7,7 @@ from helpers import random_data, tiny_conv_model, tiny_dense_model
 from test_maav import conv2d_reference, dense_reference, head, inputs_one_by_one
 
 from aggregations import get_aggregation
-from harness.threshold import Thresholder
+from harness.thresholding.threshold import Thresholder
 from measures import MeasureContext, make_measure, prunable_params
 from measures.wanda import Wanda
 
