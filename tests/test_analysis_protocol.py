@@ -4,9 +4,9 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
-from test_analysis import _rows
 
 import analysis
+from tests.test_analysis import _rows
 
 matplotlib.use("Agg")
 

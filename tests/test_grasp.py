@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import LOSS_CASES, loss_case, mean_grads, per_example_grads
 
 from aggregations import get_aggregation
 from harness.threshold import Thresholder
 from measures import make_measure
+from tests.helpers import LOSS_CASES, loss_case, mean_grads, per_example_grads
 
 
 def flat(arrays):

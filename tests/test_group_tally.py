@@ -4,11 +4,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import CE_LOGITS, random_data, tiny_dense_model
 
 from harness import checkpoint
 from harness.train import Trainer
 from measures import MeasureContext, make_measure, parse_spec, prunable_params
+from tests.helpers import CE_LOGITS, random_data, tiny_dense_model
 
 
 def optimizer():

@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
-from helpers import random_data, tiny_conv_model, tiny_dense_model
 
 from measures import MeasureContext, make_measure, prunable_params
+from tests.helpers import random_data, tiny_conv_model, tiny_dense_model
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 

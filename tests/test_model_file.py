@@ -7,13 +7,13 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import digits_model_file
 
 from harness.__main__ import main
 from harness.config import RunConfig
 from harness.run import Experiment
 from tasks import get_task
 from tasks._model_file import file_sha256
+from tests.helpers import digits_model_file
 
 SMALL = dict(task="digits", thresholds=[0.0, 0.5], importance_samples=64, progress=False, measures=["magnitude", "snip"],
              aggregations=["weight"])

@@ -12,8 +12,6 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import random_data, tiny_conv_model, tiny_dense_model
-from test_measures_contract import SPECS
 
 from harness.config import RunConfig
 from harness.run import Experiment
@@ -21,6 +19,8 @@ from harness.train import Trainer
 from measures import MeasureContext, make_measure, prunable_params
 from tasks import register_model, unregister_model
 from tasks._outputs import logits_model, probability_output
+from tests.helpers import random_data, tiny_conv_model, tiny_dense_model
+from tests.test_measures_contract import SPECS
 
 LOGITS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 PROBS = keras.losses.SparseCategoricalCrossentropy(from_logits=False)

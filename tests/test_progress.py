@@ -64,9 +64,9 @@ class Recorder:
 
 def test_the_epoch_bar_shows_the_running_mean_not_one_batch(monkeypatch):
     import keras
-    from helpers import CE_LOGITS, random_data, tiny_dense_model
 
     from harness import train
+    from tests.helpers import CE_LOGITS, random_data, tiny_dense_model
 
     model = tiny_dense_model()
     x, y = random_data(model, n=40)

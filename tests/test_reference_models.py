@@ -12,8 +12,6 @@ with a note per layer.
 import keras
 import numpy as np
 import pytest
-from helpers import per_example_grads, random_data
-from test_measures_contract import SPECS
 
 import aggregations
 from harness.config import RunConfig
@@ -27,6 +25,8 @@ from tasks import get_task
 from tasks.resnet20 import resnet20_model
 from tasks.vgg_bn import vgg_bn_model
 from tasks.vit import vit_model
+from tests.helpers import per_example_grads, random_data
+from tests.test_measures_contract import SPECS
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 TINY = {

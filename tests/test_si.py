@@ -6,10 +6,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import compiled_step, random_data, run_steps, tiny_dense_model
 
 from measures import MeasureContext, make_measure, prunable_params
 from measures.si import SynapticIntelligence
+from tests.helpers import compiled_step, random_data, run_steps, tiny_dense_model
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 LR = 0.01

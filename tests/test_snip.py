@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from helpers import LOSS_CASES, loss_case, mean_grads, per_example_grads
 
 from measures import make_measure
+from tests.helpers import LOSS_CASES, loss_case, mean_grads, per_example_grads
 
 
 @pytest.mark.parametrize("name", list(LOSS_CASES))

@@ -1,20 +1,19 @@
 """Studies: the grid, validation before Ray, a worker SIGKILLed mid-trial, re-runs, a failing trial."""
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import study_plugins
 
 from harness.__main__ import main
 from harness.config import RunConfig
 from harness.run import run
 from harness.study import Study, parse_seeds
 from harness.study import main as study_main
+from tests import study_plugins
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(epochs=1, measures=["magnitude", "random"], aggregations=["weight"], thresholds=[0.0, 0.5, 1.0],
@@ -94,10 +93,10 @@ KILLED = ["--seeds", "0-1", "--workers", "2", "--epochs", "2", "--measures", "ma
 def ray_session(tmp_path_factory):
     ray = pytest.importorskip("ray")
     marker = tmp_path_factory.mktemp("ray") / "killed-once"
-    env = {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), "KILL_MARKER": str(marker),
+    env = {"PYTHONPATH": str(ROOT), "KILL_MARKER": str(marker),
            "TF_CPP_MIN_LOG_LEVEL": "3"}
     ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": env, "worker_process_setup_hook": "study_plugins.register"})
+             runtime_env={"env_vars": env, "worker_process_setup_hook": "tests.study_plugins.register"})
     study_plugins.register()  # here too, for the in-process reference runs (no KILL_MARKER here: no kill)
     yield marker
     study_plugins.unregister()

@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import random_data, tiny_conv_model, tiny_dense_model
 
 from measures import MeasureContext, make_measure, prunable_params
+from tests.helpers import random_data, tiny_conv_model, tiny_dense_model
 
 TOL = dict(rtol=1e-6, atol=1e-12)
 

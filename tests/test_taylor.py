@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from helpers import LOSS_CASES, loss_case, mean_grads, per_example_grads
 
 from measures import make_measure
 from measures.taylor import Taylor
+from tests.helpers import LOSS_CASES, loss_case, mean_grads, per_example_grads
 
 TOL = dict(rtol=1e-4, atol=1e-9)
 

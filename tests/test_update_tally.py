@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import compiled_step, random_data, run_steps, tiny_conv_model
 
 from measures import MeasureContext, make_measure, prunable_params
+from tests.helpers import compiled_step, random_data, run_steps, tiny_conv_model
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 

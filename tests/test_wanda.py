@@ -3,13 +3,13 @@
 import keras
 import numpy as np
 import pytest
-from helpers import random_data, tiny_conv_model, tiny_dense_model
-from test_maav import conv2d_reference, dense_reference, head, inputs_one_by_one
 
 from aggregations import get_aggregation
 from harness.threshold import Thresholder
 from measures import MeasureContext, make_measure, prunable_params
 from measures.wanda import Wanda
+from tests.helpers import random_data, tiny_conv_model, tiny_dense_model
+from tests.test_maav import conv2d_reference, dense_reference, head, inputs_one_by_one
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 MODELS = {
