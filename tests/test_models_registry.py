@@ -55,7 +55,9 @@ def test_registration_before_the_task_and_bad_input():
 
 
 def test_models_in_their_own_files_are_listed_with_their_task():
-    assert "seed003_cnn" in {p.name: p for p in catalog.plugins("task")}["mnist"].attributes["models"]
+    listed = {p.name: p for p in catalog.plugins("task")}["mnist"].attributes["models"]
+    assert listed == list(get_task("mnist").models)  # the source-read catalogue is the live registry
+    assert listed.index("seed003_cnn") > listed.index("cnn")  # its own file, after the task's built-in models
 
 
 def test_seed003_cnn_is_the_original_network():
