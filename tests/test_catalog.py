@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import aggregations
 import measures
 import tasks
@@ -53,6 +55,7 @@ def test_task_models_and_grid_choices_match_the_code():
     assert catalog.grid_choices("prunable") == list(PRUNABLE_CHOICES)
 
 
+@pytest.mark.slow
 def test_help_and_list_import_no_tensorflow():
     script = ("import sys; from harness.__main__ import main; import harness.results; "
               "assert main(['--help']) == 0 and main(['--list']) == 0; "

@@ -29,6 +29,7 @@ def reference(ctx, loss_fn):
     return flat([v.numpy() for v in ctx.variables]) * (explicit_hessian(ctx) @ g)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(LOSS_CASES))
 def test_grasp_matches_explicit_hessian_times_gradient(name):
     ctx, loss_fn = loss_case(name)

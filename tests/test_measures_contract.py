@@ -51,8 +51,12 @@ def scored(spec, model_fn, seed=0):
     return params, scores, before, after
 
 
-@pytest.mark.parametrize("model_fn", [tiny_dense_model, tiny_conv_model], ids=["dense", "conv"])
-@pytest.mark.parametrize("spec", SPECS)
+QUICK = {("magnitude", "dense"), ("fisher", "dense")}  # the quick tier's share of the contract; every case runs in full
+CASES = [pytest.param(spec, model_fn, id=f"{spec}-{name}", marks=[] if (spec, name) in QUICK else [pytest.mark.slow])
+         for spec in SPECS for name, model_fn in (("dense", tiny_dense_model), ("conv", tiny_conv_model))]
+
+
+@pytest.mark.parametrize("spec,model_fn", CASES)
 def test_measure_contract(spec, model_fn):
     params, scores, before, after = scored(spec, model_fn)
     assert len(scores) == len(params)
@@ -154,8 +158,9 @@ def test_registered_measure_documents_its_formula_and_source(name):
     assert re.search(r"\b(19|20)\d\d\b|seeds? \d{3}", source), f"{name}: Source names no paper year or seed: {source!r}"
 
 
-@pytest.mark.parametrize("spec", ["magnitude", "random", "fisher", "mas", "snip", "taylor:accumulation=example", "maav",
-                                  "wanda", "synflow", "obd", "grasp"])
+@pytest.mark.parametrize("spec", ["magnitude", "random", "maav"] + [
+    pytest.param(spec, marks=pytest.mark.slow)
+    for spec in ["fisher", "mas", "snip", "taylor:accumulation=example", "wanda", "synflow", "obd", "grasp"]])
 def test_registered_measure_scores_match_a_brute_force_reference(spec):
     ctx, loss_fn = loss_case("dense_ce")
     scores = make_measure(spec).score(ctx)
@@ -168,6 +173,7 @@ def test_registered_measure_scores_match_a_brute_force_reference(spec):
     np.testing.assert_allclose(flat(scores), expected, rtol=1e-4, atol=1e-7 * np.abs(expected).max(), err_msg=spec)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["update_tally", "si"])
 def test_training_time_measure_scores_match_the_steps_it_observed(name):
     scores, expected = trained_reference(name)
@@ -175,6 +181,7 @@ def test_training_time_measure_scores_match_the_steps_it_observed(name):
     assert flat(expected).max() > 0  # the steps moved the weights
 
 
+@pytest.mark.slow
 def test_exactly_the_signed_measures_score_below_zero():
     declared = {spec for spec in ORIGINAL + LITERATURE if make_measure(spec).signed}
     assert declared == {"grasp"}
