@@ -54,6 +54,7 @@ CASES = [pytest.param(spec, tiny_dense_model, marks=[pytest.mark.slow] if spec i
                                for spec in SPECS]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("spec", "model_fn"), CASES)
 def test_every_measure_scores_a_softmax_twin_as_its_logits_model(spec, model_fn):
     x, y = random_data(model_fn(), n=24, seed=1)

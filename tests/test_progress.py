@@ -20,6 +20,7 @@ class Terminal(io.StringIO):
         return True
 
 
+@pytest.mark.slow
 def test_mode_follows_stderr(monkeypatch):
     monkeypatch.setattr(sys, "stderr", Terminal())
     assert progress.mode() == "terminal" and not progress.bar(range(3), desc="d", unit="measure").disable

@@ -49,6 +49,7 @@ def check(scores, records, ctx, theta0, xi, omega=omega_si):
         np.testing.assert_allclose(score, expected, rtol=1e-4, atol=1e-6, err_msg=p.name)
 
 
+@pytest.mark.slow
 def test_matches_numpy_across_epochs_and_leaves_weights():
     ctx, measure, step, theta0 = setup("si:xi=0.01")
     records = run_steps(step, ctx.x, ctx.y, 3)
@@ -60,6 +61,7 @@ def test_matches_numpy_across_epochs_and_leaves_weights():
         assert np.array_equal(old, v.numpy())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", [keras.optimizers.Adam, lambda lr: keras.optimizers.SGD(lr, momentum=0.9)])
 def test_uses_the_real_gradient(optimizer):
     ctx, measure, step, theta0 = setup(optimizer=optimizer(LR))

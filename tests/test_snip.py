@@ -7,6 +7,7 @@ from measures import make_measure
 from tests.helpers import LOSS_CASES, loss_case, mean_grads, per_example_grads
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(LOSS_CASES))
 def test_snip_matches_loop(name):
     ctx, loss_fn = loss_case(name)

@@ -73,6 +73,7 @@ def test_study_toml_unknown_key_is_refused(tmp_path, monkeypatch, capsys):
     assert "Unknown [study] key(s) ['worker']" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_plain_run_imports_neither_ray_nor_the_study_layer(tmp_path, monkeypatch):
     no_ray(monkeypatch)
     monkeypatch.setitem(sys.modules, "harness.study", None)
