@@ -52,6 +52,7 @@ def setup(model_fn, prunable, aggregation, seed=0):
     return model, params, thresholder, Evaluator(model, CE_LOGITS, x, y, batch_size=10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_fn", [tiny_dense_model, tiny_conv_model, fallback_model])
 def test_every_method_equals_the_direct_masked_evaluation(model_fn):
     model = model_fn()
@@ -72,6 +73,7 @@ def test_every_method_equals_the_direct_masked_evaluation(model_fn):
             assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights())), method
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_fn,cached", [(tiny_dense_model, True), (tiny_conv_model, True), (fallback_model, False)])
 def test_shrunk_sweeps_from_the_first_layers_products_equal_the_direct_masked_evaluation(model_fn, cached, monkeypatch):
     """Unit items: the first layer's products are reused (where its kernel changes only as whole units).
