@@ -34,6 +34,7 @@ def trained_file(tmp_path_factory):
     return path, loss, accuracy
 
 
+@pytest.mark.slow
 def test_epochs_0_scores_the_saved_weights_and_their_loss_is_the_saved_models(trained_file, tmp_path):
     path, loss, accuracy = trained_file
     out = tmp_path / "results.csv"
@@ -52,6 +53,7 @@ def test_epochs_0_scores_the_saved_weights_and_their_loss_is_the_saved_models(tr
     assert any("outputs probabilities (softmax" in note for note in meta["notes"])
 
 
+@pytest.mark.slow
 def test_the_run_id_holds_the_files_hash_not_its_path(trained_file, tmp_path):
     path = trained_file[0]
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()

@@ -60,6 +60,7 @@ def test_models_in_their_own_files_are_listed_with_their_task():
     assert listed.index("seed003_cnn") > listed.index("cnn")  # its own file, after the task's built-in models
 
 
+@pytest.mark.slow
 def test_seed003_cnn_is_the_original_network():
     model = get_task("mnist").build_model("seed003_cnn", (28, 28, 1))
     kinds = [type(layer).__name__ for layer in model.layers[1:]]
@@ -75,6 +76,7 @@ def test_seed003_cnn_is_the_original_network():
     assert (config.batch_size, config.augmentation, config.learning_rate) == (32, "seed003", 1e-3)
 
 
+@pytest.mark.slow
 def test_augmentation_option():
     x = np.random.default_rng(0).random((6, 28, 28, 1), dtype=np.float32)
     augment = get_task("mnist").augmenter("seed003")
@@ -88,6 +90,7 @@ def test_augmentation_option():
         RunConfig(task="mnist", model="seed003_cnn").run_id
 
 
+@pytest.mark.slow
 def test_trainer_augments_each_epoch_with_its_own_seed():
     seen = []
     model = get_task("digits").build_model("mlp", (64,))

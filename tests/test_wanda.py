@@ -36,6 +36,7 @@ def mean_square_and_positions(param, inputs):
     return squares, int(np.prod(param.layer.output.shape[1:-1]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("norm", ["rms", "l2"])
 @pytest.mark.parametrize("name", list(MODELS))
 def test_matches_loop_reference(name, norm):
