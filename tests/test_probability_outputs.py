@@ -48,7 +48,7 @@ def scores_of(spec, model, loss, x, y):
     return measure.score(MeasureContext(model, params, x, y, loss, seed=0, batch_size=10))
 
 
-SLOW = {"obd:hessian=exact", "obd:hessian=hutchinson"}
+SLOW = {"obd:hessian=exact", "obd:hessian=hutchinson,samples=10"}
 CASES = [pytest.param(spec, tiny_dense_model, marks=[pytest.mark.slow] if spec in SLOW else [], id=f"{spec}-dense")
          for spec in SPECS] + [pytest.param(spec, tiny_conv_model, marks=pytest.mark.slow, id=f"{spec}-conv")
                                for spec in SPECS]
