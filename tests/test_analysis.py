@@ -136,6 +136,7 @@ def test_tolerated_sparsity_accuracy_criterion_binds():
     assert analysis.tolerated_sparsity(run, loss_tol=0.10, acc_tol=0.02) == pytest.approx(0.3)
 
 
+@pytest.mark.slow
 def test_rank_table_recovers_known_auc_order():
     table = analysis.rank_table(_known_frame())
     assert len(table) == 3 * 2 * 2  # measures x aggregations x epochs
@@ -145,6 +146,7 @@ def test_rank_table_recovers_known_auc_order():
     assert (table.groupby("measure")["tolerated_sparsity"].mean().sort_values().index == ["bad", "mid", "good"]).all()
 
 
+@pytest.mark.slow
 def test_summary_picks_best_measure_at_last_epoch():
     best = analysis.summary(analysis.rank_table(_known_frame()))
     assert set(best["aggregation"]) == {"weight", "unit"}
@@ -191,6 +193,7 @@ def nine_seeds(tmp_path_factory):
     return analysis.load(folder)
 
 
+@pytest.mark.slow
 def test_friedman_and_wilcoxon_holm_over_seeds_match_scipy(nine_seeds):
     result = analysis.analyze(nine_seeds)
     (test,) = result["tests"].to_dict("records")
@@ -207,6 +210,7 @@ def test_friedman_and_wilcoxon_holm_over_seeds_match_scipy(nine_seeds):
     assert pvalues.loc["twin_a", "twin_b"] > 0.05  # random differences: not separated
 
 
+@pytest.mark.slow
 def test_mean_ranks_are_means_of_per_seed_ranks(nine_seeds):
     table = analysis.rank_table(nine_seeds)
     last = table[table.epoch == 2].set_index("treatment")
@@ -216,6 +220,7 @@ def test_mean_ranks_are_means_of_per_seed_ranks(nine_seeds):
     assert (last["auc_lo"] < last["auc"]).all() and (last["auc"] < last["auc_hi"]).all()
 
 
+@pytest.mark.slow
 def test_five_seeds_friedman_significant_but_wilcoxon_holm_cannot_separate(tmp_path):
     study = analysis.load(_write_study(tmp_path / "s", CENTERS, range(5)))
     (test,) = analysis.analyze(study)["tests"].to_dict("records")
@@ -232,6 +237,7 @@ def test_seeds_needed_against_exact_wilcoxon(k):
     assert pairs * smallest[needed] < 0.05 <= pairs * smallest[needed - 1]
 
 
+@pytest.mark.slow
 def test_one_seed_says_no_test_and_ranks_descriptively(csv):
     df = analysis.load(csv)
     result = analysis.analyze(df[df.seed == 0])
@@ -243,6 +249,7 @@ def test_one_seed_says_no_test_and_ranks_descriptively(csv):
     assert result["ranking"][["auc_lo", "auc_hi"]].isna().all().all()
 
 
+@pytest.mark.slow
 def test_epoch_choice_ranks_only_those_epochs(nine_seeds):
     assert analysis.analyze(nine_seeds, epoch=[1])["tests"]["epoch"].tolist() == [1]
     assert analysis.analyze(nine_seeds, epoch=[1, 2])["tests"]["epoch"].tolist() == [1, 2]
@@ -250,6 +257,7 @@ def test_epoch_choice_ranks_only_those_epochs(nine_seeds):
         analysis.analyze(nine_seeds, epoch=[7])
 
 
+@pytest.mark.slow
 def test_compare_ranks_measure_by_scope_jointly_with_seeds_paired_across_trials(tmp_path):
     frames = []
     for seed in range(6):
@@ -267,6 +275,7 @@ def test_compare_ranks_measure_by_scope_jointly_with_seeds_paired_across_trials(
 # Non-finite values ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_non_finite_seed_is_excluded_visibly(nine_seeds):
     df = nine_seeds.copy()
     df.loc[(df.seed == 3) & (df.epoch == 2) & (df.measure == "mid") & (df.threshold == 0.5), "val_loss"] = np.nan
@@ -285,6 +294,7 @@ def test_all_non_finite_refuses_to_rank_and_writes_nothing(csv, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_scattered_nan_never_names_a_nan_measure_best(csv):
     df = analysis.load(csv)
     df.loc[np.random.default_rng(0).random(len(df)) < 0.1, "val_loss"] = np.nan
@@ -307,6 +317,7 @@ def test_load_study_folder_reads_shards_and_sidecars(tmp_path):
     assert len(analysis.load([folder, folder / "trials" / "*.csv", folder / "trials" / "t000.csv"])) == len(df)
 
 
+@pytest.mark.slow
 def test_runs_differing_in_a_setting_are_separate_conditions(tmp_path):
     for rate in (0.01, 0.001):
         _write_study(tmp_path / "s", CENTERS, range(3), epochs=(1,), settings={"learning_rate": rate})
@@ -402,6 +413,7 @@ def test_unpooled_weight_rows_join_every_pooling(tmp_path):
     assert combos == {("unit", "max"): 2, ("unit", "mean"): 2, ("weight", "max"): 2, ("weight", "mean"): 2}
 
 
+@pytest.mark.slow
 def test_new_key_columns_are_conditions_without_special_code():
     df = pd.concat([_known_frame().assign(order=o) for o in ("least", "most")])
     assert "order" in analysis.condition_columns(df) and "order" in analysis.panel_columns(df)
@@ -412,6 +424,7 @@ def test_new_key_columns_are_conditions_without_special_code():
 # Figures and report ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_plot_curves_facets_chance_line_and_band_only_with_seeds(csv):
     df = analysis.load(csv)
     fig = analysis.plot_curves(df)
@@ -423,6 +436,7 @@ def test_plot_curves_facets_chance_line_and_band_only_with_seeds(csv):
     assert "one seed: no band" in one._suptitle.get_text() and "95%" not in one._suptitle.get_text()
 
 
+@pytest.mark.slow
 def test_one_colour_per_measure_in_curves_and_cd_diagram(nine_seeds):
     colors = analysis.measure_colors(["twin_b", "good", "mid", "twin_a", "good"])
     assert list(colors) == ["good", "mid", "twin_a", "twin_b"]
@@ -438,6 +452,7 @@ def test_one_colour_per_measure_in_curves_and_cd_diagram(nine_seeds):
         assert matplotlib.colors.same_color(labels[measure], color)
 
 
+@pytest.mark.slow
 def test_report_writes_tables_and_one_figure_set_per_combination(csv, tmp_path):
     df = analysis.load(csv)
     cnn = df[(df.epoch == 2) & (df.aggregation == "unit")].assign(model="cnn")
@@ -464,6 +479,7 @@ def test_bad_format():
 # Command line ---------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_study_summary_and_plain_errors(tmp_path):
     folder = _write_study(tmp_path / "s", {"good": 0.8, "bad": 0.4}, range(3), epochs=(1,))
     cmd = [sys.executable, str(REPO / "analysis.py"), str(folder), "--out", str(tmp_path / "cli"), "--format", "svg"]

@@ -43,6 +43,7 @@ def _refuse(*args, **kwargs):
     raise PermissionError(13, "Permission denied")
 
 
+@pytest.mark.slow
 def test_same_file_twice_is_not_an_error(tmp_path, capsys):
     _frame().to_csv(tmp_path / "good.csv", index=False)
     (tmp_path / "good.r0.json").write_text(json.dumps({"num_classes": 10}))
@@ -85,6 +86,7 @@ BAD_OPTIONS = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv, message, status", BAD_OPTIONS, ids=[" ".join(c[0][1:]) for c in BAD_OPTIONS])
 def test_bad_analysis_options_one_line_and_nothing_written(tmp_path, capsys, argv, message, status):
     _frame().to_csv(tmp_path / "good.csv", index=False)
@@ -122,6 +124,7 @@ def test_default_out_is_named_by_the_input_and_never_replaces_another_inputs_fil
     assert not (tmp_path / "figures" / "good-3").exists()
 
 
+@pytest.mark.slow
 def test_explicit_out_holding_another_inputs_analysis_is_refused(tmp_path, capsys):
     _frame().to_csv(tmp_path / "a.csv", index=False)
     _frame().to_csv(tmp_path / "b.csv", index=False)

@@ -35,6 +35,7 @@ def _boxes(fig):
     return legend, fig._suptitle.get_window_extent(renderer), [ax.get_window_extent(renderer) for ax in fig.axes]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", ["val_loss", "val_accuracy"])
 def test_legend_box_intersects_neither_the_title_nor_any_axis(metric):
     df = _frame({f"m{i}": 1.0 + 0.1 * i for i in range(12)} | {"grasp": 30.0}, aggregations=(("weight", "none"),
@@ -104,6 +105,7 @@ def test_colours_do_not_change_when_a_measure_is_added():
     assert len(styles) == 16  # every known measure distinct, beyond the 8 colours by line style
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_aggregations", [3, 5])
 def test_rank_heatmap_layout_holds_for_one_epoch_and_many_panels(n_aggregations):
     aggs = tuple((f"agg{i}", "mean") for i in range(n_aggregations))
@@ -131,6 +133,7 @@ def test_weight_rows_are_labelled_pooling_none():
     assert titles == ["unit, epoch 1", "weight (pooling=none), epoch 1"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["png", "svg", "pdf"])
 def test_every_format_saves_with_metadata(tmp_path, fmt):
     path = _save(analysis.plot_curves(_frame()), tmp_path / f"loss.{fmt}")

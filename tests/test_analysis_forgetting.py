@@ -49,6 +49,7 @@ def test_metrics_on_the_forget_set_and_the_rest_are_means_over_their_examples():
     np.testing.assert_allclose(metrics["retain_loss"], (10 * 1.5 + 30 * 1.1) / 40)
 
 
+@pytest.mark.slow
 def test_load_attaches_the_sets_and_ranks_measures_by_the_area_between_the_curves(tmp_path):
     falling = 0.9 * (1 - T)  # A falls linearly; R kept at 0.9: area 0.45
     parts = [curves("maav", falling, [0.9] * 5), curves("random", falling, falling),
@@ -76,6 +77,7 @@ def test_a_forgetting_run_without_its_per_class_csv_is_refused(tmp_path):
         analysis.load(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("plot", ["plot_selectivity", "plot_forgetting"])
 def test_forgetting_figures_keep_the_legend_off_the_title_axes_and_labels(tmp_path, plot):
     falling = 0.9 * (1 - T)

@@ -34,6 +34,7 @@ def _disagreeing_study(n_seeds=8):
     return pd.concat(parts, ignore_index=True)
 
 
+@pytest.mark.slow
 def test_loss_auc_and_accuracy_at_disagree_and_the_report_says_so():
     result = analysis.analyze(_disagreeing_study(), metric=["loss_auc", "accuracy_at:0.9"])
     loss, accuracy = result["metrics"]["loss_auc"]["tests"].iloc[0], result["metrics"]["accuracy_at:0.9"]["tests"].iloc[0]
@@ -95,6 +96,7 @@ def test_control_family_holm_over_k_minus_1_tests_against_scipy():
     assert "3 tests against the control c" in result["tests"]["family"].iloc[0]
 
 
+@pytest.mark.slow
 def test_pairs_family_holm_over_the_listed_pairs_and_power_note_names_it():
     df = _random_study(n_seeds=5)
     result = analysis.analyze(df, pairs=["t1:t3", "c:t2"])
@@ -127,6 +129,7 @@ def test_effect_sizes_against_hand_computation():
     assert pair_stats.rank_biserial(np.zeros(4)) == 0.0 and pair_stats.wilcoxon_p(np.zeros(4)) == 1.0
 
 
+@pytest.mark.slow
 def test_best_and_second_by_mean_rank_with_both_means():
     df = _random_study()
     tables = analysis.analyze(df, metric="accuracy_auc")
@@ -153,6 +156,7 @@ def test_compare_model_on_a_study_of_two_models():
     assert (result["pairs"]["wins"] + result["pairs"]["losses"] == 6).all()
 
 
+@pytest.mark.slow
 def test_mean_rank_over_conditions_is_given_per_model_never_pooled():
     matrix = analysis.analyze(_two_models())["mean_ranks"]
     assert [c for c in matrix.columns if c.startswith("mean")] == ["mean model=cnn", "mean model=mlp"]
@@ -163,6 +167,7 @@ def test_where_keeps_only_the_named_treatments():
     assert sorted(result["ranking"]["treatment"]) == ["c", "t2"]
 
 
+@pytest.mark.slow
 def test_at_table_means_over_seeds_with_intervals():
     table = analysis.analyze(_disagreeing_study(), at=[0.5, 0.9])["at"].set_index(["treatment", "sparsity"])
     jitter = 0.001 * np.arange(8)

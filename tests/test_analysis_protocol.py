@@ -4,9 +4,9 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
-from test_analysis import _rows
 
 import analysis
+from tests.test_analysis import _rows
 
 matplotlib.use("Agg")
 
@@ -21,6 +21,7 @@ def frame(spec: dict, seeds=(0, 1), noise=0.0) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True).assign(num_classes=np.nan)
 
 
+@pytest.mark.slow
 def test_order_table_gives_both_aucs_their_gap_and_three_ranks():
     # good: last to hurt when least important go first, first when most important go first
     spec = {("good", "least", "none"): 0.8, ("good", "most", "none"): 0.2, ("flat", "least", "none"): 0.5,
@@ -55,6 +56,7 @@ def test_control_table_says_which_measures_beat_their_controls_in_both_orders():
     assert "random_matched: good (1 of 2)" in analysis.format_report(result)
 
 
+@pytest.mark.slow
 def test_recovery_agreement_is_spearmans_rho_per_seed_averaged_over_seeds_without_controls():
     none = {"a": 0.8, "b": 0.7, "c": 0.5, "d": 0.3}
     same_then_reversed = {"a": {0: 0.8, 1: 0.3}, "b": {0: 0.7, 1: 0.5}, "c": {0: 0.5, 1: 0.7}, "d": {0: 0.3, 1: 0.8}}
@@ -69,6 +71,7 @@ def test_recovery_agreement_is_spearmans_rho_per_seed_averaged_over_seeds_withou
     assert "Spearman's rho between the measures' rankings without recovery and with it" in text
 
 
+@pytest.mark.slow
 def test_report_writes_the_protocol_tables_and_figures(tmp_path):
     spec = {(m, o, r): c + (0.1 if o == "most" else 0) for m, c in {"good": 0.8, "bad": 0.4, "mid": 0.6}.items()
             for o in ("least", "most") for r in ("none", "bn")}

@@ -395,6 +395,12 @@ def case_id(case) -> str:
     return f"{case[0]} " + " ".join(args)[:60]
 
 
+def tier(case) -> pytest.param:
+    """Rows of the lighter entry points and the harness's TOML rows run in the quick tier; the rest are slow."""
+    quick = case[0] in ("analysis", "localize", "claims") or (case[0] == "harness" and not isinstance(case[1], list))
+    return pytest.param(case, id=case_id(case), marks=[] if quick else [pytest.mark.slow])
+
+
 @pytest.fixture
 def no_data_loading(monkeypatch):
     def refuse(self, data_dir=None):
@@ -458,7 +464,7 @@ def prepare(tmp: Path, files: dict) -> None:
             (tmp / name).write_bytes(content)
 
 
-@pytest.mark.parametrize("case", CASES, ids=case_id)
+@pytest.mark.parametrize("case", [tier(case) for case in CASES])
 def test_bad_input_is_refused_in_one_line_before_anything_is_loaded_or_written(case, tmp_path, capsys, monkeypatch,
                                                                                no_data_loading):
     entry, args, message, status, *files = case

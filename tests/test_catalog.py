@@ -79,6 +79,7 @@ def test_task_models_and_grid_choices_match_the_code():
     assert catalog.grid_choices("prunable") == list(PRUNABLE_CHOICES)
 
 
+@pytest.mark.slow
 def test_help_and_list_import_no_tensorflow():
     script = ("import sys; from harness.cli.main import main; import harness.pipeline.results; "
               "assert main(['--help']) == 0 and main(['--list']) == 0; "

@@ -26,14 +26,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import study_plugins
 
 from harness.pipeline.config import RunConfig
 from harness.pipeline.experiment import run
+from tests import study_plugins
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = ["run_id", "epoch", "measure", "aggregation", "pooling", "scope", "normalization", "replacement", "threshold"]
-DRIVER = ("import sys, study_plugins; study_plugins.register(); "
+DRIVER = ("import sys; from tests import study_plugins; study_plugins.register(); "
           "from harness.cli.main import main; sys.exit(main(sys.argv[1:]))")
 ARGV = ["--seeds", "0-1", "--workers", "2", "--task", "digits", "--epochs", "1", "--measures", "magnitude",
         "study_stall_on_worker_node", "--aggregations", "weight", "--thresholds", "0", "0.5", "1",
@@ -70,8 +70,8 @@ def cluster(tmp_path_factory):
 @pytest.fixture(scope="module")
 def node_lost(cluster):
     nodes, info, env, folder = cluster
-    driver_env = env | {"RAY_ADDRESS": info["address"], "RAY_RUNTIME_ENV_HOOK": "study_plugins.cluster_runtime_env",
-                        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    driver_env = env | {"RAY_ADDRESS": info["address"], "RAY_RUNTIME_ENV_HOOK": "tests.study_plugins.cluster_runtime_env",
+                        "PYTHONPATH": str(ROOT)}
     with open(folder / "driver.out", "w") as out:
         driver = subprocess.Popen([sys.executable, "-c", DRIVER, *ARGV, "--storage", str(folder / "shared")],
                                   env=driver_env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)

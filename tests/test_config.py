@@ -64,6 +64,7 @@ def test_toml_config_and_unknown_keys(tmp_path):
         RunConfig.from_toml(bad)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv,message", [
     (["--measures", "fishr"], "Unknown measure 'fishr'"),
     (["--thresholds", "0", "1.5"], "thresholds must lie in [0, 1]"),

@@ -37,6 +37,7 @@ def element_steps(thresholder, thresholds):
     return np.concatenate([steps[ids].ravel() for ids in thresholder.element_items])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_fn, aggregation", [(tiny_dense_model, "unit"), (tiny_conv_model, "filter"),
                                                    (tiny_conv_model, "weight")])
 def test_random_matched_replaces_exactly_the_measures_items_per_layer_at_every_threshold(model_fn, aggregation):
@@ -84,6 +85,7 @@ def test_controls_are_nested_and_seeded(name):
     assert not np.array_equal(control.item_steps(THRESHOLDS), other)
 
 
+@pytest.mark.slow
 def test_a_control_drives_a_sweep_and_replaces_as_many_weights_as_the_measure():
     model, params, items, measure = measure_thresholder(tiny_dense_model, "unit", scope="global")
     x, y = random_data(model, n=20, seed=2)

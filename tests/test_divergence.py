@@ -60,6 +60,7 @@ def stopped_in_epoch_1(tmp_path: Path, err: str) -> str:
     return line
 
 
+@pytest.mark.slow
 def test_a_nan_training_loss_stops_the_run_naming_epoch_and_loss(tmp_path, capsys):
     assert main(["--epochs", "2", "--learning-rate", "1e30", *ARGV, "--output", str(tmp_path / "r.csv")]) == 4
     assert re.search(r"training loss nan at step \d+ of 45;", stopped_in_epoch_1(tmp_path, capsys.readouterr().err))
@@ -72,6 +73,7 @@ def test_nan_in_the_training_data_stops_the_run(tmp_path, capsys, nan_digits):
     assert "training loss nan at step" in line or "parameter fc1/kernel holds non-finite values" in line
 
 
+@pytest.mark.slow
 def test_an_exploding_but_finite_loss_stops_the_run(tmp_path, capsys):
     assert main(["--epochs", "2", "--learning-rate", "1e6", *ARGV, "--output", str(tmp_path / "r.csv")]) == 4
     line = stopped_in_epoch_1(tmp_path, capsys.readouterr().err)

@@ -89,6 +89,7 @@ def score(spec, model, loss, x, y, batch_size=8):
     return params, make_measure(spec).score(MeasureContext(model, params, x, y, loss, seed=0, batch_size=batch_size))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_empirical_fisher_matches_per_example_loop(name):
     model, loss, x, y, loglik = case_data(name)
@@ -99,6 +100,7 @@ def test_empirical_fisher_matches_per_example_loop(name):
         np.testing.assert_allclose(s, e, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_true_fisher_matches_exact_expectation_loop(name):
     model, loss, x, y, loglik = case_data(name)
@@ -108,6 +110,7 @@ def test_true_fisher_matches_exact_expectation_loop(name):
         np.testing.assert_allclose(s, e, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.slow
 def test_empirical_fisher_applies_label_smoothing_like_the_loss():
     model, _, x, y, _ = case_data("onehot_logits")
     loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.2)
@@ -156,6 +159,7 @@ def causal_conv1d_model():
     return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(hidden))), "kernels+biases", (7, 2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("build", [subclassed_model, nested_model, batchnorm_all_model, sequence_model,
                                    causal_conv1d_model])
 @pytest.mark.parametrize("kind", ["empirical", "true"])
@@ -172,6 +176,7 @@ def test_every_gradient_path_matches_loop(build, kind):
         np.testing.assert_allclose(s, e, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.slow
 def test_fisher_is_not_the_squared_batch_gradient():
     model, loss, x, y, loglik = case_data("sparse_logits")
     params, scores = score("fisher", model, loss, x, y)
@@ -184,6 +189,7 @@ def test_fisher_is_not_the_squared_batch_gradient():
     assert np.linalg.norm(flat_scores - flat_batch) > 0.5 * np.linalg.norm(flat_scores)
 
 
+@pytest.mark.slow
 def test_true_and_empirical_differ():
     model, loss, x, y, _ = case_data("sparse_logits")
     _, empirical = score("fisher", model, loss, x, y)
@@ -204,6 +210,7 @@ def test_invalid_kind_is_quoted():
         Fisher(kind="x")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", ["fisher", "fisher:kind=true"])
 def test_weights_untouched(spec):
     model, loss, x, y, _ = case_data("conv_sparse_logits")

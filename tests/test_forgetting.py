@@ -46,6 +46,7 @@ def test_ratio_and_difference_on_hand_made_arrays():
         forgetting.contrast([i_a], [i_r], "odds")
 
 
+@pytest.mark.slow
 def test_importance_from_a_class_subset_equals_importance_on_the_hand_filtered_sample(tmp_path):
     data = get_task("digits").load()
     threes = int((data.y_train == 3).sum())
@@ -111,6 +112,7 @@ def finished(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_a_forgetting_run_writes_per_class_rows_beside_the_main_rows(finished):
     main_rows, per_class = pd.read_csv(finished), pd.read_csv(results.per_class_path(finished))
     assert list(per_class.columns) == [*results.SWEEP_KEY, *results.PER_CLASS_COLUMNS]
@@ -123,6 +125,7 @@ def test_a_forgetting_run_writes_per_class_rows_beside_the_main_rows(finished):
     assert meta["config"]["per_class"] is True and meta["forgetting"]["contrast"] == "ratio"
 
 
+@pytest.mark.slow
 def test_resume_with_per_class_rows_keeps_both_csvs_free_of_duplicates(finished, tmp_path):
     shutil.copytree(finished.parent, tmp_path / "run")
     out = tmp_path / "run" / finished.name

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import LOSS_CASES, loss_case, mean_grads, per_example_grads
 
 from aggregations import get_aggregation
 from harness.thresholding.threshold import Thresholder
 from measures import make_measure
+from tests.helpers import LOSS_CASES, loss_case, mean_grads, per_example_grads
 
 
 def flat(arrays):
@@ -29,6 +29,7 @@ def reference(ctx, loss_fn):
     return flat([v.numpy() for v in ctx.variables]) * (explicit_hessian(ctx) @ g)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(LOSS_CASES))
 def test_grasp_matches_explicit_hessian_times_gradient(name):
     ctx, loss_fn = loss_case(name)

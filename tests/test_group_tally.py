@@ -4,11 +4,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import CE_LOGITS, random_data, tiny_dense_model
 
 from harness.pipeline import checkpoint
 from harness.pipeline.train import Trainer
 from measures import MeasureContext, make_measure, parse_spec, prunable_params
+from tests.helpers import CE_LOGITS, random_data, tiny_dense_model
 
 
 def optimizer():
@@ -61,6 +61,7 @@ def gradient(model, variables, xb, yb):
     return [g.numpy().astype(np.float64) for g in tape.gradient(loss, variables)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch_size", [1, 4])
 def test_group_tallies_and_si_match_reference_loop(batch_size):
     groups = [[0], [2]]  # class 1 is in no group: its examples are not tallied
@@ -74,6 +75,7 @@ def test_group_tallies_and_si_match_reference_loop(batch_size):
     assert all(t[0].sum() > 0 and t[1].sum() > 0 for t in tally.tallies())
 
 
+@pytest.mark.slow
 def test_batch_one_gives_each_step_to_its_group_and_groups_sum_to_the_plain_measures():
     specs = ["update_tally", "update_tally:groups=[[0],[1,2]]", "si", "si:groups=[[0],[1,2]]"]
     (plain, grouped, si, si_grouped), params, x, y, _ = train(specs, batch_size=1)
@@ -86,6 +88,7 @@ def test_batch_one_gives_each_step_to_its_group_and_groups_sum_to_the_plain_meas
         np.testing.assert_allclose(split.sum(0), total, rtol=1e-4, atol=1e-8)
 
 
+@pytest.mark.slow
 def test_score_is_the_target_share_and_half_where_never_updated():
     model = tiny_dense_model(seed=0)
     x, y = random_data(model, n=8, seed=0)
@@ -102,6 +105,7 @@ def test_score_is_the_target_share_and_half_where_never_updated():
     assert np.all(second[0][0] == 0.5) and np.all(np.isnan(measures[0].relative()[0][:, 0]))
 
 
+@pytest.mark.slow
 def test_checkpoint_restores_group_state(tmp_path):
     (tally, si), params, x, y, trainer = train(["update_tally:groups=[[0],[1,2]]", "si:groups=[[0],[1,2]]"], 4)
     state = checkpoint.tracked_state(trainer.model, trainer.optimizer, {"a": tally, "b": si})

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 
 from aggregations import get_aggregation
 from harness.thresholding.sweep import Evaluator, replacement_values, sweep
@@ -60,6 +61,7 @@ def test_a_removed_head_adds_nothing_to_the_attention_output():
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_head_sweeps_equal_the_direct_masked_evaluation():
     model = two_heads()
     params = prunable_params(model, "all")
@@ -73,6 +75,7 @@ def test_head_sweeps_equal_the_direct_masked_evaluation():
     np.testing.assert_allclose([r["val_loss"] for r in rows], reference, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_heads_of_the_vision_transformer_span_its_four_projections():
     from tasks.vit import vit_model
 

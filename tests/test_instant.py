@@ -38,6 +38,7 @@ def entry(module: str, args: list[str], cwd: Path) -> tuple[subprocess.Completed
     return done, json.loads(out.read_text()), time.perf_counter() - start
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module,flag", [("harness", "--help"), ("harness", "--list"), ("harness.study", "--help"),
                                          ("harness.study", "--list"), ("harness.experiments.localize", "--help")])
 def test_help_and_list_import_no_tensorflow_or_ray(tmp_path, module, flag):
@@ -63,6 +64,7 @@ def finished_run(folder: Path, args: list[str], rows: int = 2, run_id: str = "01
     return csv
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_reported_without_tensorflow(tmp_path):
     csv = finished_run(tmp_path, RUN)
     done, heavy, seconds = entry("harness", [*RUN, "--output", str(csv)], tmp_path)
@@ -72,6 +74,7 @@ def test_a_finished_run_is_reported_without_tensorflow(tmp_path):
     assert seconds < 10  # the 2 s target is timed by benchmarks/startup.py; a loaded CI machine is slower
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change", [["--seed", "1"], ["--epochs", "2"], ["--measures", "random"]])
 def test_another_request_or_missing_rows_are_not_taken_for_it(tmp_path, change):
     from harness.cli.main import given_options, parser
@@ -91,6 +94,7 @@ def test_the_key_covers_the_code(tmp_path, monkeypatch):
     assert instant.request_key("run", {"epochs": 1}) != key
 
 
+@pytest.mark.slow
 def test_a_finished_study_is_reported_without_tensorflow_or_ray(tmp_path):
     args = ["--task", "digits", "--epochs", "1", "--seeds", "0-1", "--storage", str(tmp_path / "s")]
     given = {k: v for k, v in vars(_parse(args)).items() if v is not None and k not in ("config", "list")}
@@ -115,6 +119,7 @@ def _parse(args):
     return parser().parse_args(args)
 
 
+@pytest.mark.slow
 def test_a_finished_localisation_is_reported_without_tensorflow(tmp_path):
     out = tmp_path / "loc"
     out.mkdir()

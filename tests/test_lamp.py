@@ -2,12 +2,12 @@
 
 import numpy as np
 import pytest
-from helpers import tiny_conv_model
 
 from aggregations import get_aggregation
 from harness.pipeline.config import RunConfig
 from harness.thresholding.threshold import Thresholder, lamp_scores, normalize_per_layer
 from measures import MeasureContext, make_measure, prunable_params
+from tests.helpers import tiny_conv_model
 
 
 def paper_lamp(w):

@@ -48,8 +48,10 @@ def loop(model, variables, x, targets, transform):
     return [t / len(x) for t in total]
 
 
-@pytest.mark.parametrize(("build", "transform"), [(conv_bn_model, tf.square), (conv_bn_model, tf.abs),
-                                                  (conv1d_model, tf.square)], ids=["bn-square", "bn-abs", "conv1d"])
+@pytest.mark.parametrize(("build", "transform"), [
+    pytest.param(conv_bn_model, tf.square, id="bn-square", marks=pytest.mark.slow),
+    pytest.param(conv_bn_model, tf.abs, id="bn-abs", marks=pytest.mark.slow),
+    pytest.param(conv1d_model, tf.square, id="conv1d")])
 def test_fast_paths_match_a_per_example_loop(build, transform):
     model, shape = build()
     rng = np.random.default_rng(2)

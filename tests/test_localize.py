@@ -89,6 +89,7 @@ def test_plan_balances_phase_one_and_pairs_the_forks():
         plan(y, LocalizeConfig(**dict(TINY, phase1_examples=800)), seed=0)
 
 
+@pytest.mark.slow
 def test_tallies_match_a_per_example_loop_and_forks_start_from_the_same_weights():
     config = LocalizeConfig(**TINY)
     data = load_data(config)
@@ -118,6 +119,7 @@ def test_tallies_match_a_per_example_loop_and_forks_start_from_the_same_weights(
         np.testing.assert_allclose(got, first + second)
 
 
+@pytest.mark.slow
 def test_end_to_end_writes_table_json_and_figures(tmp_path):
     toml = tmp_path / "localize.toml"
     toml.write_text('activation = "sigmoid"\nseeds = [0, 1]\n')

@@ -50,6 +50,7 @@ def test_input_baseline_by_hand():
     assert [a.shape for a in q] == [tuple(v.shape) for v in model.trainable_variables]
 
 
+@pytest.mark.slow
 def test_fork_passes_train_each_fork_longer_from_the_same_phase_one():
     one, two = (LocalizeConfig(**TINY, fork_passes=k, output_layer="softplus") for k in (1, 2))
     data = load_data(one)
@@ -79,6 +80,7 @@ def test_bad_new_settings_are_refused(bad, tmp_path):
         assert not out.exists()
 
 
+@pytest.mark.slow
 def test_end_to_end_records_the_baseline(tmp_path):
     out = tmp_path / "result"
     args = ["--task", "digits", "--hidden", "4", "--phase1-examples", "16", "--fork-examples", "8",

@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
-from helpers import random_data, tiny_conv_model, tiny_dense_model
 
 from measures import MeasureContext, make_measure, prunable_params
+from tests.helpers import random_data, tiny_conv_model, tiny_dense_model
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -117,6 +117,7 @@ CONVS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CONVS))
 def test_matches_seed_loop(name):
     keras.utils.set_random_seed(7)
@@ -127,6 +128,7 @@ def test_matches_seed_loop(name):
         np.testing.assert_allclose(score, expected, rtol=1e-5, atol=1e-7, err_msg=p.name)
 
 
+@pytest.mark.slow
 def test_batch_size_does_not_matter_and_weights_untouched():
     ctx = context(tiny_conv_model(), n=11, batch_size=3)
     before = [v.numpy().copy() for v in ctx.variables]

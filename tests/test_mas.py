@@ -27,6 +27,7 @@ def loop_mas(model, variables, x):
     return [t / len(x) for t in total]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_fn", [tiny_dense_model, tiny_conv_model], ids=["dense", "conv"])
 def test_mas_matches_per_example_loop(model_fn):
     model = model_fn(seed=0)
@@ -49,6 +50,7 @@ def test_abs_is_taken_per_example():
     assert all(np.all(s >= b - 1e-5) for s, b in zip(scores, batch, strict=True))  # triangle inequality
 
 
+@pytest.mark.slow
 def test_labels_are_not_read():
     model = tiny_dense_model(seed=0)
     x, y = random_data(model, n=12, seed=2)
@@ -58,6 +60,7 @@ def test_labels_are_not_read():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_weights_untouched():
     model = tiny_conv_model(seed=0)
     x, y = random_data(model, n=12, seed=2)
@@ -66,6 +69,7 @@ def test_weights_untouched():
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
 
 
+@pytest.mark.slow
 def test_subclassed_model_matches_loop():
     keras.utils.set_random_seed(0)
     model = Subclassed()

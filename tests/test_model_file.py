@@ -7,13 +7,13 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import digits_model_file
 
 from harness.cli.main import main
 from harness.pipeline.config import RunConfig
 from harness.pipeline.experiment import Experiment
 from tasks import get_task
 from tasks._model_file import file_sha256
+from tests.helpers import digits_model_file
 
 SMALL = dict(task="digits", thresholds=[0.0, 0.5], importance_samples=64, progress=False, measures=["magnitude", "snip"],
              aggregations=["weight"])
@@ -34,6 +34,7 @@ def trained_file(tmp_path_factory):
     return path, loss, accuracy
 
 
+@pytest.mark.slow
 def test_epochs_0_scores_the_saved_weights_and_their_loss_is_the_saved_models(trained_file, tmp_path):
     path, loss, accuracy = trained_file
     out = tmp_path / "results.csv"
@@ -52,6 +53,7 @@ def test_epochs_0_scores_the_saved_weights_and_their_loss_is_the_saved_models(tr
     assert any("outputs probabilities (softmax" in note for note in meta["notes"])
 
 
+@pytest.mark.slow
 def test_the_run_id_holds_the_files_hash_not_its_path(trained_file, tmp_path):
     path = trained_file[0]
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()

@@ -55,9 +55,12 @@ def test_registration_before_the_task_and_bad_input():
 
 
 def test_models_in_their_own_files_are_listed_with_their_task():
-    assert "seed003_cnn" in {p.name: p for p in catalog.plugins("task")}["mnist"].attributes["models"]
+    listed = {p.name: p for p in catalog.plugins("task")}["mnist"].attributes["models"]
+    assert listed == list(get_task("mnist").models)  # the source-read catalogue is the live registry
+    assert listed.index("seed003_cnn") > listed.index("cnn")  # its own file, after the task's built-in models
 
 
+@pytest.mark.slow
 def test_seed003_cnn_is_the_original_network():
     model = get_task("mnist").build_model("seed003_cnn", (28, 28, 1))
     kinds = [type(layer).__name__ for layer in model.layers[1:]]
@@ -73,6 +76,7 @@ def test_seed003_cnn_is_the_original_network():
     assert (config.batch_size, config.augmentation, config.learning_rate) == (32, "seed003", 1e-3)
 
 
+@pytest.mark.slow
 def test_augmentation_option():
     x = np.random.default_rng(0).random((6, 28, 28, 1), dtype=np.float32)
     augment = get_task("mnist").augmenter("seed003")
@@ -86,6 +90,7 @@ def test_augmentation_option():
         RunConfig(task="mnist", model="seed003_cnn").run_id
 
 
+@pytest.mark.slow
 def test_trainer_augments_each_epoch_with_its_own_seed():
     seen = []
     model = get_task("digits").build_model("mlp", (64,))

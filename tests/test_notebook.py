@@ -61,6 +61,7 @@ def test_committed_notebook_has_no_outputs():
     assert [i for i, cell in enumerate(code) if cell.outputs or cell.execution_count is not None] == []
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_notebook_runs_end_to_end_on_digits(tmp_path):
     output, figures = tmp_path / "results.csv", tmp_path / "figures"

@@ -64,6 +64,7 @@ def saliency(diagonal, variables):
     return 0.5 * diagonal * flat([v.numpy() for v in variables]) ** 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_exact_matches_full_hessian_diagonal(name):
     model, loss, x, y = case_data(name)
@@ -74,6 +75,7 @@ def test_exact_matches_full_hessian_diagonal(name):
     assert all(s.shape == p.shape and s.dtype == np.float32 for s, p in zip(scores, params, strict=True))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_ggn_matches_explicit_jt_hout_j(name):
     model, loss, x, y = case_data(name)
@@ -86,6 +88,7 @@ def test_ggn_matches_explicit_jt_hout_j(name):
     assert np.all(flat(scores) >= 0)
 
 
+@pytest.mark.slow
 def test_ggn_from_probabilities_splits_at_the_logits():
     base, _, x, y = case_data("dense_ce")
     probs_model = keras.Model(base.input, keras.layers.Softmax()(base.output))
@@ -97,6 +100,7 @@ def test_ggn_from_probabilities_splits_at_the_logits():
     np.testing.assert_allclose(flat(scores), expected, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_hutchinson_converges_to_exact_and_ggn_does_not():
     model, loss, x, y = case_data("dense_ce")
     _, exact = score("obd:hessian=exact", model, loss, x, y)
@@ -107,6 +111,7 @@ def test_hutchinson_converges_to_exact_and_ggn_does_not():
     assert error(ggn) > 0.5  # the tolerance separates the Hessian from its GGN
 
 
+@pytest.mark.slow
 def test_hutchinson_is_seeded():
     model, loss, x, y = case_data("dense_ce")
     first = score("obd:hessian=hutchinson,samples=20", model, loss, x, y, seed=5)[1]
@@ -142,6 +147,7 @@ def test_invalid_options_are_quoted(options, message):
         OptimalBrainDamage(**options)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", ["obd", "obd:hessian=exact", "obd:hessian=hutchinson,samples=8"])
 def test_weights_untouched(spec):
     model, loss, x, y = case_data("conv_ce")

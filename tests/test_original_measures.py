@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import compiled_step, random_data, run_steps, tiny_conv_model, tiny_dense_model
 
 from measures import MeasureContext, make_measure, prunable_params
+from tests.helpers import compiled_step, random_data, run_steps, tiny_conv_model, tiny_dense_model
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 OPTIMIZERS = {"sgd": lambda: keras.optimizers.SGD(0.5, momentum=0.9), "adam": lambda: keras.optimizers.Adam(0.2)}
@@ -35,6 +35,7 @@ def reference(spec, records, k):
     return 1.0 / (1.0 + count)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
 @pytest.mark.parametrize("spec", ["sign_flip", "momentum", "weight_change"])
 def test_matches_a_numpy_loop_across_epochs(spec, optimizer):
@@ -84,6 +85,7 @@ def test_weight_change_uses_distance_not_signed_change():
     np.testing.assert_allclose(measure.score(ctx)[0], np.full((6, 5), 1 / 6), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_state_and_errors():
     ctx, measure, step = setup("momentum", OPTIMIZERS["adam"]())
     run_steps(step, ctx.x, ctx.y, 2)

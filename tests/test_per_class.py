@@ -24,6 +24,7 @@ def per_class_reference(model, params, masks, replacement, x, y):
     return np.array(out)  # (class, [loss, accuracy])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_fn, aggregation", [(tiny_dense_model, "unit"), (tiny_conv_model, "filter")])
 def test_per_class_metrics_equal_a_per_class_evaluate_for_every_method(model_fn, aggregation):
     model = model_fn()

@@ -12,8 +12,6 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import random_data, tiny_conv_model, tiny_dense_model
-from test_measures_contract import SPECS
 
 from harness.pipeline.config import RunConfig
 from harness.pipeline.experiment import Experiment
@@ -21,6 +19,8 @@ from harness.pipeline.train import Trainer
 from measures import MeasureContext, make_measure, prunable_params
 from tasks import register_model, unregister_model
 from tasks._outputs import logits_model, probability_output
+from tests.helpers import random_data, tiny_conv_model, tiny_dense_model
+from tests.test_measures_contract import SPECS
 
 LOGITS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 PROBS = keras.losses.SparseCategoricalCrossentropy(from_logits=False)
@@ -48,12 +48,13 @@ def scores_of(spec, model, loss, x, y):
     return measure.score(MeasureContext(model, params, x, y, loss, seed=0, batch_size=10))
 
 
-SLOW = {"obd:hessian=exact", "obd:hessian=hutchinson"}
+SLOW = {"obd:hessian=exact", "obd:hessian=hutchinson,samples=10"}
 CASES = [pytest.param(spec, tiny_dense_model, marks=[pytest.mark.slow] if spec in SLOW else [], id=f"{spec}-dense")
          for spec in SPECS] + [pytest.param(spec, tiny_conv_model, marks=pytest.mark.slow, id=f"{spec}-conv")
                                for spec in SPECS]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("spec", "model_fn"), CASES)
 def test_every_measure_scores_a_softmax_twin_as_its_logits_model(spec, model_fn):
     x, y = random_data(model_fn(), n=24, seed=1)

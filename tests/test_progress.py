@@ -20,6 +20,7 @@ class Terminal(io.StringIO):
         return True
 
 
+@pytest.mark.slow
 def test_mode_follows_stderr(monkeypatch):
     monkeypatch.setattr(sys, "stderr", Terminal())
     assert progress.mode() == "terminal" and not progress.bar(range(3), desc="d", unit="measure").disable
@@ -64,9 +65,9 @@ class Recorder:
 
 def test_the_epoch_bar_shows_the_running_mean_not_one_batch(monkeypatch):
     import keras
-    from helpers import CE_LOGITS, random_data, tiny_dense_model
 
     from harness.pipeline import train
+    from tests.helpers import CE_LOGITS, random_data, tiny_dense_model
 
     model = tiny_dense_model()
     x, y = random_data(model, n=40)

@@ -28,6 +28,7 @@ def runs(tmp_path_factory):
     return plain, full
 
 
+@pytest.mark.slow
 def test_every_measure_control_and_recovery_is_a_complete_sweep(runs):
     _, full = runs
     frame = pd.read_csv(full.path)
@@ -44,6 +45,7 @@ def test_every_measure_control_and_recovery_is_a_complete_sweep(runs):
         assert by_measure.loc[f"magnitude{control}"].equals(by_measure.loc["magnitude"])
 
 
+@pytest.mark.slow
 def test_finetune_recovers_and_leaves_training_and_the_plain_rows_unchanged(runs):
     plain, full = runs
     # epoch 2 trains from bit-identical weights and optimizer state after epoch 1's sweeps: the same losses

@@ -40,6 +40,7 @@ def all_state(model, optimizer):
     return [np.array(v.numpy(), copy=True) for v in [*model.variables, *optimizer.variables]]
 
 
+@pytest.mark.slow
 def test_bn_recalibration_equals_keras_moving_averages_on_the_same_batches_with_dropout_inactive():
     model = bn_model(dropout=True)
     x, _ = random_data(model, n=40, seed=4)
@@ -86,6 +87,7 @@ def trained_setup(seed: int = 0):
     return model, optimizer, params, thresholder, replacement, tuning, (x, y)
 
 
+@pytest.mark.slow
 def test_finetune_keeps_replaced_weights_replaced_moves_the_others_and_restores_the_optimizer():
     model, optimizer, params, thresholder, replacement, tuning, _ = trained_setup()
     recovery = tuning.recovery(3, params, thresholder, replacement, THRESHOLDS)
@@ -102,6 +104,7 @@ def test_finetune_keeps_replaced_weights_replaced_moves_the_others_and_restores_
     assert all(np.array_equal(v.numpy(), s) for v, s in zip(optimizer.variables, optimizer_state))
 
 
+@pytest.mark.slow
 def test_a_finetune_sweep_restores_weights_and_optimizer_bit_for_bit_with_one_compiled_step():
     model, optimizer, params, thresholder, replacement, tuning, (x, y) = trained_setup(seed=1)
     evaluate = Evaluator(model, CE_LOGITS, x, y, batch_size=16)
@@ -134,6 +137,7 @@ def test_recovery_specs_have_one_canonical_text(spec, canonical):
     assert parse_recovery(spec).spec == canonical
 
 
+@pytest.mark.slow
 def test_the_compiled_loop_of_k_steps_equals_k_single_steps():
     model, optimizer, params, thresholder, replacement, tuning, _ = trained_setup(seed=2)
     tuning.recovery(3, params, thresholder, replacement, THRESHOLDS)  # sets the replacement values

@@ -17,6 +17,8 @@ from harness.pipeline import results
 from harness.pipeline.config import RunConfig
 from tasks import TASKS
 
+pytestmark = pytest.mark.slow  # every test here trains and resumes runs end to end
+
 ROOT = Path(__file__).resolve().parents[1]
 KEY = ["epoch", "measure", "aggregation", "pooling", "scope", "normalization", "replacement", "threshold"]
 SETTINGS = dict(epochs=2, measures=["magnitude", "random"], aggregations=["unit"], thresholds=[0.0, 0.5, 1.0],

@@ -12,8 +12,6 @@ with a note per layer.
 import keras
 import numpy as np
 import pytest
-from helpers import per_example_grads, random_data
-from test_measures_contract import SPECS
 
 import aggregations
 from harness.pipeline.config import RunConfig
@@ -27,6 +25,8 @@ from tasks import get_task
 from tasks.resnet20 import resnet20_model
 from tasks.vgg_bn import vgg_bn_model
 from tasks.vit import vit_model
+from tests.helpers import per_example_grads, random_data
+from tests.test_measures_contract import SPECS
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 TINY = {
@@ -73,6 +73,7 @@ def test_every_measure_and_aggregation_runs_on_each_reference_model(name):
         assert rows[0]["val_loss"] == pytest.approx(evaluate()[0], rel=1e-5) and rows[-1]["sparsity"] == 1.0, agg
 
 
+@pytest.mark.slow
 def test_synflow_on_the_transformer_is_refused_before_any_data_is_loaded(tmp_path, monkeypatch):
     monkeypatch.setattr(type(get_task("digits")), "load", lambda self, data_dir=None: pytest.fail("data were loaded"))
     with pytest.raises(ValueError, match="measure 'synflow' cannot score model 'vit': synflow supports layers"):
@@ -81,6 +82,7 @@ def test_synflow_on_the_transformer_is_refused_before_any_data_is_loaded(tmp_pat
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_full_size_parameter_counts():
     def trainable(model):
         return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
@@ -105,6 +107,7 @@ def test_attention_projections_are_prunable_kernels_named_by_their_path():
     assert len(prunable_params(model, "kernels+biases")) == 2 * len(prunable_params(model))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", ["fisher", "taylor:accumulation=example"])
 def test_per_example_gradients_of_attention_kernels_match_a_loop(spec):
     keras.utils.set_random_seed(0)
@@ -133,6 +136,7 @@ def residual_toy(seed: int = 0) -> keras.Model:
     return keras.Model(inputs, keras.layers.Dense(3, name="logits")(h), name="residual_toy")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("aggregation", ["weight", "unit"])
 def test_shrunk_on_a_residual_toy_equals_masked_and_says_why_per_layer(aggregation):
     model = residual_toy()

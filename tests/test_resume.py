@@ -18,6 +18,8 @@ from harness.pipeline import results
 from harness.pipeline.config import RunConfig
 from measures import MEASURES, Measure, register_measure
 
+pytestmark = pytest.mark.slow  # every test here trains and resumes runs end to end
+
 ROOT = Path(__file__).resolve().parents[1]
 KEY = ["epoch", "measure", "aggregation", "pooling", "scope", "normalization", "replacement", "threshold"]
 ARGS = ["--epochs", "3", "--measures", "magnitude", "sigkill_once", "random", "--aggregations", "weight", "unit",

@@ -107,6 +107,7 @@ def test_end_of_run_summary(digits_run):
     assert [float(e[2]) for e in epochs] == [round(h["val_loss"], 4) for h in experiment.history[1:]]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shared_mnist_dir() is None, reason="real MNIST test split not found: put t10k-images-idx3-ubyte.gz and "
                     "t10k-labels-idx1-ubyte.gz (MNIST's official test files) in ../shared/data/mnist beside the clone")
 def test_mnist_mlp_from_the_cli_on_the_shared_split(tmp_path):
@@ -122,6 +123,7 @@ def test_mnist_mlp_from_the_cli_on_the_shared_split(tmp_path):
     assert "t10k" in meta["data"]["split"]
 
 
+@pytest.mark.slow
 def test_layer_and_global_scopes_and_both_replacements(tmp_path):
     out = tmp_path / "r.csv"
     config = RunConfig(output=str(out), measures=["magnitude"], aggregations=["unit"], scopes=["layer", "global"],
@@ -135,6 +137,7 @@ def test_layer_and_global_scopes_and_both_replacements(tmp_path):
     keras.backend.clear_session()
 
 
+@pytest.mark.slow
 def test_both_removal_orders_are_rows_of_one_sweep_grid(tmp_path):
     out = tmp_path / "o.csv"
     config = RunConfig(output=str(out), measures=["magnitude"], aggregations=["weight"], orders=["least", "most"],

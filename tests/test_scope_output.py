@@ -21,6 +21,7 @@ KERNEL = np.array([[1.0, 6.0], [2.0, 5.0], [3.0, 4.0]])
 SCORES = [KERNEL, np.array([10.0, 0.0]), np.array([0.3, 0.1]), np.array([0.2, 0.4])]
 
 
+@pytest.mark.slow
 def test_items_carry_output_units():
     params = prunable_params(dense_bn_model(), "all")
     weight = get_aggregation("weight")(params, SCORES)

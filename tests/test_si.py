@@ -6,10 +6,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import compiled_step, random_data, run_steps, tiny_dense_model
 
 from measures import MeasureContext, make_measure, prunable_params
 from measures.si import SynapticIntelligence
+from tests.helpers import compiled_step, random_data, run_steps, tiny_dense_model
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 LR = 0.01
@@ -49,6 +49,7 @@ def check(scores, records, ctx, theta0, xi, omega=omega_si):
         np.testing.assert_allclose(score, expected, rtol=1e-4, atol=1e-6, err_msg=p.name)
 
 
+@pytest.mark.slow
 def test_matches_numpy_across_epochs_and_leaves_weights():
     ctx, measure, step, theta0 = setup("si:xi=0.01")
     records = run_steps(step, ctx.x, ctx.y, 3)
@@ -60,6 +61,7 @@ def test_matches_numpy_across_epochs_and_leaves_weights():
         assert np.array_equal(old, v.numpy())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", [keras.optimizers.Adam, lambda lr: keras.optimizers.SGD(lr, momentum=0.9)])
 def test_uses_the_real_gradient(optimizer):
     ctx, measure, step, theta0 = setup(optimizer=optimizer(LR))

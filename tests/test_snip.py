@@ -2,11 +2,12 @@
 
 import numpy as np
 import pytest
-from helpers import LOSS_CASES, loss_case, mean_grads, per_example_grads
 
 from measures import make_measure
+from tests.helpers import LOSS_CASES, loss_case, mean_grads, per_example_grads
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(LOSS_CASES))
 def test_snip_matches_loop(name):
     ctx, loss_fn = loss_case(name)

@@ -1,20 +1,19 @@
 """Studies: the grid, validation before Ray, a worker SIGKILLed mid-trial, re-runs, a failing trial."""
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import study_plugins
 
 from harness.cli.main import main
 from harness.pipeline.config import RunConfig
 from harness.pipeline.experiment import run
 from harness.study.driver import Study, parse_seeds
 from harness.study.driver import main as study_main
+from tests import study_plugins
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(epochs=1, measures=["magnitude", "random"], aggregations=["weight"], thresholds=[0.0, 0.5, 1.0],
@@ -74,6 +73,7 @@ def test_study_toml_unknown_key_is_refused(tmp_path, monkeypatch, capsys):
     assert "Unknown [study] key(s) ['worker']" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_plain_run_imports_neither_ray_nor_the_study_layer(tmp_path, monkeypatch):
     no_ray(monkeypatch)
     monkeypatch.setitem(sys.modules, "harness.study", None)
@@ -94,10 +94,10 @@ KILLED = ["--seeds", "0-1", "--workers", "2", "--epochs", "2", "--measures", "ma
 def ray_session(tmp_path_factory):
     ray = pytest.importorskip("ray")
     marker = tmp_path_factory.mktemp("ray") / "killed-once"
-    env = {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), "KILL_MARKER": str(marker),
+    env = {"PYTHONPATH": str(ROOT), "KILL_MARKER": str(marker),
            "TF_CPP_MIN_LOG_LEVEL": "3"}
     ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": env, "worker_process_setup_hook": "study_plugins.register"})
+             runtime_env={"env_vars": env, "worker_process_setup_hook": "tests.study_plugins.register"})
     study_plugins.register()  # here too, for the in-process reference runs (no KILL_MARKER here: no kill)
     yield marker
     study_plugins.unregister()
@@ -121,6 +121,7 @@ def rows(folder: Path) -> pd.DataFrame:
     return pd.concat([pd.read_csv(p) for p in sorted(folder.glob("trials/*.csv"))], ignore_index=True)
 
 
+@pytest.mark.slow
 def test_a_worker_sigkilled_mid_trial_is_retried_and_resumes_from_its_checkpoint(ray_session, killed):
     _, folder, record, reference = killed
     assert ray_session.exists(), "no worker was killed"
@@ -136,6 +137,7 @@ def test_a_worker_sigkilled_mid_trial_is_retried_and_resumes_from_its_checkpoint
     assert {t["cuda_visible_devices"] for t in record["trials"]} == {""}
 
 
+@pytest.mark.slow
 def test_rerunning_a_finished_study_recomputes_nothing(killed, monkeypatch, capsys):
     argv, folder, record, _ = killed
     files = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*") if p.parent != folder}
@@ -147,6 +149,7 @@ def test_rerunning_a_finished_study_recomputes_nothing(killed, monkeypatch, caps
            f"analysis.py {folder}" in capsys.readouterr().out  # found by its request key, without TensorFlow or Ray
 
 
+@pytest.mark.slow
 def test_a_changed_grid_or_setting_is_refused_naming_the_differences(killed, monkeypatch, capsys):
     argv, folder, record, _ = killed
     before = (folder / "study.json").read_text()
@@ -159,6 +162,7 @@ def test_a_changed_grid_or_setting_is_refused_naming_the_differences(killed, mon
     assert (folder / "study.json").read_text() == before
 
 
+@pytest.mark.slow
 def test_a_trial_whose_measure_raises_fails_alone_and_names_its_log(ray_session, tmp_path, capsys):
     toml = tmp_path / "study.toml"
     toml.write_text(f'epochs = 1\naggregations = ["weight"]\nthresholds = [0.0, 1.0]\nimportance_samples = 16\n'
@@ -199,6 +203,7 @@ def test_the_example_study_has_enough_seeds_to_separate_its_measures(monkeypatch
     assert k * (k - 1) // 2 * 2 / 2 ** len(study.points) < 0.05  # Holm over the pairs, exact Wilcoxon's smallest p
 
 
+@pytest.mark.slow
 def test_more_gpus_per_trial_than_the_cluster_has_is_refused(ray_session, tmp_path):
     with pytest.raises(ValueError, match=r"gpus_per_trial=0.5 but the Ray cluster has 0 GPUs"):
         Study(TINY, storage=tmp_path).run(gpus_per_trial=0.5, progress=False)

@@ -23,6 +23,7 @@ def setup(model_fn=tiny_dense_model, n=40):
     return model, params, x, y
 
 
+@pytest.mark.slow
 def test_val_loss_at_zero_equals_keras_evaluate():
     model, params, x, y = setup(tiny_conv_model, n=50)
     evaluate = Evaluator(model, LOSS, x, y, batch_size=16)
@@ -37,6 +38,7 @@ def test_val_loss_at_zero_equals_keras_evaluate():
     assert rows[0]["sparsity"] == 0.0
 
 
+@pytest.mark.slow
 def test_zero_replacement_at_full_sparsity_gives_uniform_logits():
     # All kernels and biases zero -> logits 0 -> loss ln(3) for 3 classes.
     model, params, x, y = setup()
@@ -77,6 +79,7 @@ def test_sweep_writes_replacement_values_into_masked_elements():
         assert np.array_equal(w[mask], r[mask]) and np.array_equal(w[~mask], orig[~mask])
 
 
+@pytest.mark.slow
 def test_restore_is_bit_exact_even_after_an_error():
     model, params, x, y = setup(tiny_conv_model)
     before = [w.copy() for w in model.get_weights()]
@@ -107,6 +110,7 @@ def train_two_epochs(with_sweeps: bool, measure_spec: str):
     return model.get_weights()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", ["magnitude", "random"])
 def test_training_after_a_sweep_equals_training_without_one(spec):
     a = train_two_epochs(False, spec)

@@ -32,6 +32,7 @@ def test_bad_sweep_options_are_rejected(kwargs, message):
         RunConfig(**kwargs)
 
 
+@pytest.mark.slow
 def test_cli_sweep_options(capsys, tmp_path):
     args = parser().parse_args(["--epochs", "4", "--sweep-epochs", "2", "4", "--sweep-method", "masked"])
     config = config_from_args(args)
@@ -42,6 +43,7 @@ def test_cli_sweep_options(capsys, tmp_path):
     assert "Received: sweep_epochs=['2', 'x']" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_only_the_chosen_epochs_are_swept_and_costs_are_recorded(tmp_path):
     out = tmp_path / "r.csv"
     config = RunConfig(output=str(out), measures=["magnitude"], aggregations=["unit", "weight"], epochs=2,

@@ -53,6 +53,7 @@ def setup(model_fn, prunable, aggregation, seed=0):
     return model, params, thresholder, Evaluator(model, CE_LOGITS, x, y, batch_size=10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_fn", [tiny_dense_model, tiny_conv_model, fallback_model])
 def test_every_method_equals_the_direct_masked_evaluation(model_fn):
     model = model_fn()
@@ -73,6 +74,7 @@ def test_every_method_equals_the_direct_masked_evaluation(model_fn):
             assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights())), method
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_fn,cached", [(tiny_dense_model, True), (tiny_conv_model, True), (fallback_model, False)])
 def test_shrunk_sweeps_from_the_first_layers_products_equal_the_direct_masked_evaluation(model_fn, cached, monkeypatch):
     """Unit items: the first layer's products are reused (where its kernel changes only as whole units).
@@ -125,6 +127,7 @@ def test_batched_refuses_when_the_copies_do_not_fit(monkeypatch):
         sweep(params, thresholder, replacement_values(params, "zero", 0), THRESHOLDS, evaluate, "batched")
 
 
+@pytest.mark.slow
 def test_layers_that_cannot_fold_say_why():
     structure = Structure(fallback_model())
     assert [link.consumer for link in structure.links] == [None, None, 3, 4, None]
@@ -137,6 +140,7 @@ def test_layers_that_cannot_fold_say_why():
     assert Structure(keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(h)))).links[0].consumer == 1
 
 
+@pytest.mark.slow
 def test_params_remaining_and_flops_counted_by_hand():
     # 6 -> 5 (tanh) -> 3, unit items, layer scope, t = 0.4: round(0.4 * 30) = 12 -> 2 hidden units (6 weights each);
     # round(0.4 * 15) = 6 -> 2 output units (5 weights each). Removed: 12 kernel weights and 2 biases of the hidden
@@ -149,6 +153,7 @@ def test_params_remaining_and_flops_counted_by_hand():
     assert (rows[0]["params_remaining"], rows[0]["flops"]) == (53, 90)  # random values are not removed
 
 
+@pytest.mark.slow
 def test_conv_flops_count_every_output_position():
     # conv 7x7x(3x3x2x3) + conv 3x3x(2x2x3x2) + dense 18x3, two FLOPs per multiply-add.
     model, params, thresholder, evaluate = setup(tiny_conv_model, "kernels", "filter")
@@ -157,6 +162,7 @@ def test_conv_flops_count_every_output_position():
     assert rows[1]["params_remaining"] == 3  # the output bias alone: every unit folded into it
 
 
+@pytest.mark.slow
 def test_a_recovery_runs_between_assignment_and_evaluation_and_its_changes_are_undone():
     model, params, thresholder, evaluate = setup(tiny_dense_model, "kernels", "unit")
     replacement = replacement_values(params, "zero", 0)
@@ -218,6 +224,7 @@ def test_item_steps_reproduce_every_mask():
         thresholder.item_steps([0.5, 0.2])
 
 
+@pytest.mark.slow
 def test_a_sweep_equal_to_an_earlier_one_is_copied_not_evaluated():
     model, params, thresholder, evaluate = setup(tiny_dense_model, "kernels", "unit")
     scores = [np.random.default_rng(i).random(p.shape) for i, p in enumerate(params)]

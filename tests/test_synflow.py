@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import random_data, tiny_conv_model, tiny_dense_model
 
 from measures import MeasureContext, make_measure, prunable_params
+from tests.helpers import random_data, tiny_conv_model, tiny_dense_model
 
 TOL = dict(rtol=1e-6, atol=1e-12)
 
@@ -52,6 +52,7 @@ def numpy_flow(model, values):
     return float((h.reshape(-1) @ k3 + c3).sum())
 
 
+@pytest.mark.slow
 def test_tiny_cnn_equals_an_explicit_forward_differentiated_exactly():
     model = tiny_conv_model()
     values = [np.abs(w.astype(np.float64)) for w in model.get_weights()]
@@ -83,6 +84,7 @@ def relu_bn_pool_model():
     return model
 
 
+@pytest.mark.slow
 def test_relu_batchnorm_pooling_follow_the_authors_recipe():
     """Their code: every state entry to |.|, eval mode, sum of the outputs on ones, |grad * param|."""
     model = relu_bn_pool_model()
@@ -97,6 +99,7 @@ def test_relu_batchnorm_pooling_follow_the_authors_recipe():
         np.testing.assert_allclose(s, np.abs(v.numpy() * g.numpy()) / flow.numpy(), rtol=1e-4, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_data_free_and_weights_untouched():
     model = tiny_conv_model()
     before = [w.copy() for w in model.get_weights()]

@@ -182,6 +182,7 @@ def test_real_mnist_values(real_mnist):
     assert not _rows(data.x_train) & _rows(data.x_val)  # disjoint
 
 
+@pytest.mark.slow
 def test_real_mnist_deterministic(real_mnist, monkeypatch):
     monkeypatch.setenv("MNIST_DIR", str(SHARED_MNIST))  # same files through the env var
     again = get_task("mnist").load()

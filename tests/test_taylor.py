@@ -2,14 +2,15 @@
 
 import numpy as np
 import pytest
-from helpers import LOSS_CASES, loss_case, mean_grads, per_example_grads
 
 from measures import make_measure
 from measures.taylor import Taylor
+from tests.helpers import LOSS_CASES, loss_case, mean_grads, per_example_grads
 
 TOL = dict(rtol=1e-4, atol=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(LOSS_CASES))
 def test_per_example_matches_loop(name):
     ctx, loss_fn = loss_case(name)
@@ -21,6 +22,7 @@ def test_per_example_matches_loop(name):
         np.testing.assert_allclose(s, expected, **TOL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["dense_ce", "conv_ce"])
 def test_per_batch_matches_loop_over_seeded_batches(name):
     ctx, loss_fn = loss_case(name, n=20)
@@ -33,6 +35,7 @@ def test_per_batch_matches_loop_over_seeded_batches(name):
         np.testing.assert_allclose(s, expected, **TOL)
 
 
+@pytest.mark.slow
 def test_batch_size_interpolates_between_example_and_snip_squared():
     ctx, _ = loss_case("dense_ce", n=12)
     one = make_measure("taylor:batch_size=1").score(ctx)

@@ -45,6 +45,7 @@ def hand_scores(params):
             for i, p in enumerate(params)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pooling", ["mean", "sum", "max", "l2"])
 def test_pooled_scores_of_each_direction_equal_the_hand_computation(pooling):
     params = prunable_params(three_layers(), "kernels+biases")  # k1 (3, 4), b1, k2 (4, 3), b2, k3 (3, 2), b3
@@ -84,6 +85,7 @@ def activations(model, names):
     return [np.asarray(a) for a in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("direction", ["in", "out", "group"])
 def test_removing_a_unit_zeroes_exactly_its_output_whatever_the_direction(direction):
     model = three_layers()
@@ -127,6 +129,7 @@ def test_group_items_mask_all_their_slices_and_batchnorm():
     assert thresholder.masks(t)[4].sum() >= 9 * 4  # the covered rows
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("structured_bn", ["zero", "keep"])
 def test_a_removed_filter_is_exactly_zero_after_batchnorm(structured_bn):
     model = conv_bn()
@@ -147,6 +150,7 @@ def test_a_removed_filter_is_exactly_zero_after_batchnorm(structured_bn):
     assert (post_bn[..., ~removed] != 0).any()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_fn,aggregation", [
     (tiny_dense_model, "unit:direction=out"), (tiny_dense_model, "unit:direction=group"),
     (tiny_conv_model, "filter:direction=out"), (tiny_conv_model, "unit:direction=group"),
@@ -219,6 +223,7 @@ def test_a_run_records_the_direction_in_the_csv_and_the_fallback_in_its_notes(tm
            "incoming weights (direction 'in')" in notes
 
 
+@pytest.mark.slow
 def test_the_catalogue_shows_the_direction_option():
     from aggregations import AGGREGATIONS
     from harness.cli import catalog

@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import compiled_step, random_data, run_steps, tiny_conv_model
 
 from measures import MeasureContext, make_measure, prunable_params
+from tests.helpers import compiled_step, random_data, run_steps, tiny_conv_model
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -27,6 +27,7 @@ def manual_tally(records):
     return [sum(np.abs(a[k].astype(np.float64) - b[k]) for _, b, a in records) for k in range(len(records[0][1]))]
 
 
+@pytest.mark.slow
 def test_matches_numpy_tally_across_epochs():
     ctx, measure, step = setup(keras.optimizers.SGD(0.1, momentum=0.9))
     records = run_steps(step, ctx.x, ctx.y, 3)
@@ -45,6 +46,7 @@ def test_matches_numpy_tally_across_epochs():
         assert np.array_equal(old, v.numpy())
 
 
+@pytest.mark.slow
 def test_state_holds_the_tallies():
     ctx, measure, step = setup(keras.optimizers.Adam(0.01))
     run_steps(step, ctx.x, ctx.y, 2)

@@ -3,13 +3,13 @@
 import keras
 import numpy as np
 import pytest
-from helpers import random_data, tiny_conv_model, tiny_dense_model
-from test_maav import conv2d_reference, dense_reference, head, inputs_one_by_one
 
 from aggregations import get_aggregation
 from harness.thresholding.threshold import Thresholder
 from measures import MeasureContext, make_measure, prunable_params
 from measures.wanda import Wanda
+from tests.helpers import random_data, tiny_conv_model, tiny_dense_model
+from tests.test_maav import conv2d_reference, dense_reference, head, inputs_one_by_one
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 MODELS = {
@@ -36,6 +36,7 @@ def mean_square_and_positions(param, inputs):
     return squares, int(np.prod(param.layer.output.shape[1:-1]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("norm", ["rms", "l2"])
 @pytest.mark.parametrize("name", list(MODELS))
 def test_matches_loop_reference(name, norm):
