@@ -183,78 +183,11 @@ class RunConfig:
         for name in ("epochs", "batch_size", "learning_rate", "augmentation"):
             setattr(self, name, defaults[name] if getattr(self, name) is None else getattr(self, name))
         check_choice(f"augmentation for task {self.task!r}", self.augmentation, sorted(task.augmentations))
-        self._validate(task)
+        _validate(self, task)
         self.thresholds = [float(t) for t in self.thresholds]  # TOML 1 and CLI 1.0 give one run_id
         self.learning_rate, self.divergence_factor = float(self.learning_rate), float(self.divergence_factor)
         self.output = os.fspath(self.output)
         self.sweep_epochs = self.sweep_epochs if isinstance(self.sweep_epochs, str) else sorted(self.sweep_epochs)
-
-    def _validate(self, task) -> None:
-        import aggregations
-        import measures
-        from aggregations import POOLINGS
-        from measures._base import PRUNABLE_CHOICES
-
-        self.measures = _check_list("measures", self.measures)
-        built = {spec: measures.make_measure(spec) for spec in self.measures}
-        _check_class_options(self, built, task)
-        self.aggregations = _check_list("aggregations", self.aggregations)
-        self.aggregations = _check_list("aggregations", [aggregations.get_aggregation(a, self.structured_bn).spec
-                                                         for a in self.aggregations])
-        for name, choices in [("pooling", POOLINGS), ("scope", SCOPES), ("normalization", NORMALIZATIONS),
-                              ("replacement", REPLACEMENTS), ("order", ORDERS)]:
-            setattr(self, name + "s", _check_list(name + "s", getattr(self, name + "s")))
-            for value in getattr(self, name + "s"):
-                check_choice(name, value, choices)
-        self._validate_protocol()
-        if "global" not in self.scopes and self.normalizations != ["none"]:
-            raise ValueError("normalizations apply to global scope only; add 'global' to scopes or use ['none']. "
-                             f"Received: normalizations={self.normalizations}, scopes={self.scopes}")
-        _check_lamp_and_output(self, built)
-        _check_group_classes(built, task)
-        check_choice("prunable", self.prunable, PRUNABLE_CHOICES)
-        check_choice("threshold_rule", self.threshold_rule, THRESHOLD_RULES)
-        if self.threshold_rule == "legacy_cutoff" and "most" in self.orders:
-            raise ValueError("threshold_rule 'legacy_cutoff' (score < cutoff) removes the least important first only. "
-                             f"Received: threshold_rule={self.threshold_rule!r}, orders={self.orders}")
-        self.thresholds = _check_thresholds(self.thresholds)
-        for name, limit in LIMITS.items():
-            if not (name == "epochs" and self.model_file is not None and _is_zero(self.epochs)):
-                _check_positive_int(name, getattr(self, name), limit)
-        _check_scoring_only(self.epochs, built)
-        _check_number("learning_rate", self.learning_rate, "a finite number > 0", lambda x: math.isfinite(x) and x > 0)
-        _check_number("divergence_factor", self.divergence_factor, "a number > 1 (inf: never stop on this rule)",
-                      lambda x: x > 1)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
-            raise ValueError(f"seed must be an integer in [0, {MAX_SEED}]. Received: seed={self.seed!r}")
-        for name in BOOLEANS:
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false. Received: {name}={getattr(self, name)!r}")
-        self.epochs_swept = frozenset(swept_epochs(self.sweep_epochs, self.epochs))
-        check_choice("sweep method", self.sweep_method, METHODS)
-        self._validate_paths(task)
-        self._model_sha256 = _check_model_file(self.model_file, task)
-
-    def _validate_protocol(self) -> None:
-        """Controls (a possibly empty list of choices) and recoveries (specs, made canonical)."""
-        from harness.thresholding.recovery_spec import parse_recovery
-
-        if not isinstance(self.controls, (list, tuple)):
-            raise ValueError(f"controls must be a list of strings (may be empty). Received: controls={self.controls!r}")
-        self.controls = _check_list("controls", self.controls) if self.controls else []
-        for value in self.controls:
-            check_choice("control", value, CONTROLS)
-        self.parsed_recoveries = [parse_recovery(spec) for spec in _check_list("recoveries", self.recoveries)]
-        self.recoveries = _check_list("recoveries", [recovery.spec for recovery in self.parsed_recoveries])
-
-    def _validate_paths(self, task) -> None:
-        if not isinstance(self.output, (str, os.PathLike)) or not os.fspath(self.output):
-            raise ValueError(f"output must be a CSV file path. Received: output={self.output!r}")
-        if self.data_dir is not None and not isinstance(self.data_dir, str):
-            raise ValueError(f"data_dir must be a folder path. Received: data_dir={self.data_dir!r}")
-        if self.data_dir is not None and not task.reads_data_dir:
-            raise ValueError(f"Task {self.task!r} reads no data folder; remove data_dir. "
-                             f"Received: data_dir={self.data_dir!r}")
 
     def sweeps_after(self, epoch: int) -> bool:
         """Whether the grid is swept after ``epoch`` (see ``sweep_epochs``)."""
@@ -287,6 +220,77 @@ class RunConfig:
         """
         valid = [f.name for f in dataclasses.fields(cls)]
         return cls(**{**known_settings(read_toml(path), valid, str(path)), **overrides})
+
+
+
+def _validate(config: RunConfig, task) -> None:
+    """Check every setting against its choices and limits, writing lists in canonical form."""
+    import aggregations
+    import measures
+    from aggregations import POOLINGS
+    from measures._base import PRUNABLE_CHOICES
+
+    config.measures = _check_list("measures", config.measures)
+    built = {spec: measures.make_measure(spec) for spec in config.measures}
+    _check_class_options(config, built, task)
+    config.aggregations = _check_list("aggregations", config.aggregations)
+    config.aggregations = _check_list("aggregations", [aggregations.get_aggregation(a, config.structured_bn).spec
+                                                     for a in config.aggregations])
+    for name, choices in [("pooling", POOLINGS), ("scope", SCOPES), ("normalization", NORMALIZATIONS),
+                          ("replacement", REPLACEMENTS), ("order", ORDERS)]:
+        setattr(config, name + "s", _check_list(name + "s", getattr(config, name + "s")))
+        for value in getattr(config, name + "s"):
+            check_choice(name, value, choices)
+    _validate_protocol(config)
+    if "global" not in config.scopes and config.normalizations != ["none"]:
+        raise ValueError("normalizations apply to global scope only; add 'global' to scopes or use ['none']. "
+                         f"Received: normalizations={config.normalizations}, scopes={config.scopes}")
+    _check_lamp_and_output(config, built)
+    _check_group_classes(built, task)
+    check_choice("prunable", config.prunable, PRUNABLE_CHOICES)
+    check_choice("threshold_rule", config.threshold_rule, THRESHOLD_RULES)
+    if config.threshold_rule == "legacy_cutoff" and "most" in config.orders:
+        raise ValueError("threshold_rule 'legacy_cutoff' (score < cutoff) removes the least important first only. "
+                         f"Received: threshold_rule={config.threshold_rule!r}, orders={config.orders}")
+    config.thresholds = _check_thresholds(config.thresholds)
+    for name, limit in LIMITS.items():
+        if not (name == "epochs" and config.model_file is not None and _is_zero(config.epochs)):
+            _check_positive_int(name, getattr(config, name), limit)
+    _check_scoring_only(config.epochs, built)
+    _check_number("learning_rate", config.learning_rate, "a finite number > 0", lambda x: math.isfinite(x) and x > 0)
+    _check_number("divergence_factor", config.divergence_factor, "a number > 1 (inf: never stop on this rule)",
+                  lambda x: x > 1)
+    if isinstance(config.seed, bool) or not isinstance(config.seed, int) or not 0 <= config.seed <= MAX_SEED:
+        raise ValueError(f"seed must be an integer in [0, {MAX_SEED}]. Received: seed={config.seed!r}")
+    for name in BOOLEANS:
+        if not isinstance(getattr(config, name), bool):
+            raise ValueError(f"{name} must be true or false. Received: {name}={getattr(config, name)!r}")
+    config.epochs_swept = frozenset(swept_epochs(config.sweep_epochs, config.epochs))
+    check_choice("sweep method", config.sweep_method, METHODS)
+    _validate_paths(config, task)
+    config._model_sha256 = _check_model_file(config.model_file, task)
+
+def _validate_protocol(config: RunConfig) -> None:
+    """Controls (a possibly empty list of choices) and recoveries (specs, made canonical)."""
+    from harness.thresholding.recovery_spec import parse_recovery
+
+    if not isinstance(config.controls, (list, tuple)):
+        raise ValueError(f"controls must be a list of strings (may be empty). Received: controls={config.controls!r}")
+    config.controls = _check_list("controls", config.controls) if config.controls else []
+    for value in config.controls:
+        check_choice("control", value, CONTROLS)
+    config.parsed_recoveries = [parse_recovery(spec) for spec in _check_list("recoveries", config.recoveries)]
+    config.recoveries = _check_list("recoveries", [recovery.spec for recovery in config.parsed_recoveries])
+
+def _validate_paths(config: RunConfig, task) -> None:
+    """The output path and the data folder: types, and a data folder only for tasks that read one."""
+    if not isinstance(config.output, (str, os.PathLike)) or not os.fspath(config.output):
+        raise ValueError(f"output must be a CSV file path. Received: output={config.output!r}")
+    if config.data_dir is not None and not isinstance(config.data_dir, str):
+        raise ValueError(f"data_dir must be a folder path. Received: data_dir={config.data_dir!r}")
+    if config.data_dir is not None and not task.reads_data_dir:
+        raise ValueError(f"Task {config.task!r} reads no data folder; remove data_dir. "
+                         f"Received: data_dir={config.data_dir!r}")
 
 
 def _check_group_classes(built: dict, task) -> None:
