@@ -7,11 +7,10 @@ from typing import ClassVar
 
 import numpy as np
 
+from harness.common.constants import POOLINGS
 from harness.common.options import Option, canonical_spec, check_options
 from measures import Param
 from measures._cache import Recent
-
-POOLINGS = ("mean", "sum", "max", "min", "l2")
 
 
 @dataclass

@@ -9,11 +9,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from harness.common.constants import PRUNABLE_CHOICES
 from harness.common.options import Option, check_options, signed
 
 CONV_LAYERS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 CONV_TRANSPOSE = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)
-PRUNABLE_CHOICES = ("kernels", "kernels+biases", "all", "hidden-kernels")
 
 
 @dataclass(frozen=True, eq=False)

@@ -9,11 +9,8 @@ import pytest
 import aggregations
 import measures
 import tasks
-from aggregations import POOLINGS
 from harness.cli import catalog
-from harness.thresholding.sweep import REPLACEMENTS
-from harness.thresholding.threshold import NORMALIZATIONS, SCOPES
-from measures._base import PRUNABLE_CHOICES
+from harness.pipeline.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,11 +69,20 @@ def test_task_models_and_grid_choices_match_the_code():
         assert sorted(plugin.attributes["models"]) == sorted(task.models)
         assert plugin.attributes["augmentations"] == list(task.augmentations)
         assert plugin.attributes["default_model"] == task.default_model
-    assert catalog.grid_choices("poolings") == list(POOLINGS)
-    assert catalog.grid_choices("scopes") == list(SCOPES)
-    assert catalog.grid_choices("normalizations") == list(NORMALIZATIONS)
-    assert catalog.grid_choices("replacements") == list(REPLACEMENTS)
-    assert catalog.grid_choices("prunable") == list(PRUNABLE_CHOICES)
+
+
+GRID = {"poolings": dict(aggregations=["unit"]), "scopes": dict(aggregations=["weight"]),
+        "normalizations": dict(aggregations=["weight"], scopes=["global"]), "replacements": {}, "prunable": {}}
+
+
+@pytest.mark.parametrize("option", sorted(GRID))
+def test_every_listed_grid_choice_is_accepted_and_only_those(option):
+    listed = catalog.grid_choices(option)
+    value = (lambda v: v) if option == "prunable" else (lambda v: [v])
+    for choice in listed:
+        RunConfig(measures=["magnitude"], **GRID[option], **{option: value(choice)})
+    with pytest.raises(ValueError, match=r"available: \[" + ", ".join(repr(c) for c in listed).replace("+", r"\+")):
+        RunConfig(measures=["magnitude"], **GRID[option], **{option: value("nosuch")})
 
 
 @pytest.mark.slow

@@ -21,19 +21,14 @@ import ast
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.common import constants
 from harness.common.options import Option
+from harness.thresholding.recovery_spec import RECOVERIES
 
 ROOT = Path(__file__).resolve().parents[2]
-GRID_CHOICES = {
-    "poolings": ("aggregations/_items.py", "POOLINGS"),
-    "scopes": ("harness/common/constants.py", "SCOPES"),
-    "normalizations": ("harness/common/constants.py", "NORMALIZATIONS"),
-    "replacements": ("harness/common/constants.py", "REPLACEMENTS"),
-    "orders": ("harness/common/constants.py", "ORDERS"),
-    "controls": ("harness/common/constants.py", "CONTROLS"),
-    "recoveries": ("harness/thresholding/recovery_spec.py", "RECOVERIES"),
-    "prunable": ("measures/_base.py", "PRUNABLE_CHOICES"),
-}
+GRID_CHOICES = {"poolings": constants.POOLINGS, "scopes": constants.SCOPES, "normalizations": constants.NORMALIZATIONS,
+                "replacements": constants.REPLACEMENTS, "orders": constants.ORDERS, "controls": constants.CONTROLS,
+                "recoveries": RECOVERIES, "prunable": constants.PRUNABLE_CHOICES}
 PACKAGES = {"task": "tasks", "measure": "measures", "aggregation": "aggregations"}
 BASES = {"task": ("tasks/_task.py", "Task"), "measure": ("measures/_base.py", "Measure"),
          "aggregation": ("aggregations/_items.py", "Aggregation")}
@@ -196,7 +191,7 @@ def plugins(kind: str) -> list[Plugin]:
 
 def grid_choices(name: str) -> list:
     """The valid values of a grid option (``poolings``, ``scopes``, ``normalizations``, ``replacements``, ``prunable``)."""
-    return list(constant(*GRID_CHOICES[name]))
+    return list(GRID_CHOICES[name])
 
 
 def _task_line(task: Plugin) -> str:

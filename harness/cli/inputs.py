@@ -25,6 +25,7 @@ from types import SimpleNamespace
 from harness.cli import catalog
 from harness.cli.options import sweep_epochs_arg
 from harness.cli.plugin_checks import check_plugins
+from harness.common import constants
 from harness.common.validation import check_choice, read_toml
 from harness.common.validation import check_list as _check_list
 from harness.common.validation import check_number as _check_number
@@ -37,9 +38,8 @@ FIELDS = [f.name for f in dataclasses.fields(RunConfig)]
 NAME_LISTS = ("measures", "aggregations", "poolings", "scopes", "normalizations", "replacements", "orders")
 CLASS_LISTS = ("importance_classes", "forget_classes")
 TEXTS = ("task", "model", "threshold_rule", "augmentation", "contrast", "prunable", "sweep_method")
-CHOICES = {"threshold_rule": ("threshold_rule", ("harness/common/constants.py", "THRESHOLD_RULES")),
-           "sweep_method": ("sweep method", ("harness/common/constants.py", "METHODS")),
-           "contrast": ("contrast", ("harness/common/constants.py", "CONTRASTS"))}
+CHOICES = {"threshold_rule": ("threshold_rule", constants.THRESHOLD_RULES),
+           "sweep_method": ("sweep method", constants.METHODS), "contrast": ("contrast", constants.CONTRASTS)}
 REGISTRIES = {"task": ("tasks", "TASKS"), "measure": ("measures", "MEASURES"),
               "aggregation": ("aggregations", "AGGREGATIONS")}
 
@@ -168,9 +168,9 @@ def check_names(settings: dict) -> None:
         check_choice("prunable", settings["prunable"], catalog.grid_choices("prunable"))
     if settings.get("recoveries"):  # canonical specs, as the run records them: bn and bn:batches=20 are one
         _check_list("recoveries", [parse_recovery(spec).spec for spec in settings["recoveries"]])
-    for name, (what, (path, constant)) in CHOICES.items():
+    for name, (what, choices) in CHOICES.items():
         if settings.get(name) is not None:
-            check_choice(what, settings[name], catalog.constant(path, constant))
+            check_choice(what, settings[name], choices)
     check_combinations(settings)
     if attributes is not None and settings.get("data_dir") is not None and not attributes["reads_data_dir"]:
         raise ValueError(f"Task {task!r} reads no data folder; remove data_dir. Received: data_dir={settings['data_dir']!r}")

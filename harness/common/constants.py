@@ -1,7 +1,7 @@
 """The grid's fixed choices, where the config, the pre-TensorFlow checks and ``--list`` read them.
 
 TensorFlow-free (no imports). The modules that act on a choice (thresholding,
-sweep, controls, forgetting) import their tuple from here.
+sweep, controls, forgetting, pooling, the prunable parameters) import their tuple from here.
 """
 
 SCOPES = ("layer", "global", "output")  # harness.thresholding.threshold.segment_ids
@@ -12,3 +12,5 @@ REPLACEMENTS = ("zero", "random")  # harness.thresholding.sweep.replacement_valu
 METHODS = ("auto", "masked", "shrunk", "batched")  # sweep methods, harness.thresholding.sweep
 CONTROLS = ("random_matched", "shuffled")  # matched controls, harness.thresholding.controls
 CONTRASTS = ("ratio", "difference")  # forgetting contrasts, harness.experiments.forgetting
+POOLINGS = ("mean", "sum", "max", "min", "l2")  # poolings of item scores, aggregations._items.pool
+PRUNABLE_CHOICES = ("kernels", "kernels+biases", "all", "hidden-kernels")  # measures._base.prunable_params

@@ -14,6 +14,8 @@ from harness.common.constants import (
     METHODS,
     NORMALIZATIONS,
     ORDERS,
+    POOLINGS,
+    PRUNABLE_CHOICES,
     REPLACEMENTS,
     SCOPES,
     THRESHOLD_RULES,
@@ -227,8 +229,6 @@ def _validate(config: RunConfig, task) -> None:
     """Check every setting against its choices and limits, writing lists in canonical form."""
     import aggregations
     import measures
-    from aggregations import POOLINGS
-    from measures._base import PRUNABLE_CHOICES
 
     config.measures = _check_list("measures", config.measures)
     built = {spec: measures.make_measure(spec) for spec in config.measures}
