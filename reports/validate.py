@@ -7,6 +7,10 @@
   and a notice names the row.
 - A sweep (run, epoch, key columns) that lacks a threshold its run's other sweeps have is incomplete: it is
   dropped, and a notice names it. Its AUC would be over another range of sparsities.
+- A row whose ``val_loss`` is not finite, or whose ``val_accuracy`` is not finite in a run that records accuracy,
+  makes its curve (run, epoch, key columns) unrankable: every metric of that curve is NaN, so its seed is excluded
+  from every ranking (``excluded``), and a notice names the runs, measures and thresholds before anything is ranked.
+  The harness never writes such rows (a sweep with a non-finite loss is a failed measure); other CSVs may hold them.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import pandas as pd
 
 RANGED = ("sparsity", "threshold")
 AGREES = ("task", "model", "seed")
+NAMED = ("run_id", "epoch", "measure", "aggregation", "pooling", "scope")
 
 
 def read_whole_lines(path: str) -> tuple[io.StringIO | str, list[str]]:
@@ -79,3 +84,37 @@ def incomplete_sweeps(df: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFrame, 
              for _, r in dropped.head(10).iterrows()]  # fmt: skip
     more = f" and {len(dropped) - 10} more" if len(dropped) > 10 else ""
     return df[~short], [f"{len(dropped)} incomplete sweeps (missing thresholds) excluded: {'; '.join(names)}{more}"]
+
+
+def nonfinite_rows(df: pd.DataFrame) -> pd.Series:
+    """True for a row whose ``val_loss`` is not finite, or whose ``val_accuracy`` is not finite in a run with accuracy.
+
+    A run whose ``val_accuracy`` is empty throughout records no accuracy (not an error).
+    """
+    loss = pd.to_numeric(df["val_loss"], errors="coerce").to_numpy(float)
+    accuracy = pd.to_numeric(df["val_accuracy"], errors="coerce").astype(float)
+    has_accuracy = df["run_id"].map(accuracy.notna().groupby(df["run_id"].to_numpy()).any()).to_numpy(bool)
+    return pd.Series(~np.isfinite(loss) | (has_accuracy & ~np.isfinite(accuracy.to_numpy())), index=df.index)
+
+
+def nonfinite_notices(df: pd.DataFrame, keys: list[str]) -> list[str]:
+    """One notice naming the curves with non-finite losses (first 10: run, epoch, measure, ..., thresholds), or []."""
+    bad = df[nonfinite_rows(df).to_numpy()]
+    if bad.empty:
+        return []
+    curves = list(bad.groupby(["run_id", "epoch", *keys], dropna=False, sort=False))
+    names = [_curve_name(rows) for _, rows in curves[:10]]
+    more = f"; and {len(curves) - 10} more curves" if len(curves) > 10 else ""
+    return [f"{len(bad)} rows with a non-finite val_loss or val_accuracy: {len(curves)} curves not ranked by any "
+            f"metric (excluded): {'; '.join(names)}{more}"]  # fmt: skip
+
+
+def _curve_name(rows: pd.DataFrame) -> str:
+    """``run_id=r1, epoch=2, measure=obd, ...: thresholds [0.5, 0.75] (val_loss inf, nan)``."""
+    first = rows.iloc[0]
+    where = ", ".join(f"{c}={first[c]}" for c in NAMED if c in rows.columns)
+    thresholds = ", ".join(f"{t:g}" for t in sorted(pd.to_numeric(rows["threshold"]).unique()))
+    values = {c: pd.to_numeric(rows[c], errors="coerce").to_numpy(float) for c in ("val_loss", "val_accuracy")}
+    held = "; ".join(f"{c} {', '.join(f'{x:g}' for x in np.unique(v[~np.isfinite(v)]))}"
+                     for c, v in values.items() if not np.isfinite(v).all())  # fmt: skip
+    return f"{where}: thresholds [{thresholds}] ({held})"

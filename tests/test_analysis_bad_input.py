@@ -165,3 +165,52 @@ def test_rows_that_disagree_with_their_runs_metadata_refuse_the_run(tmp_path):
     assert set(df["run_id"]) == {"r0"}
     (notice,) = df.attrs["notices"]
     assert "run r1 refused: line" in notice and "has task=mnist but the run's metadata says task=digits" in notice
+
+
+@pytest.mark.slow
+def test_non_finite_losses_are_named_before_ranking_and_never_ranked(tmp_path, capsys):
+    frame = pd.concat([_frame("r0", 0), _frame("r1", 1), _frame("r2", 2)])
+    cut = (frame.run_id == "r1") & (frame.measure == "obd") & (frame.epoch == 2) & (frame.threshold > 0.7)
+    frame.loc[cut, "val_loss"] = np.inf  # loss_auc would be inf; tolerated_sparsity would stop before it
+    frame.loc[(frame.run_id == "r0") & (frame.measure == "random") & (frame.threshold == 0), "val_accuracy"] = np.nan
+    frame.to_csv(tmp_path / "nonfinite.csv", index=False)
+    argv = [str(tmp_path / "nonfinite.csv"), "--out", str(tmp_path / "fig"), "--format", "svg"]
+    assert analysis.main([*argv, "--metric", "loss_auc", "tolerated_sparsity", "accuracy_auc"]) == 0
+    out = capsys.readouterr().out
+    notice = ("4 rows with a non-finite val_loss or val_accuracy: 3 curves not ranked by any metric (excluded): "
+              "run_id=r0, epoch=1, measure=random, aggregation=weight, pooling=none, scope=layer: thresholds [0] "
+              "(val_accuracy nan); run_id=r0, epoch=2, measure=random")  # fmt: skip
+    assert f"Notice: {notice}" in out and "measure=obd, aggregation=weight, pooling=none, scope=layer: thresholds " \
+        "[0.75, 1] (val_loss inf)" in out
+    assert notice in (tmp_path / "fig" / "ranking.md").read_text()
+    excluded = pd.read_csv(tmp_path / "fig" / "excluded.csv")
+    for metric in ("loss_auc", "tolerated_sparsity", "accuracy_auc"):  # every metric excludes both seeds by name
+        rows = excluded[excluded.metric == metric].sort_values("seed")
+        assert rows[["seed", "reason"]].values.tolist() == [[0, "non-finite scores for ['random']"],
+                                                            [1, "non-finite scores for ['obd']"]], metric
+    ranking = pd.read_csv(tmp_path / "fig" / "ranking.csv")
+    assert ranking.groupby("epoch")["n_seeds"].unique().map(list).to_dict() == {1: [2], 2: [1]}  # seed 2 (and 1)
+    assert np.isfinite(ranking["mean"]).all()
+
+
+def test_non_finite_losses_make_every_metric_of_their_curve_nan():
+    frame = pd.concat([_frame("r0", 0), _frame("r1", 1)]).assign(num_classes=np.nan)
+    frame.loc[(frame.run_id == "r1") & (frame.measure == "obd") & (frame.threshold == 1), "val_loss"] = np.nan
+    result = analysis.analyze(frame, metric=["tolerated_sparsity", "loss_at:0.5", "accuracy_auc"])
+    (notice,) = result["notices"]
+    assert notice.startswith("2 rows with a non-finite val_loss or val_accuracy: 2 curves not ranked by any metric")
+    assert "run_id=r1, epoch=2, measure=obd, aggregation=weight, pooling=none, scope=layer: thresholds [1] " \
+        "(val_loss nan)" in notice
+    scores = result["scores"].set_index(["run_id", "epoch", "measure"])
+    columns = ["auc", "tolerated_sparsity", "loss_at:0.5", "accuracy_auc"]
+    assert scores.loc[("r1", 2, "obd"), columns].isna().all()
+    assert np.isfinite(scores.drop(index=[("r1", 1, "obd"), ("r1", 2, "obd")])[columns].to_numpy(float)).all()
+    for tables in result["metrics"].values():
+        assert tables["excluded"][["seed", "reason"]].values.tolist() == [[1, "non-finite scores for ['obd']"]]
+    assert f"Notice: {notice}" in analysis.format_report(result)
+
+
+def test_a_run_without_accuracy_is_not_non_finite(tmp_path):
+    frame = _frame().assign(val_accuracy=np.nan)  # a task without accuracy: the column is empty throughout
+    result = analysis.analyze(frame.assign(num_classes=np.nan))
+    assert result["notices"] == [] and result["excluded"].empty
