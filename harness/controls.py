@@ -48,11 +48,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from harness.columns import CONTROL_SEPARATOR as SEPARATOR
 from harness.seed import derived_seed
 from harness.threshold import Thresholder, check_choice, element_values
 
 CONTROLS = ("random_matched", "shuffled")
-SEPARATOR = "~"
 CONTROL_STREAM = 13  # derived_seed(seed, epoch, CONTROL_STREAM) seeds an epoch's controls
 
 

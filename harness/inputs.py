@@ -14,9 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -34,6 +32,7 @@ from harness.config import (
     _check_thresholds,
     swept_epochs,
 )
+from harness.paths import check_writable
 
 FIELDS = [f.name for f in dataclasses.fields(RunConfig)]
 NAME_LISTS = ("measures", "aggregations", "poolings", "scopes", "normalizations", "replacements", "orders")
@@ -226,26 +225,6 @@ def check_class_lists(settings: dict, task: str) -> None:
     if forget is not None and len(set(forget)) == facts["num_classes"]:
         raise ValueError(f"forget_classes must leave at least one other class of task {task!r}. "
                          f"Received: forget_classes={sorted(forget)}")
-
-
-def check_writable(path: Path, what: str) -> None:
-    """That a file can be created in folder ``path`` (or in the nearest folder above it that exists).
-
-    Nothing is left behind: the probe is a temporary file, deleted at once.
-
-    Raises:
-        ValueError: ``Cannot write <what>: <reason> (<folder>)``.
-    """
-    folder = Path(os.path.abspath(path))
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise ValueError(f"Cannot write {what}: Not a directory ({folder}). Choose another path.")
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        raise ValueError(f"Cannot write {what}: {error.strerror or error} ({folder}). Choose another path.") from None
 
 
 def check_output(output: str) -> None:

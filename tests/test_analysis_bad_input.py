@@ -34,7 +34,7 @@ def test_read_only_out_folder_named_before_loading(tmp_path, capsys, monkeypatch
     status = analysis.main([str(tmp_path / "not-read.csv"), "--out", str(locked / "figures")])
     err = capsys.readouterr().err
     assert status == 1 and err.strip() == (
-        f"error: Cannot write to folder {locked} (output folder {locked / 'figures'}): Permission denied"
+        f"error: Cannot write output folder {locked / 'figures'}: Permission denied ({locked}). Choose another path."
     )
     assert not (locked / "figures").exists()
 

@@ -264,7 +264,8 @@ CASES = [
     ("analysis", ["{tmp}/only.per_class.csv"], "matches only per-class companion CSVs (*.per_class.csv)", 1),
     ("analysis", ["{tmp}/nan.csv"], "Nothing can be ranked at the ranked epochs", 1),
     ("analysis", ["{tmp}/good.csv", "{tmp}/rerun.csv"], "Seed 0 appears in runs ['r0', 'x0']", 1),
-    ("analysis", ["{tmp}/good.csv", "--out", "{tmp}/good.csv"], "{tmp}/good.csv is a file", 1),
+    ("analysis", ["{tmp}/good.csv", "--out", "{tmp}/good.csv"], "Cannot write output folder {tmp}/good.csv: Not a "
+     "directory ({tmp}/good.csv). Choose another path.", 1),
     ("analysis", ["{tmp}/no.csv", "--epoch", "first"], "epoch must be 'last' or a list of epoch", 1),
     ("analysis", ["{tmp}/no.csv", "--epoch", "-1"], "Received: epoch=['-1']", 1),
     ("analysis", ["{tmp}/good.csv", "--epoch", "7"], "Epochs [7] are not in the results", 1),
