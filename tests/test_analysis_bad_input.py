@@ -214,3 +214,42 @@ def test_a_run_without_accuracy_is_not_non_finite(tmp_path):
     frame = _frame().assign(val_accuracy=np.nan)  # a task without accuracy: the column is empty throughout
     result = analysis.analyze(frame.assign(num_classes=np.nan))
     assert result["notices"] == [] and result["excluded"].empty
+
+
+SWEPT = {"task": "digits", "model": "mlp", "measures": ["magnitude", "obd", "random"], "aggregations": ["weight"],
+         "poolings": ["mean"], "scopes": ["layer"], "normalizations": ["none"], "replacements": ["zero"],
+         "thresholds": [0.0, 0.25, 0.5, 0.75, 1.0], "epochs": 2}  # fmt: skip
+
+
+@pytest.mark.parametrize("column, value, said", [
+    ("aggregation", "unit", "has aggregation=unit but the run's metadata says aggregation=weight (5 such rows)"),
+    ("measure", "fisher", "has measure=fisher but the run's metadata says measure=one of ['magnitude', 'obd', 'random']"),
+    ("measure", "fisher~shuffled", "has measure=fisher~shuffled but"),
+    ("pooling", "max", "has pooling=max but the run's metadata says pooling=one of ['mean', 'none']"),
+    ("scope", "global", "has scope=global but the run's metadata says scope=layer"),
+    ("replacement", "random", "has replacement=random"),
+    ("threshold", 0.3, "has threshold=0.3 but the run's metadata says threshold=one of [0.0, 0.25, 0.5, 0.75, 1.0] "
+                       "(1 such rows)"),
+    ("epoch", 3, "has epoch=3 but the run's metadata says epoch=at most 2 (5 such rows)"),
+])  # fmt: skip
+def test_rows_outside_what_their_run_swept_refuse_the_run(tmp_path, column, value, said):
+    frame = pd.concat([_frame("r0", 0), _frame("r1", 1)]).reset_index(drop=True)
+    change = (frame.run_id == "r1") & (frame.epoch == 2) & (frame.measure == "obd")
+    frame[column] = frame[column].astype(object)
+    frame.loc[change & ((frame.threshold == 0.25) if column == "threshold" else True), column] = value
+    frame.to_csv(tmp_path / "r.csv", index=False)
+    for run, seed in (("r0", 0), ("r1", 1)):
+        (tmp_path / f"r.{run}.json").write_text(json.dumps({"num_classes": 10, "config": SWEPT | {"seed": seed}}))
+    df = analysis.load(tmp_path / "r.csv")
+    assert set(df["run_id"]) == {"r0"}
+    (notice,) = df.attrs["notices"]
+    assert f"{tmp_path / 'r.csv'}: run r1 refused: line " in notice and said in notice, notice
+
+
+def test_controls_and_unpooled_rows_agree_with_their_runs_metadata(tmp_path):
+    frame = _frame("r0", 0)
+    frame = pd.concat([frame, frame[frame.measure == "obd"].assign(measure="obd~shuffled")])
+    frame.to_csv(tmp_path / "r.csv", index=False)
+    (tmp_path / "r.r0.json").write_text(json.dumps({"num_classes": 10, "config": SWEPT | {"seed": 0}}))
+    df = analysis.load(tmp_path / "r.csv")
+    assert df.attrs["notices"] == [] and len(df) == len(frame)
