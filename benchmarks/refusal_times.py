@@ -11,8 +11,11 @@ message on the last line of stderr and one error line, and every file of the
 folder unchanged (none created, no lock left). Cases the tests skip (a
 read-only folder, as root) are skipped too.
 
-Usage: ``python benchmarks/refusal_times.py [--match TEXT] [--csv PATH]``; prints the count, how many imported
-TensorFlow, the median and the maximum time, and every case that was not clean.
+Times are wall seconds and CPU seconds (user + system) of the process; on a busy machine the wall time grows
+with the load while the CPU time stays near what an idle machine's wall time would be.
+
+Usage: ``python benchmarks/refusal_times.py [--match TEXT] [--csv PATH] [--jobs N]``; prints the count, how many
+imported TensorFlow, the median and the maximum time, and every case that was not clean.
 """
 
 import argparse
@@ -22,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,23 +90,35 @@ def run_case(label: str, entry: str, args, message: str, status: int, files: dic
     before = table.snapshot(tmp)
     mark = base / f"{tmp.name}.mark"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "REFUSAL_MARK": str(mark)}
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", PROBE, *command("analysis" if entry == "options" else entry, argv,
-                                                                  tmp)], cwd=tmp, env=env, capture_output=True,
-                          text=True)  # fmt: skip
-    seconds = time.perf_counter() - start
-    lines = done.stderr.strip().splitlines()
+    entry_argv = command("analysis" if entry == "options" else entry, argv, tmp)
+    returncode, stderr, seconds, cpu = timed([sys.executable, "-c", PROBE, *entry_argv], tmp, env, base)
+    lines = stderr.strip().splitlines()
     errors = [line for line in lines if not line.startswith(("usage:", " "))]
     problems = [why for why, bad in [
-        (f"exit {done.returncode}, expected {status}", done.returncode != status),
-        ("traceback", "Traceback" in done.stderr),
+        (f"exit {returncode}, expected {status}", returncode != status),
+        ("traceback", "Traceback" in stderr),
         ("message not on the last line", not lines or message.replace("{tmp}", str(tmp)) not in lines[-1]),
         (f"{len(errors)} error lines", len(errors) != 1),
         ("files changed", table.snapshot(tmp) != before),
     ] if bad]  # fmt: skip
     heavy = mark.read_text() if mark.is_file() else "?"
-    return {"case": label, "seconds": seconds, "heavy": heavy, "problems": "; ".join(problems),
+    return {"case": label, "seconds": seconds, "cpu_seconds": cpu, "heavy": heavy, "problems": "; ".join(problems),
             "last_line": lines[-1] if lines else ""}
+
+
+def timed(argv: list[str], cwd: Path, env: dict, base: Path) -> tuple[int, str, float, float]:
+    """Runs ``argv``; returns its exit status, its stderr, its wall seconds and its CPU seconds (user + system).
+
+    CPU seconds depend little on how busy the machine is; on an idle machine the wall time is close to them.
+    """
+    with tempfile.TemporaryFile(dir=base) as err:
+        start = time.perf_counter()
+        child = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - start
+        child.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        return child.returncode, err.read().decode(errors="replace"), seconds, usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -110,46 +126,45 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--match", default="", help="only cases whose label contains this text")
     parser.add_argument("--csv", help="write every case's row to this CSV")
+    parser.add_argument("--jobs", type=int, default=1, help="cases run at once (wall times grow with it)")
     args = parser.parse_args()
-    rows = []
-    with tempfile.TemporaryDirectory() as base:
-        for label, entry, argv, message, status, files in cases():
-            if args.match not in label:
-                continue
-            if any(name.endswith("/") for name in files) and os.geteuid() == 0:
-                print(f"skipped (root writes into read-only folders): {label}")
-                continue
-            rows.append(run_case(label, entry, argv, message, status, files, Path(base)))
+    chosen = [c for c in cases() if args.match in c[0]]
+    skipped = [c for c in chosen if any(name.endswith("/") for name in c[5]) and os.geteuid() == 0]
+    for case in skipped:
+        print(f"skipped (root writes into read-only folders): {case[0]}")
+    with tempfile.TemporaryDirectory() as base, ThreadPoolExecutor(args.jobs) as pool:
+        rows = list(pool.map(lambda c: run_case(*c, Path(base)), [c for c in chosen if c not in skipped]))
     report(rows, args.csv)
-    print(f"for scale, on this machine now: python -c pass {baseline(['-c', 'pass']):.2f} s, "
-          f"python -c 'import tensorflow' {baseline(['-c', 'import tensorflow']):.2f} s (medians of 3)")
+    for argv in (["-c", "pass"], ["-c", "import tensorflow"]):
+        wall, cpu = baseline(argv)
+        print(f"for scale, on this machine now: python {' '.join(argv)}: wall {wall:.2f} s, CPU {cpu:.2f} s (median of 3)")
 
 
-def baseline(argv: list[str]) -> float:
-    """Median seconds of three runs of ``python argv``."""
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        subprocess.run([sys.executable, *argv], capture_output=True, check=True)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def baseline(argv: list[str]) -> tuple[float, float]:
+    """Median wall and CPU seconds of three runs of ``python argv``."""
+    with tempfile.TemporaryDirectory() as base:
+        runs = [timed([sys.executable, *argv], Path(base), dict(os.environ), Path(base))[2:] for _ in range(3)]
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
 
 
 def report(rows: list[dict], csv: str | None) -> None:
     """Prints the counts, the median and maximum time, and the cases with problems; optionally writes the CSV."""
-    seconds = [r["seconds"] for r in rows]
     slowest = max(rows, key=lambda r: r["seconds"])
     print(f"refusals: {len(rows)}; clean: {sum(not r['problems'] for r in rows)}; importing TensorFlow: "
           f"{sum('tensorflow' in r['heavy'] for r in rows)}; importing Ray: {sum('ray' in r['heavy'] for r in rows)}")
-    print(f"time per refusal: median {statistics.median(seconds):.2f} s, max {slowest['seconds']:.2f} s "
-          f"({slowest['case']}); without TensorFlow: median "
-          f"{statistics.median([r['seconds'] for r in rows if 'tensorflow' not in r['heavy']] or [0]):.2f} s")
+    light = [r for r in rows if "tensorflow" not in r["heavy"]]
+    for kind in ("seconds", "cpu_seconds"):
+        print(f"{'wall' if kind == 'seconds' else 'CPU'} time per refusal: median "
+              f"{statistics.median(r[kind] for r in rows):.2f} s, max {max(r[kind] for r in rows):.2f} s; without "
+              f"TensorFlow: median {statistics.median([r[kind] for r in light] or [0]):.2f} s, max "
+              f"{max([r[kind] for r in light] or [0]):.2f} s")
+    print(f"slowest: {slowest['case']} ({slowest['seconds']:.1f} s)")
     for r in rows:
         if r["problems"]:
             print(f"NOT CLEAN: {r['case']}: {r['problems']} (last line: {r['last_line'][:160]})")
     for r in rows:
         if "tensorflow" in r["heavy"]:
-            print(f"imports TensorFlow ({r['seconds']:.1f} s): {r['case']}")
+            print(f"imports TensorFlow ({r['seconds']:.1f} s, CPU {r['cpu_seconds']:.1f} s): {r['case']}")
     if csv:
         import pandas as pd
 
