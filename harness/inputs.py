@@ -331,8 +331,8 @@ def check_args(args, study: bool = False) -> None:
 
 
 def _check_study_args(settings: dict, grid: dict, options: dict, source: str) -> None:
-    """A study's grid, ``[study]`` table and options (seeds, storage, an existing study.json)."""
-    from harness.study import parse_seeds  # a plain run imports no study layer
+    """A study's grid, ``[study]`` table and options (seeds, storage, an existing study.json, a reachable address)."""
+    from harness.study import check_address, parse_seeds  # a plain run imports no study layer
 
     seeds = options.pop("seeds", None)
     if seeds is not None and "seed" in settings:
@@ -344,3 +344,4 @@ def _check_study_args(settings: dict, grid: dict, options: dict, source: str) ->
     if "storage" in options:
         check_writable(Path(options["storage"]), f"to storage {options['storage']}")
     check_study_record(options)
+    check_address(options.get("address"))  # within 3 s, before TensorFlow (the study checks again before Ray)
