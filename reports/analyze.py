@@ -12,6 +12,7 @@ from reports.pairs import Family, parse_pairs
 from reports.protocol import control_table, order_table, recovery_agreement
 from reports.ranking import mean_rank_matrix, ranked_epochs, replicates, summary, table_from_blocks, with_treatment
 from reports.statistics import rank_tests
+from reports.validate import nonfinite_notices
 
 
 def analyze(df, loss_tol=0.10, acc_tol=0.01, epoch="last", compare=("measure",), interval="bootstrap", alpha=0.05, *,
@@ -38,7 +39,7 @@ def analyze(df, loss_tol=0.10, acc_tol=0.01, epoch="last", compare=("measure",),
         (``rank_tests`` at the ranked epochs), ``pairs`` (per tested pair), ``mean_ranks`` (``mean_rank_matrix``),
         ``excluded`` (seeds excluded at the ranked epochs, with the reason); ``metrics``: the same per metric name;
         ``disagreements`` (``reports.disagreement``); ``at``; ``scores`` (per run); ``options``; ``notices`` (rows
-        ``load`` dropped: ``reports.validate``); and at the ranked
+        ``load`` dropped, and curves with non-finite losses, not ranked: ``reports.validate``); and at the ranked
         epochs ``order``, ``controls`` and ``recovery`` (``reports.protocol``), each empty without such rows.
 
     Raises:
@@ -48,6 +49,7 @@ def analyze(df, loss_tol=0.10, acc_tol=0.01, epoch="last", compare=("measure",),
     options = check_options(compare, epoch, interval, alpha, metric, where, control, pairs, at)
     notices = list(df.attrs.get("notices", []))
     df = apply_where(df, options["where"])
+    notices += nonfinite_notices(df, key_columns(df))
     _refuse_uncompared(df, options["compare"])
     family = _check_family(df, options)
     extra = [f"{kind}_at:{s:g}" for s in options["at"] for kind in ("accuracy", "loss")]

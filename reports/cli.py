@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs the command line; returns the exit status (1 on bad input or nothing to rank)."""
+    """Runs the command line; returns the exit status: 0 done, 2 bad input or nothing to rank (one line on stderr)."""
     args = _parser().parse_args(argv)
     matplotlib.use("Agg")
     try:
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
                         sparsity_range=args.sparsity_range)
     except (ValueError, FileNotFoundError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return 2
     print(format_report(result))
     return 0
 

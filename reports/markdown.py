@@ -44,7 +44,7 @@ def _markdown(result: dict) -> str:
         heading = "\n## Accuracy and loss at chosen sparsities (means over seeds, 95% intervals)\n"
         text += [heading, to_markdown(result["at"])]
     if result.get("notices"):
-        text += ["\n## Rows dropped on loading\n", *(f"- {n}" for n in result["notices"])]
+        text += ["\n## Rows dropped on loading, and curves not ranked\n", *(f"- {n}" for n in result["notices"])]
     excluded = metric_tables(result, "excluded")
     if not excluded.empty:
         text += ["\n## Excluded from the ranking (non-finite scores or missing rows)\n", to_markdown(excluded)]

@@ -19,6 +19,7 @@ import pandas as pd
 from scipy import integrate
 
 from reports.keys import RUN, key_columns
+from reports.validate import nonfinite_rows
 
 
 def auc(sparsity, loss) -> float:
@@ -58,18 +59,29 @@ def run_scores(df: pd.DataFrame, loss_tol: float = 0.10, acc_tol: float = 0.01, 
         metrics: ``Metric`` objects (or their names) whose columns are added (``auc`` and ``tolerated_sparsity``
             are always present).
 
+    Returns:
+        One row per curve; every metric is NaN for a curve holding a non-finite loss (``reports.validate``), so
+        the ranking excludes its seed by name instead of ranking it on a NaN or an infinite value.
+
     Raises:
         ValueError: a metric at a sparsity S outside a run's measured sparsities (names the run and the range).
     """
     _check_tolerances(loss_tol, acc_tol)
     keys = [*key_columns(df), "epoch", *RUN]
     extra = [m for m in dict.fromkeys(map(parse_metric, metrics)) if m.column not in ("auc", "tolerated_sparsity")]
+    df = df.assign(_nonfinite=nonfinite_rows(df).to_numpy())
     rows = [
-        (*key, auc(g["sparsity"], g["val_loss"]), tolerated_sparsity(g, loss_tol, acc_tol), g["measure_seconds"].mean(),
-         *(metric_value(g, m, key, keys) for m in extra))
+        (*key, *_unranked(g["_nonfinite"].any(), auc(g["sparsity"], g["val_loss"]),
+                          tolerated_sparsity(g, loss_tol, acc_tol)), g["measure_seconds"].mean(),
+         *_unranked(g["_nonfinite"].any(), *(metric_value(g, m, key, keys) for m in extra)))
         for key, g in df.groupby(keys, dropna=False, sort=False)
     ]  # fmt: skip
     return pd.DataFrame(rows, columns=[*keys, "auc", "tolerated_sparsity", "measure_seconds", *(m.column for m in extra)])
+
+
+def _unranked(nonfinite: bool, *values: float) -> tuple[float, ...]:
+    """The values, or NaN for each when the curve holds a non-finite loss (``reports.validate.nonfinite_rows``)."""
+    return tuple(float("nan") for _ in values) if nonfinite else values
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from harness.common.paths import check_writable
 from reports.loading import _expand
 
 RECORD = "inputs.json"
@@ -108,15 +108,8 @@ def check_out_dir(out_dir) -> Path:
     """Checks that ``out_dir`` is a folder that can be written (or created), writing nothing.
 
     Raises:
-        ValueError: it is a file, or its nearest existing folder cannot be written (names the folder).
+        ValueError: it is a file, or its nearest existing folder cannot be written (``harness.common.paths.check_writable``:
+            ``Cannot write output folder <out_dir>: <reason> (<folder>). Choose another path.``).
     """
-    out = Path(out_dir)
-    existing = next(p for p in [out, *out.absolute().parents] if p.exists())
-    if not existing.is_dir():
-        raise ValueError(f"Output folder {out} cannot be created: {existing} is a file, not a folder")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as err:
-        raise ValueError(f"Cannot write to folder {existing} (output folder {out}): {err.strerror}") from None
-    return out
+    check_writable(out_dir, f"output folder {out_dir}")
+    return Path(out_dir)

@@ -488,4 +488,4 @@ def test_cli_study_summary_and_plain_errors(tmp_path):
     assert "good" in done.stdout and "Friedman" in done.stdout and "3 seeds" not in done.stderr
     assert (tmp_path / "cli" / "cd_digits_mlp_1_weight_mean_global_none_zero.svg").stat().st_size > 0
     (tmp_path / "empty.csv").write_text("")
-    assert analysis.main([str(tmp_path / "empty.csv"), "--out", str(tmp_path / "cli2")]) == 1
+    assert analysis.main([str(tmp_path / "empty.csv"), "--out", str(tmp_path / "cli2")]) == 2

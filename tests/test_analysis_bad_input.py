@@ -33,8 +33,8 @@ def test_read_only_out_folder_named_before_loading(tmp_path, capsys, monkeypatch
         monkeypatch.setattr(analysis.tempfile, "TemporaryFile", _refuse)
     status = analysis.main([str(tmp_path / "not-read.csv"), "--out", str(locked / "figures")])
     err = capsys.readouterr().err
-    assert status == 1 and err.strip() == (
-        f"error: Cannot write to folder {locked} (output folder {locked / 'figures'}): Permission denied"
+    assert status == 2 and err.strip() == (
+        f"error: Cannot write output folder {locked / 'figures'}: Permission denied ({locked}). Choose another path."
     )
     assert not (locked / "figures").exists()
 
@@ -53,36 +53,37 @@ def test_same_file_twice_is_not_an_error(tmp_path, capsys):
     assert pd.read_csv(tmp_path / "fig" / "ranking.csv")["n_seeds"].eq(1).all()
 
 
-# The analysis options' bad-input table: argv, the message (a substring of the one stderr line), the exit status.
+# The analysis options' bad-input table: argv, the message (a substring of the one stderr line), the exit status
+# (2: bad input, as for the harness).
 # "{tmp}/no.csv" does not exist: options are refused before any file is read.
 BAD_OPTIONS = [
-    (["{tmp}/no.csv", "--metric", "loss"], "Unknown metric 'loss'; available: ['loss_auc', 'accuracy_auc'", 1),
-    (["{tmp}/no.csv", "--metric", "accuracy_at:1.5"], "must be a number in [0, 1]. Received: metric='accuracy_at:1.5'", 1),
-    (["{tmp}/no.csv", "--metric", "loss_at:-0.1"], "Received: metric='loss_at:-0.1'", 1),
-    (["{tmp}/no.csv", "--metric", "accuracy_at:x"], "Received: metric='accuracy_at:x'", 1),
-    (["{tmp}/no.csv", "--at", "0.5", "1.2"], "at takes sparsities in [0, 1]. Received: at=['0.5', '1.2']", 1),
-    (["{tmp}/no.csv", "--at", "half"], "at takes sparsities in [0, 1]. Received: at=['half']", 1),
-    (["{tmp}/no.csv", "--where", "scope"], "where takes column=value[,value], each column once. Received: where=['sc", 1),
-    (["{tmp}/no.csv", "--compare", "colour"], "compare takes distinct columns among ['measure', 'model', 'task'", 1),
-    (["{tmp}/no.csv", "--pairs", "obd"], "pairs take 'a:b' with two different treatments. Received: pairs=['obd']", 1),
-    (["{tmp}/no.csv", "--pairs", "obd:obd"], "Received: pairs=['obd:obd']", 1),
-    (["{tmp}/no.csv", "--control", "obd", "--pairs", "obd:random"], "Give control or pairs, not both", 1),
-    (["{tmp}/good.csv", "--where", "colour=red"], "where column 'colour' is not in the results; available: ['task'", 1),
+    (["{tmp}/no.csv", "--metric", "loss"], "Unknown metric 'loss'; available: ['loss_auc', 'accuracy_auc'", 2),
+    (["{tmp}/no.csv", "--metric", "accuracy_at:1.5"], "must be a number in [0, 1]. Received: metric='accuracy_at:1.5'", 2),
+    (["{tmp}/no.csv", "--metric", "loss_at:-0.1"], "Received: metric='loss_at:-0.1'", 2),
+    (["{tmp}/no.csv", "--metric", "accuracy_at:x"], "Received: metric='accuracy_at:x'", 2),
+    (["{tmp}/no.csv", "--at", "0.5", "1.2"], "at takes sparsities in [0, 1]. Received: at=['0.5', '1.2']", 2),
+    (["{tmp}/no.csv", "--at", "half"], "at takes sparsities in [0, 1]. Received: at=['half']", 2),
+    (["{tmp}/no.csv", "--where", "scope"], "where takes column=value[,value], each column once. Received: where=['sc", 2),
+    (["{tmp}/no.csv", "--compare", "colour"], "compare takes distinct columns among ['measure', 'model', 'task'", 2),
+    (["{tmp}/no.csv", "--pairs", "obd"], "pairs take 'a:b' with two different treatments. Received: pairs=['obd']", 2),
+    (["{tmp}/no.csv", "--pairs", "obd:obd"], "Received: pairs=['obd:obd']", 2),
+    (["{tmp}/no.csv", "--control", "obd", "--pairs", "obd:random"], "Give control or pairs, not both", 2),
+    (["{tmp}/good.csv", "--where", "colour=red"], "where column 'colour' is not in the results; available: ['task'", 2),
     (["{tmp}/good.csv", "--where", "scope=nowhere"], "where scope=nowhere: ['nowhere'] not in the results; scope takes "
-                                                     "['layer']", 1),
-    (["{tmp}/good.csv", "--compare", "recovery"], "compare columns ['recovery'] are not in the results", 1),
+                                                     "['layer']", 2),
+    (["{tmp}/good.csv", "--compare", "recovery"], "compare columns ['recovery'] are not in the results", 2),
     (["{tmp}/good.csv", "--control", "nobody"], "Treatments ['nobody'] are not in the results (compare=measure); "
-                                                "available: ['magnitude', 'obd', 'random']", 1),
-    (["{tmp}/good.csv", "--pairs", "obd:nobody"], "Treatments ['nobody'] are not in the results", 1),
+                                                "available: ['magnitude', 'obd', 'random']", 2),
+    (["{tmp}/good.csv", "--pairs", "obd:nobody"], "Treatments ['nobody'] are not in the results", 2),
     (["{tmp}/good.csv", "--compare", "model", "--control", "obd"], "Treatments ['obd'] are not in the results "
-                                                                   "(compare=model); available: ['mlp']", 1),
-    (["{tmp}/short.csv", "--metric", "accuracy_at:0.9"], "sparsity 0.9 lies outside the measured sparsities [0, 0.5]", 1),
-    (["{tmp}/short.csv", "--at", "0.9"], "accuracy_at:0.9: sparsity 0.9 lies outside", 1),
+                                                                   "(compare=model); available: ['mlp']", 2),
+    (["{tmp}/short.csv", "--metric", "accuracy_at:0.9"], "sparsity 0.9 lies outside the measured sparsities [0, 0.5]", 2),
+    (["{tmp}/short.csv", "--at", "0.9"], "accuracy_at:0.9: sparsity 0.9 lies outside", 2),
     (["{tmp}/good.csv", "--metric"], "expected at least one argument", 2),
-    (["{tmp}/no.csv", "--classes", "0"], "classes must be an integer >= 2 (the chance line). Received: classes=0", 1),
-    (["{tmp}/no.csv", "--sparsity-range", "0.9", "0.8"], "sparsity_range takes LO HI with 0 <= LO < HI <= 1", 1),
-    (["{tmp}/negative.csv"], "negative.csv: column 'sparsity' must be finite and in [0, 1]; line 3 holds -5", 1),
-    (["{tmp}/nan.csv"], "nan.csv: column 'threshold' must be finite and in [0, 1]; line 2 holds nan", 1),
+    (["{tmp}/no.csv", "--classes", "0"], "classes must be an integer >= 2 (the chance line). Received: classes=0", 2),
+    (["{tmp}/no.csv", "--sparsity-range", "0.9", "0.8"], "sparsity_range takes LO HI with 0 <= LO < HI <= 1", 2),
+    (["{tmp}/negative.csv"], "negative.csv: column 'sparsity' must be finite and in [0, 1]; line 3 holds -5", 2),
+    (["{tmp}/nan.csv"], "nan.csv: column 'threshold' must be finite and in [0, 1]; line 2 holds nan", 2),
 ]  # fmt: skip
 
 
@@ -102,7 +103,7 @@ def test_bad_analysis_options_one_line_and_nothing_written(tmp_path, capsys, arg
         code = exit_.code
     err = capsys.readouterr().err.strip()
     assert code == status and message in err, err
-    assert len(err.splitlines()) == 1 or status == 2
+    assert len(err.splitlines()) == 1 or "usage:" in err  # argparse's usage errors print the usage first
     assert not out.exists()
 
 
@@ -131,13 +132,13 @@ def test_explicit_out_holding_another_inputs_analysis_is_refused(tmp_path, capsy
     out = tmp_path / "fig"
     assert analysis.main([str(tmp_path / "a.csv"), "--out", str(out), "--format", "svg"]) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    assert analysis.main([str(tmp_path / "b.csv"), "--out", str(out)]) == 1
+    assert analysis.main([str(tmp_path / "b.csv"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert f"Output folder {out} holds the analysis of ['../a.csv']" in err and "Give another --out" in err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     (tmp_path / "loose").mkdir()
     (tmp_path / "loose" / "notes.txt").write_text("mine")
-    assert analysis.main([str(tmp_path / "a.csv"), "--out", str(tmp_path / "loose")]) == 1
+    assert analysis.main([str(tmp_path / "a.csv"), "--out", str(tmp_path / "loose")]) == 2
     assert "holds files of no recorded analysis" in capsys.readouterr().err
 
 
@@ -168,3 +169,91 @@ def test_rows_that_disagree_with_their_runs_metadata_refuse_the_run(tmp_path):
     assert set(df["run_id"]) == {"r0"}
     (notice,) = df.attrs["notices"]
     assert "run r1 refused: line" in notice and "has task=mnist but the run's metadata says task=digits" in notice
+
+
+@pytest.mark.slow
+def test_non_finite_losses_are_named_before_ranking_and_never_ranked(tmp_path, capsys):
+    frame = pd.concat([_frame("r0", 0), _frame("r1", 1), _frame("r2", 2)])
+    cut = (frame.run_id == "r1") & (frame.measure == "obd") & (frame.epoch == 2) & (frame.threshold > 0.7)
+    frame.loc[cut, "val_loss"] = np.inf  # loss_auc would be inf; tolerated_sparsity would stop before it
+    frame.loc[(frame.run_id == "r0") & (frame.measure == "random") & (frame.threshold == 0), "val_accuracy"] = np.nan
+    frame.to_csv(tmp_path / "nonfinite.csv", index=False)
+    argv = [str(tmp_path / "nonfinite.csv"), "--out", str(tmp_path / "fig"), "--format", "svg"]
+    assert analysis.main([*argv, "--metric", "loss_auc", "tolerated_sparsity", "accuracy_auc"]) == 0
+    out = capsys.readouterr().out
+    notice = ("4 rows with a non-finite val_loss or val_accuracy: 3 curves not ranked by any metric (excluded): "
+              "run_id=r0, epoch=1, measure=random, aggregation=weight, pooling=none, scope=layer: thresholds [0] "
+              "(val_accuracy nan); run_id=r0, epoch=2, measure=random")  # fmt: skip
+    assert f"Notice: {notice}" in out and "measure=obd, aggregation=weight, pooling=none, scope=layer: thresholds " \
+        "[0.75, 1] (val_loss inf)" in out
+    assert notice in (tmp_path / "fig" / "ranking.md").read_text()
+    excluded = pd.read_csv(tmp_path / "fig" / "excluded.csv")
+    for metric in ("loss_auc", "tolerated_sparsity", "accuracy_auc"):  # every metric excludes both seeds by name
+        rows = excluded[excluded.metric == metric].sort_values("seed")
+        assert rows[["seed", "reason"]].values.tolist() == [[0, "non-finite scores for ['random']"],
+                                                            [1, "non-finite scores for ['obd']"]], metric
+    ranking = pd.read_csv(tmp_path / "fig" / "ranking.csv")
+    assert ranking.groupby("epoch")["n_seeds"].unique().map(list).to_dict() == {1: [2], 2: [1]}  # seed 2 (and 1)
+    assert np.isfinite(ranking["mean"]).all()
+
+
+def test_non_finite_losses_make_every_metric_of_their_curve_nan():
+    frame = pd.concat([_frame("r0", 0), _frame("r1", 1)]).assign(num_classes=np.nan)
+    frame.loc[(frame.run_id == "r1") & (frame.measure == "obd") & (frame.threshold == 1), "val_loss"] = np.nan
+    result = analysis.analyze(frame, metric=["tolerated_sparsity", "loss_at:0.5", "accuracy_auc"])
+    (notice,) = result["notices"]
+    assert notice.startswith("2 rows with a non-finite val_loss or val_accuracy: 2 curves not ranked by any metric")
+    assert "run_id=r1, epoch=2, measure=obd, aggregation=weight, pooling=none, scope=layer: thresholds [1] " \
+        "(val_loss nan)" in notice
+    scores = result["scores"].set_index(["run_id", "epoch", "measure"])
+    columns = ["auc", "tolerated_sparsity", "loss_at:0.5", "accuracy_auc"]
+    assert scores.loc[("r1", 2, "obd"), columns].isna().all()
+    assert np.isfinite(scores.drop(index=[("r1", 1, "obd"), ("r1", 2, "obd")])[columns].to_numpy(float)).all()
+    for tables in result["metrics"].values():
+        assert tables["excluded"][["seed", "reason"]].values.tolist() == [[1, "non-finite scores for ['obd']"]]
+    assert f"Notice: {notice}" in analysis.format_report(result)
+
+
+def test_a_run_without_accuracy_is_not_non_finite(tmp_path):
+    frame = _frame().assign(val_accuracy=np.nan)  # a task without accuracy: the column is empty throughout
+    result = analysis.analyze(frame.assign(num_classes=np.nan))
+    assert result["notices"] == [] and result["excluded"].empty
+
+
+SWEPT = {"task": "digits", "model": "mlp", "measures": ["magnitude", "obd", "random"], "aggregations": ["weight"],
+         "poolings": ["mean"], "scopes": ["layer"], "normalizations": ["none"], "replacements": ["zero"],
+         "thresholds": [0.0, 0.25, 0.5, 0.75, 1.0], "epochs": 2}  # fmt: skip
+
+
+@pytest.mark.parametrize("column, value, said", [
+    ("aggregation", "unit", "has aggregation=unit but the run's metadata says aggregation=weight (5 such rows)"),
+    ("measure", "fisher", "has measure=fisher but the run's metadata says measure=one of ['magnitude', 'obd', 'random']"),
+    ("measure", "fisher~shuffled", "has measure=fisher~shuffled but"),
+    ("pooling", "max", "has pooling=max but the run's metadata says pooling=one of ['mean', 'none']"),
+    ("scope", "global", "has scope=global but the run's metadata says scope=layer"),
+    ("replacement", "random", "has replacement=random"),
+    ("threshold", 0.3, "has threshold=0.3 but the run's metadata says threshold=one of [0.0, 0.25, 0.5, 0.75, 1.0] "
+                       "(1 such rows)"),
+    ("epoch", 3, "has epoch=3 but the run's metadata says epoch=at most 2 (5 such rows)"),
+])  # fmt: skip
+def test_rows_outside_what_their_run_swept_refuse_the_run(tmp_path, column, value, said):
+    frame = pd.concat([_frame("r0", 0), _frame("r1", 1)]).reset_index(drop=True)
+    change = (frame.run_id == "r1") & (frame.epoch == 2) & (frame.measure == "obd")
+    frame[column] = frame[column].astype(object)
+    frame.loc[change & ((frame.threshold == 0.25) if column == "threshold" else True), column] = value
+    frame.to_csv(tmp_path / "r.csv", index=False)
+    for run, seed in (("r0", 0), ("r1", 1)):
+        (tmp_path / f"r.{run}.json").write_text(json.dumps({"num_classes": 10, "config": SWEPT | {"seed": seed}}))
+    df = analysis.load(tmp_path / "r.csv")
+    assert set(df["run_id"]) == {"r0"}
+    (notice,) = df.attrs["notices"]
+    assert f"{tmp_path / 'r.csv'}: run r1 refused: line " in notice and said in notice, notice
+
+
+def test_controls_and_unpooled_rows_agree_with_their_runs_metadata(tmp_path):
+    frame = _frame("r0", 0)
+    frame = pd.concat([frame, frame[frame.measure == "obd"].assign(measure="obd~shuffled")])
+    frame.to_csv(tmp_path / "r.csv", index=False)
+    (tmp_path / "r.r0.json").write_text(json.dumps({"num_classes": 10, "config": SWEPT | {"seed": 0}}))
+    df = analysis.load(tmp_path / "r.csv")
+    assert df.attrs["notices"] == [] and len(df) == len(frame)

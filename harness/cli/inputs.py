@@ -16,9 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,12 +24,23 @@ from harness.cli import catalog
 from harness.cli.options import sweep_epochs_arg
 from harness.cli.plugin_checks import check_plugins
 from harness.common import constants
+from harness.common.paths import check_writable
 from harness.common.validation import check_choice, read_toml
 from harness.common.validation import check_list as _check_list
 from harness.common.validation import check_number as _check_number
 from harness.common.validation import check_positive_int as _check_positive_int
 from harness.pipeline.config import BOOLEANS, LIMITS, MAX_SEED, RunConfig, _check_thresholds, check_classes, swept_epochs
-from harness.study.spec import AXES, DEFAULT_STORAGE, ENGINE_KEYS, STUDY_KEYS, Engine, check_name, parse_seeds, read_record
+from harness.study.spec import (
+    AXES,
+    DEFAULT_STORAGE,
+    ENGINE_KEYS,
+    STUDY_KEYS,
+    Engine,
+    check_address,
+    check_name,
+    parse_seeds,
+    read_record,
+)
 from harness.thresholding.recovery_spec import parse_recovery
 
 FIELDS = [f.name for f in dataclasses.fields(RunConfig)]
@@ -221,26 +230,6 @@ def check_class_lists(settings: dict, task: str) -> None:
                          f"Received: forget_classes={sorted(forget)}")
 
 
-def check_writable(path: Path, what: str) -> None:
-    """That a file can be created in folder ``path`` (or in the nearest folder above it that exists).
-
-    Nothing is left behind: the probe is a temporary file, deleted at once.
-
-    Raises:
-        ValueError: ``Cannot write <what>: <reason> (<folder>)``.
-    """
-    folder = Path(os.path.abspath(path))
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise ValueError(f"Cannot write {what}: Not a directory ({folder}). Choose another path.")
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        raise ValueError(f"Cannot write {what}: {error.strerror or error} ({folder}). Choose another path.") from None
-
-
 def check_output(output: str) -> None:
     """The result CSV: a text CSV of this harness's columns, or a new file in a folder that can be written.
 
@@ -337,7 +326,7 @@ def check_args(args, study: bool = False) -> None:
 
 
 def _check_study_args(settings: dict, grid: dict, options: dict, source: str) -> None:
-    """A study's grid, ``[study]`` table and options (seeds, storage, an existing study.json)."""
+    """A study's grid, ``[study]`` table and options (seeds, storage, an existing study.json, a reachable address)."""
     seeds = options.pop("seeds", None)
     if seeds is not None and "seed" in settings:
         raise ValueError(f"give --seed or --seeds, not both. Received: seed={settings['seed']}, seeds={seeds!r}")
@@ -348,3 +337,4 @@ def _check_study_args(settings: dict, grid: dict, options: dict, source: str) ->
     if "storage" in options:
         check_writable(Path(options["storage"]), f"to storage {options['storage']}")
     check_study_record(options)
+    check_address(options.get("address"))  # within 3 s, before TensorFlow (the study checks again before Ray)

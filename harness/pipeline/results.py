@@ -500,12 +500,26 @@ def _read_json(path: Path) -> dict | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as error:
-        log.warning("%s is unreadable (%s); ignored", path, error)
+        _warn_once(f"{path} is unreadable ({error}); ignored", path)
         return None
     if not isinstance(content, dict):
-        log.warning("%s holds a JSON %s, not an object; ignored", path, type(content).__name__)
+        _warn_once(f"{path} holds a JSON {type(content).__name__}, not an object; ignored", path)
         return None
     return content
+
+
+_WARNED: set = set()
+
+
+def _warn_once(message: str, path: Path) -> None:
+    """Logs ``message`` once per version of the file (a run reads its metadata several times)."""
+    try:
+        version = path.stat().st_mtime_ns
+    except OSError:
+        version = None
+    if (message, version) not in _WARNED:
+        _WARNED.add((message, version))
+        log.warning(message)
 
 
 def append_rows(path: Path, rows: list[dict]) -> None:

@@ -31,9 +31,7 @@ import datetime
 import itertools
 import json
 import os
-import socket
 import sys
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -52,6 +50,7 @@ from harness.study.spec import (
     FIELDS,
     STUDY_KEYS,
     Engine,
+    check_address,
     check_name,
     parse_seeds,
     read_record,
@@ -64,7 +63,6 @@ trial per seed) or from the [grid] table of a --config TOML, how it runs from
 the study options or its [study] table. Re-running the same command resumes;
 a finished study is reported at once. See harness/study/driver.py and the README,
 section "Studies"."""
-ADDRESS_TIMEOUT = 3.0  # seconds to reach a Ray cluster's address before the study is refused
 
 
 class StudyLocked(results.RunLocked):
@@ -337,34 +335,6 @@ def _differences(study: Study, old: dict) -> dict:
     # equal as written, yet other runs (a default changed, e.g. a measure was registered since): show the configs
     first = old["trials"][0].get("config", {}) if old["trials"] else {}
     return diff or differences(first, _jsonable(study.configs[0].result_defining()))
-
-
-def check_address(address: str | None, timeout: float = ADDRESS_TIMEOUT) -> None:
-    """That the Ray cluster at ``address`` answers within ``timeout`` seconds (None: Ray starts locally).
-
-    ``auto`` is looked up as Ray does: ``$RAY_ADDRESS``, else the cluster started on this machine
-    (``/tmp/ray/ray_current_cluster``).
-
-    Raises:
-        ValueError: not ``auto``, ``host:port`` or ``ray://host:port``, no cluster found, or no answer in time.
-    """
-    if address is None:
-        return
-    target = address
-    if address == "auto":
-        current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
-        target = os.environ.get("RAY_ADDRESS") or (current.read_text().strip() if current.is_file() else "")
-        if not target:
-            raise ValueError("address='auto' finds no running Ray cluster on this machine (no $RAY_ADDRESS, no "
-                             f"{current}); start one with 'ray start --head', or leave address out to start Ray locally.")
-    host, _, port = target.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"address must be 'auto', host:port or ray://host:port. Received: address={address!r}")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except (OSError, ValueError) as error:
-        raise ValueError(f"Cannot reach the Ray cluster at {target} within {timeout:g} s ({error}). "
-                         f"Received: address={address!r}") from None
 
 
 def versions() -> dict:

@@ -13,6 +13,8 @@ import dataclasses
 import json
 import math
 import os
+import socket
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,3 +143,34 @@ def record_problem(record) -> str | None:
         if not isinstance(record.get(key, {}), dict):
             return f"{key} is not an object"
     return None
+
+
+ADDRESS_TIMEOUT = 3.0  # seconds to reach a Ray cluster's address before the study is refused
+
+
+def check_address(address: str | None, timeout: float = ADDRESS_TIMEOUT) -> None:
+    """That the Ray cluster at ``address`` answers within ``timeout`` seconds (None: Ray starts locally).
+
+    ``auto`` is looked up as Ray does: ``$RAY_ADDRESS``, else the cluster started on this machine
+    (``/tmp/ray/ray_current_cluster``).
+
+    Raises:
+        ValueError: not ``auto``, ``host:port`` or ``ray://host:port``, no cluster found, or no answer in time.
+    """
+    if address is None:
+        return
+    target = address
+    if address == "auto":
+        current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+        target = os.environ.get("RAY_ADDRESS") or (current.read_text().strip() if current.is_file() else "")
+        if not target:
+            raise ValueError("address='auto' finds no running Ray cluster on this machine (no $RAY_ADDRESS, no "
+                             f"{current}); start one with 'ray start --head', or leave address out to start Ray locally.")
+    host, _, port = target.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"address must be 'auto', host:port or ray://host:port. Received: address={address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as error:
+        raise ValueError(f"Cannot reach the Ray cluster at {target} within {timeout:g} s ({error}). "
+                         f"Received: address={address!r}") from None

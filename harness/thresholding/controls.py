@@ -48,12 +48,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from harness.common.columns import CONTROL_SEPARATOR as SEPARATOR
 from harness.common.constants import CONTROLS
 from harness.common.validation import check_choice
 from harness.pipeline.seed import derived_seed
 from harness.thresholding.threshold import Thresholder, element_values
 
-SEPARATOR = "~"
 CONTROL_STREAM = 13  # derived_seed(seed, epoch, CONTROL_STREAM) seeds an epoch's controls
 
 
