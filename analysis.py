@@ -17,71 +17,58 @@ Notebook::
     print(analysis.format_report(result))
 
 The code lives in the package ``reports/`` (its docstring gives the definitions: AUC, tolerated sparsity, ranks,
-the tests with seeds as blocks); this file is its entry point and re-exports the public names.
+the tests with seeds as blocks); this file is its entry point and re-exports the public names. Each name is imported
+from its module on first use (PEP 562), so that ``python analysis.py`` refuses a bad option before pandas, SciPy or
+matplotlib are imported.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 import tempfile  # noqa: F401  (tests replace tempfile.TemporaryFile through this name)
 
-from reports.analyze import analyze
-from reports.cli import main
-from reports.colors import measure_colors, treatment_colors
-from reports.curves import curve_stats, plot_curves
-from reports.figures import plot_cd, plot_mean_ranks, plot_rank_heatmap, select_epochs
-from reports.forgetting import (
-    forgetting_metrics,
-    forgetting_rows,
-    forgetting_scores,
-    forgetting_table,
-    format_forgetting,
-    plot_forgetting,
-    plot_selectivity,
-)
-from reports.keys import (
-    BOUNDS,
-    COLUMNS,
-    COMPARABLE,
-    CONDITION,
-    FORGETTING,
-    FORMATS,
-    INTERVALS,
-    KEYS,
-    N_RESAMPLES,
-    PANEL,
-    condition_columns,
-    key_columns,
-    panel_columns,
-)
-from reports.loading import load, share_unpooled
-from reports.markdown import format_report
-from reports.metrics import auc, run_scores, tolerated_sparsity
-from reports.outputs import check_out_dir
-from reports.protocol import (
-    base_measure,
-    control_of,
-    control_table,
-    order_table,
-    plot_controls,
-    plot_order,
-    recovery_agreement,
-)
-from reports.ranking import mean_rank_matrix, rank_table, ranked_epochs, replicates, summary, table_from_blocks
-from reports.report import report
-from reports.statistics import condition_test, interval_caption, mean_intervals, rank_tests, seeds_needed, wilcoxon_holm
+_MODULES = {
+    "reports.analyze": ["analyze"],
+    "reports.cli": ["main"],
+    "reports.colors": ["measure_colors", "treatment_colors"],
+    "reports.curves": ["curve_stats", "plot_curves"],
+    "reports.figures": ["plot_cd", "plot_mean_ranks", "plot_rank_heatmap", "select_epochs"],
+    "reports.forgetting": ["forgetting_metrics", "forgetting_rows", "forgetting_scores", "forgetting_table",
+                           "format_forgetting", "plot_forgetting", "plot_selectivity"],
+    "reports.keys": ["BOUNDS", "COLUMNS", "COMPARABLE", "CONDITION", "FORGETTING", "FORMATS", "INTERVALS", "KEYS",
+                     "N_RESAMPLES", "PANEL", "condition_columns", "key_columns", "panel_columns"],
+    "reports.loading": ["load", "share_unpooled"],
+    "reports.markdown": ["format_report"],
+    "reports.metrics": ["auc", "run_scores", "tolerated_sparsity"],
+    "reports.options": ["check_out_dir"],
+    "reports.protocol": ["base_measure", "control_of", "control_table", "order_table", "plot_controls", "plot_order",
+                         "recovery_agreement"],
+    "reports.ranking": ["mean_rank_matrix", "rank_table", "ranked_epochs", "replicates", "summary",
+                        "table_from_blocks"],
+    "reports.report": ["report"],
+    "reports.statistics": ["condition_test", "interval_caption", "mean_intervals", "rank_tests", "seeds_needed",
+                           "wilcoxon_holm"],
+}  # fmt: skip
+_WHERE = {name: module for module, names in _MODULES.items() for name in names}
+__all__ = sorted(_WHERE)
 
-__all__ = [
-    "BOUNDS", "COLUMNS", "COMPARABLE", "CONDITION", "FORGETTING", "FORMATS", "INTERVALS", "KEYS", "N_RESAMPLES",
-    "PANEL", "analyze", "auc", "base_measure", "check_out_dir", "condition_columns", "condition_test", "control_of",
-    "control_table", "curve_stats", "forgetting_metrics", "forgetting_rows", "forgetting_scores", "forgetting_table",
-    "format_forgetting", "format_report", "interval_caption", "key_columns", "load", "main", "mean_intervals",
-    "mean_rank_matrix", "measure_colors", "order_table", "panel_columns", "plot_cd", "plot_controls", "plot_curves",
-    "plot_forgetting", "plot_mean_ranks", "plot_order", "plot_rank_heatmap", "plot_selectivity", "rank_table",
-    "rank_tests", "ranked_epochs", "recovery_agreement", "replicates", "report", "run_scores", "seeds_needed",
-    "select_epochs", "share_unpooled", "summary", "table_from_blocks", "tolerated_sparsity", "treatment_colors",
-    "wilcoxon_holm",
-]  # fmt: skip
+
+def __getattr__(name: str):
+    """Imports a public name from its ``reports`` module on first use (PEP 562), and keeps it here."""
+    if name not in _WHERE:
+        raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The module's names and every public name, imported or not."""
+    return sorted({*globals(), *__all__})
+
 
 if __name__ == "__main__":
+    from reports.cli import main
+
     sys.exit(main())

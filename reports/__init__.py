@@ -4,7 +4,8 @@ Modules: ``loading`` and ``validate`` (CSVs, folders, metadata, checks), ``keys`
 (per-run scores, ``--metric``), ``statistics`` (intervals, tests), ``pairs`` (planned families, effect sizes),
 ``ranking`` (blocks, tables), ``disagreement`` (metrics that disagree; the ``--at`` table), ``analyze`` (every
 table), ``colors``, ``curves``, ``figures``, ``forgetting``, ``protocol``, ``outputs`` (output folders),
-``report`` (files), ``markdown`` (text), ``cli``.
+``report`` (files), ``markdown`` (text), ``options`` (the options checked before pandas, SciPy or
+matplotlib are imported), ``cli``; ``claims`` (the claims ledger) and ``verdicts`` (its verdicts).
 
 Command line::
 

@@ -6,9 +6,10 @@ import pandas as pd
 
 from reports._utils import _label
 from reports.disagreement import at_table, disagreements
-from reports.keys import COMPARABLE, INTERVALS, condition_columns, key_columns
-from reports.metrics import parse_metrics, run_scores
-from reports.pairs import Family, parse_pairs
+from reports.keys import condition_columns, key_columns
+from reports.metrics import run_scores
+from reports.options import check_options, parse_where  # noqa: F401  (parse_where re-exported)
+from reports.pairs import Family
 from reports.protocol import control_table, order_table, recovery_agreement
 from reports.ranking import mean_rank_matrix, ranked_epochs, replicates, summary, table_from_blocks, with_treatment
 from reports.statistics import rank_tests
@@ -94,56 +95,6 @@ def _excluded_line(excluded: pd.DataFrame) -> str:
     )
 
 
-def check_options(compare, epoch, interval, alpha, metric="loss_auc", where=None, control=None, pairs=None,
-                  at=None) -> dict:  # fmt: skip
-    """Normalises and checks every option before any data is read; raises ValueError naming the choices.
-
-    Returns:
-        ``compare`` (list), ``epoch``, ``interval``, ``alpha``, ``metrics`` (``Metric`` list), ``where`` (column ->
-        values), ``control``, ``pairs`` (tuple of pairs), ``at`` (sorted sparsities).
-    """
-    compare = [c.strip() for c in compare.split(",")] if isinstance(compare, str) else list(compare)
-    unknown = [c for c in compare if c not in COMPARABLE]
-    if not compare or unknown or len(set(compare)) != len(compare):
-        raise ValueError(f"compare takes distinct columns among {COMPARABLE}. Received: compare={compare}")
-    if interval not in INTERVALS:
-        raise ValueError(f"interval must be one of {list(INTERVALS)}. Received: interval={interval!r}")
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must lie in (0, 1). Received: alpha={alpha}")
-    if control is not None and pairs:
-        raise ValueError(f"Give control or pairs, not both. Received: control={control!r}, pairs={list(pairs)}")
-    return {"compare": compare, "epoch": _parse_epoch(epoch), "interval": interval, "alpha": alpha,
-            "metrics": parse_metrics([metric] if isinstance(metric, str) else metric), "where": parse_where(where),
-            "control": control, "pairs": parse_pairs(pairs), "at": _parse_at(at)}  # fmt: skip
-
-
-def _parse_at(at) -> list[float]:
-    values = [] if at is None else [at] if isinstance(at, int | float | str) else list(at)
-    try:
-        parsed = sorted({float(v) for v in values})
-    except (TypeError, ValueError):
-        parsed = [float("nan")]
-    if not all(0.0 <= v <= 1.0 for v in parsed):
-        raise ValueError(f"at takes sparsities in [0, 1]. Received: at={values}")
-    return parsed
-
-
-def parse_where(where) -> dict:
-    """``["scope=layer", "measure=obd,magnitude"]`` -> ``{"scope": ["layer"], "measure": ["obd", "magnitude"]}``.
-
-    Raises:
-        ValueError: an entry is not ``column=value[,value]``, or a column is named twice.
-    """
-    parsed = {}
-    for text in [where] if isinstance(where, str) else list(where or ()):
-        column, sep, values = str(text).partition("=")
-        names = [v.strip() for v in values.split(",") if v.strip()]
-        if not sep or not column.strip() or not names or column.strip() in parsed:
-            raise ValueError(f"where takes column=value[,value], each column once. Received: where={list(where)}")
-        parsed[column.strip()] = names
-    return parsed
-
-
 def apply_where(df: pd.DataFrame, where: dict) -> pd.DataFrame:
     """The rows whose ``column`` holds one of the listed values, for every column of ``where``.
 
@@ -171,19 +122,6 @@ def _check_family(df: pd.DataFrame, options: dict) -> Family:
             raise ValueError(f"Treatments {absent} are not in the results (compare={','.join(options['compare'])}); "
                              f"available: {treatments}")  # fmt: skip
     return Family(options["control"], options["pairs"])
-
-
-def _parse_epoch(epoch):
-    values = [epoch] if isinstance(epoch, str | int) else list(epoch)
-    if values == ["last"]:
-        return "last"
-    try:
-        parsed = sorted({int(v) for v in values})
-    except (TypeError, ValueError):
-        parsed = None
-    if not parsed or any(e < 0 for e in parsed) or any(isinstance(v, float) and v != int(v) for v in values):
-        raise ValueError(f"epoch must be 'last' or a list of epoch numbers. Received: epoch={epoch!r}")
-    return parsed
 
 
 def _refuse_uncompared(df: pd.DataFrame, compare: list[str]) -> None:

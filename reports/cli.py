@@ -1,16 +1,23 @@
-"""The command line of analysis.py."""
+"""The command line of analysis.py.
+
+Every option, the output folder and the input paths are checked (``reports.options``) before pandas, SciPy or
+matplotlib are imported, so a refusal that needs no data takes a fraction of a second.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-import matplotlib
-
-from reports.keys import COMPARABLE, FORMATS, INTERVALS
-from reports.markdown import format_report
-from reports.metrics import METRIC_NAMES
-from reports.report import report
+from reports.options import (
+    COMPARABLE,
+    FORMATS,
+    INTERVALS,
+    METRIC_NAMES,
+    check_out_dir,
+    check_report_options,
+    expand_paths,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,9 +50,19 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the exit status: 0 done, 2 bad input or nothing to rank (one line on stderr)."""
     args = _parser().parse_args(argv)
-    matplotlib.use("Agg")
+    planned = {"metric": args.metric, "where": args.where, "control": args.control, "pairs": args.pairs, "at": args.at}
     try:
-        planned = {"metric": args.metric, "where": args.where, "control": args.control, "pairs": args.pairs, "at": args.at}
+        _check_before_reading(args, planned)
+    except (ValueError, FileNotFoundError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    import matplotlib  # the heavy modules only now: a refusal above needs none of them
+
+    matplotlib.use("Agg")
+    from reports.markdown import format_report
+    from reports.report import report
+
+    try:
         result = report(args.paths, args.out, args.format, args.epochs, args.loss_tol, args.acc_tol, args.classes,
                         epoch=args.epoch, compare=args.compare, interval=args.interval, alpha=args.alpha, **planned,
                         sparsity_range=args.sparsity_range)
@@ -55,3 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     print(format_report(result))
     return 0
 
+
+def _check_before_reading(args: argparse.Namespace, planned: dict) -> None:
+    """``report``'s checks that need no data, in its order: the options, the output folder, the input paths.
+
+    Raises:
+        ValueError: a bad option or an unwritable output folder (``reports.options``).
+        FileNotFoundError: a path, glob or folder that matches no result CSV.
+    """
+    check_report_options(args.format, args.loss_tol, args.acc_tol, args.classes, args.sparsity_range,
+                         compare=args.compare, epoch=args.epoch, interval=args.interval, alpha=args.alpha, **planned)
+    if args.out is not None:
+        check_out_dir(args.out)
+    expand_paths(args.paths)

@@ -9,10 +9,10 @@ import pandas as pd
 
 from harness.common.columns import CONTROL_SEPARATOR, PER_CLASS_SUFFIX  # noqa: F401  (re-exported)
 from harness.common.columns import REQUIRED_COLUMNS as COLUMNS  # noqa: F401  (re-exported)
+from reports.options import COMPARABLE, FORMATS, INTERVALS, KEYS, MORE_SETTINGS, SETTINGS  # noqa: F401  (re-exported)
 
 PANEL = ["task", "model", "pooling", "scope", "normalization", "replacement"]
 CONDITION = ["task", "model", "epoch", "aggregation", "pooling", "scope", "normalization", "replacement"]
-KEYS = ["task", "model", "measure", "aggregation", "pooling", "scope", "normalization", "replacement", "order", "recovery"]
 RUN = ["run_id", "seed"]
 VALUES = [
     "run_id", "seed", "epoch", "threshold", "sparsity", "n_replaced", "val_loss", "val_accuracy", "measure_seconds",
@@ -21,12 +21,7 @@ VALUES = [
 FORGETTING = ["forget_accuracy", "forget_loss", "retain_accuracy", "retain_loss"]
 NOT_KEYS = {*VALUES, *FORGETTING, "treatment", "reason", "metric"}
 NUMERIC = ["seed", "epoch", "threshold", "sparsity", "n_replaced", "val_loss", "val_accuracy", "measure_seconds"]
-SETTINGS = ["epochs", "batch_size", "learning_rate", "importance_samples", "prunable", "deterministic"]
 NOT_SETTINGS = {"seed", "output", "data_dir", "progress", "resume"}
-MORE_SETTINGS = ["threshold_rule", "augmentation", "contrast", "importance_classes", "sweep_epochs", "xla"]
-COMPARABLE = ["measure", "model", "task", *(k for k in KEYS if k not in ("measure", "model", "task")), *SETTINGS,
-              *MORE_SETTINGS, "forget_classes"]  # fmt: skip
-FORMATS, INTERVALS = ("png", "svg", "pdf"), ("bootstrap", "t")
 N_RESAMPLES = 9999
 BOUNDS = {"auc": (0.0, np.inf), "val_loss": (0.0, np.inf), "val_accuracy": (0.0, 1.0), "tolerated_sparsity": (0.0, 1.0)}
 SPARSITY_LABEL = "sparsity (fraction of prunable weights replaced)"

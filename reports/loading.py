@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import glob
 import json
 import math
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pandas as pd
 from harness.pipeline.results import sidecar
 from reports.forgetting import forgetting_metrics
 from reports.keys import COLUMNS, NOT_SETTINGS, NUMERIC, PER_CLASS_SUFFIX, key_columns
+from reports.options import expand_paths
 from reports.validate import check_ranges, disagreeing_runs, incomplete_sweeps, read_whole_lines
 
 
@@ -41,7 +40,7 @@ def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
             a sparsity or threshold that is not finite in [0, 1], or a result key (run, epoch, key columns,
             threshold) appears twice; the message names the file.
     """
-    files = _expand([paths] if isinstance(paths, str | Path) else list(paths))
+    files = expand_paths([paths] if isinstance(paths, str | Path) else list(paths))
     parts, settings, notices = zip(*(_read_one(f) for f in files), strict=True)
     df = pd.concat(parts, ignore_index=True)
     keys = key_columns(df)
@@ -65,36 +64,6 @@ def share_unpooled(df: pd.DataFrame) -> pd.DataFrame:
         return df
     copies = [df[unpooled].assign(pooling=p, _unpooled=True) for p in poolings]
     return pd.concat([df[~unpooled].assign(_unpooled=False), *copies], ignore_index=True)
-
-
-def _expand(patterns: list) -> list[str]:
-    """Expands folders and globs, in order; every pattern must match; a file met twice is kept once."""
-    if not patterns:
-        raise ValueError("No result CSVs given. Received: paths=[]")
-    files = {}
-    for pattern in map(str, patterns):
-        for match in _matches(pattern):
-            files.setdefault(os.path.realpath(match), match)
-    return list(files.values())
-
-
-def _matches(pattern: str) -> list[str]:
-    """Result CSVs of a folder or glob; per-class companions are read with their result CSV, not on their own."""
-    folder = Path(pattern)
-    if folder.is_dir():
-        inner = folder / "trials" if (folder / "trials").is_dir() else folder
-        matches = sorted(str(p) for p in inner.glob("*.csv") if p.is_file() and not p.name.endswith(PER_CLASS_SUFFIX))
-        if not matches:
-            raise FileNotFoundError(f"No result CSVs in folder {inner}")
-        return matches
-    found = sorted(glob.glob(pattern))
-    matches = [m for m in found if not m.endswith(PER_CLASS_SUFFIX)]
-    if found and not matches:
-        raise FileNotFoundError(f"{pattern!r} matches only per-class companion CSVs (*{PER_CLASS_SUFFIX}); give "
-                                "their result CSVs")
-    if not matches:
-        raise FileNotFoundError(f"No file matches {pattern!r}")
-    return matches
 
 
 def _read_one(path: str) -> tuple[pd.DataFrame, dict, list[str]]:

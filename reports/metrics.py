@@ -11,14 +11,12 @@ Metrics (``--metric``), each computed per run (one curve of one seed) and condit
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 from scipy import integrate
 
 from reports.keys import RUN, key_columns
+from reports.options import METRIC_NAMES, Metric, check_tolerances, parse_metric, parse_metrics  # noqa: F401
 from reports.validate import nonfinite_rows
 
 
@@ -66,7 +64,7 @@ def run_scores(df: pd.DataFrame, loss_tol: float = 0.10, acc_tol: float = 0.01, 
     Raises:
         ValueError: a metric at a sparsity S outside a run's measured sparsities (names the run and the range).
     """
-    _check_tolerances(loss_tol, acc_tol)
+    check_tolerances(loss_tol, acc_tol)
     keys = [*key_columns(df), "epoch", *RUN]
     extra = [m for m in dict.fromkeys(map(parse_metric, metrics)) if m.column not in ("auc", "tolerated_sparsity")]
     df = df.assign(_nonfinite=nonfinite_rows(df).to_numpy())
@@ -82,59 +80,6 @@ def run_scores(df: pd.DataFrame, loss_tol: float = 0.10, acc_tol: float = 0.01, 
 def _unranked(nonfinite: bool, *values: float) -> tuple[float, ...]:
     """The values, or NaN for each when the curve holds a non-finite loss (``reports.validate.nonfinite_rows``)."""
     return tuple(float("nan") for _ in values) if nonfinite else values
-
-
-@dataclass(frozen=True)
-class Metric:
-    """A metric a ranking is about: its name, its score column, its direction, its range and its label."""
-
-    name: str
-    column: str
-    lower_is_better: bool
-    bounds: tuple
-    label: str
-    at: float | None = None
-
-
-METRIC_NAMES = ["loss_auc", "accuracy_auc", "accuracy_at:S", "loss_at:S", "tolerated_sparsity"]
-_FIXED = {
-    "loss_auc": Metric("loss_auc", "auc", True, (0.0, np.inf), "loss AUC"),
-    "accuracy_auc": Metric("accuracy_auc", "accuracy_auc", False, (0.0, 1.0), "accuracy AUC"),
-    "tolerated_sparsity": Metric("tolerated_sparsity", "tolerated_sparsity", False, (0.0, 1.0), "tolerated sparsity"),
-}
-
-
-def parse_metric(text) -> Metric:
-    """The ``Metric`` named by ``text`` (``loss_auc``, ``accuracy_at:0.9``, ...); a ``Metric`` is returned as is.
-
-    Raises:
-        ValueError: an unknown name, or S not a number in [0, 1]; names the value and the choices.
-    """
-    if isinstance(text, Metric):
-        return text
-    name = str(text).strip()
-    if name in _FIXED:
-        return _FIXED[name]
-    match = re.fullmatch(r"(accuracy|loss)_at:(.*)", name)
-    if not match:
-        raise ValueError(f"Unknown metric {name!r}; available: {METRIC_NAMES}. Received: metric={name!r}")
-    try:
-        at = float(match.group(2))
-    except ValueError:
-        at = float("nan")
-    if not 0.0 <= at <= 1.0:
-        raise ValueError(f"The sparsity S of {match.group(1)}_at:S must be a number in [0, 1]. Received: metric={name!r}")
-    accuracy = match.group(1) == "accuracy"
-    return Metric(f"{match.group(1)}_at:{at:g}", f"{match.group(1)}_at:{at:g}", not accuracy,
-                  (0.0, 1.0) if accuracy else (0.0, np.inf), f"{match.group(1)} at {at:g}", at)  # fmt: skip
-
-
-def parse_metrics(names) -> list[Metric]:
-    """Distinct metrics, in the order given; a comma-separated string or a list (see ``parse_metric``)."""
-    names = [n for n in names.split(",")] if isinstance(names, str) else list(names)
-    if not names:
-        raise ValueError(f"metric takes one or more of {METRIC_NAMES}. Received: metric=[]")
-    return list(dict.fromkeys(parse_metric(n) for n in names))
 
 
 def value_at(sparsity, values, at: float) -> float:
@@ -161,8 +106,3 @@ def metric_value(run: pd.DataFrame, metric: Metric, key=(), keys=()) -> float:
     except ValueError as err:
         where = ", ".join(f"{c}={v}" for c, v in zip(keys, key, strict=False) if c in ("run_id", "measure", "epoch"))
         raise ValueError(f"metric {metric.name}: {err} of run ({where}); choose S inside it") from None
-
-
-def _check_tolerances(loss_tol: float, acc_tol: float) -> None:
-    if not (loss_tol >= 0 and acc_tol >= 0):
-        raise ValueError(f"Tolerances must be >= 0. Received: loss_tol={loss_tol}, acc_tol={acc_tol}")

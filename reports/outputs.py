@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.common.paths import check_writable
-from reports.loading import _expand
+from reports.options import check_out_dir, expand_paths
 
 RECORD = "inputs.json"
 DEFAULT_ROOT = Path("figures")
@@ -42,7 +41,7 @@ def input_record(paths_or_df) -> list[str] | None:
     if isinstance(paths_or_df, pd.DataFrame):
         return None
     paths = [paths_or_df] if isinstance(paths_or_df, str | Path) else list(paths_or_df)
-    _expand(paths)
+    expand_paths(paths)
     return sorted({os.path.realpath(p) if Path(p).exists() else os.path.abspath(p) for p in map(str, paths)})
 
 
@@ -102,14 +101,3 @@ def write_record(out: Path, record, options: dict) -> Path:
     text = json.dumps({"inputs": relative(record, out), "options": options}, indent=1, default=str)
     (out / RECORD).write_text(text + "\n", encoding="utf-8")
     return out / RECORD
-
-
-def check_out_dir(out_dir) -> Path:
-    """Checks that ``out_dir`` is a folder that can be written (or created), writing nothing.
-
-    Raises:
-        ValueError: it is a file, or its nearest existing folder cannot be written (``harness.common.paths.check_writable``:
-            ``Cannot write output folder <out_dir>: <reason> (<folder>). Choose another path.``).
-    """
-    check_writable(out_dir, f"output folder {out_dir}")
-    return Path(out_dir)

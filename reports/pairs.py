@@ -31,6 +31,7 @@ from scipy import stats
 
 from reports.keys import N_RESAMPLES
 from reports.metrics import Metric
+from reports.options import parse_pairs  # noqa: F401  (re-exported)
 
 PAIR_FIELDS = [
     "a", "b", "n", "mean_a", "mean_b", "p_raw", "p_adjusted", "significant", "direction", "wins", "ties", "losses",
@@ -61,21 +62,6 @@ class Family:
         if self.pairs:
             return f"{m} listed pair{'s' * (m != 1)}"
         return f"all {m} pair{'s' * (m != 1)}"
-
-
-def parse_pairs(pairs) -> tuple:
-    """``["a:b", "c:d"]`` -> ``(("a", "b"), ("c", "d"))``.
-
-    Raises:
-        ValueError: an entry is not two distinct non-empty names joined by ":".
-    """
-    parsed = []
-    for text in pairs or ():
-        a, sep, b = str(text).partition(":")
-        if not sep or not a.strip() or not b.strip() or a.strip() == b.strip() or ":" in b:
-            raise ValueError(f"pairs take 'a:b' with two different treatments. Received: pairs={list(pairs)}")
-        parsed.append((a.strip(), b.strip()))
-    return tuple(parsed)
 
 
 def holm(pvalues) -> np.ndarray:

@@ -9,16 +9,16 @@ import numpy as np
 import pandas as pd
 
 from reports._utils import _slug, short_title, to_markdown
-from reports.analyze import analyze, apply_where, check_options
+from reports.analyze import analyze, apply_where
 from reports.colors import measure_colors, treatment_colors
 from reports.curves import plot_curves
 from reports.figures import plot_cd, plot_mean_ranks, plot_rank_heatmap, select_epochs
 from reports.forgetting import forgetting_rows, forgetting_table, plot_forgetting, plot_selectivity
-from reports.keys import FORMATS, PROTOCOL_TABLES, panel_columns
+from reports.keys import PROTOCOL_TABLES, panel_columns
 from reports.loading import load, share_unpooled
 from reports.markdown import _markdown, mean_rank_rows, metric_tables
-from reports.metrics import _check_tolerances
-from reports.outputs import check_out_dir, input_record, output_folder, write_record
+from reports.options import check_out_dir, check_report_options, check_sparsity_range  # noqa: F401  (re-exported)
+from reports.outputs import input_record, output_folder, write_record
 from reports.protocol import base_measure, control_of, plot_controls, plot_order
 
 
@@ -58,14 +58,9 @@ def report(
         ValueError: a bad option, an unwritable ``out_dir`` (both before reading any data), bad input files (see
             ``load``), or nothing to rank (see ``analyze``). Nothing is written then.
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"fmt must be one of {list(FORMATS)}. Received: fmt={fmt!r}")
-    _check_tolerances(loss_tol, acc_tol)
-    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2):
-        raise ValueError(f"classes must be an integer >= 2 (the chance line). Received: classes={num_classes!r}")
     planned = {"metric": metric, "where": where, "control": control, "pairs": pairs, "at": at}
-    check_options(compare, epoch, interval, alpha, **planned)
-    sparsity_range = check_sparsity_range(sparsity_range)
+    sparsity_range = check_report_options(fmt, loss_tol, acc_tol, num_classes, sparsity_range, compare=compare,
+                                          epoch=epoch, interval=interval, alpha=alpha, **planned)
     if out_dir is not None:
         check_out_dir(out_dir)  # before any input is read
     record = input_record(paths_or_df)
@@ -96,23 +91,6 @@ def _write_forgetting(out: Path, df: pd.DataFrame, table: pd.DataFrame, fmt: str
         files.append(_save(plot_forgetting(part, colors=colors), out / f"forgetting_{_slug(key)}.{fmt}"))
         files.append(_save(plot_selectivity(part, colors=colors), out / f"selectivity_{_slug(key)}.{fmt}"))
     return files
-
-
-def check_sparsity_range(sparsity_range) -> tuple[float, float] | None:
-    """``(low, high)`` as floats with 0 <= low < high <= 1, or None.
-
-    Raises:
-        ValueError: not two numbers in that order; names the value received.
-    """
-    if sparsity_range is None:
-        return None
-    try:
-        low, high = (float(v) for v in sparsity_range)
-    except (TypeError, ValueError):
-        low = high = float("nan")
-    if not 0.0 <= low < high <= 1.0:
-        raise ValueError(f"sparsity_range takes LO HI with 0 <= LO < HI <= 1. Received: sparsity_range={sparsity_range}")
-    return low, high
 
 
 def _write_tables(out: Path, result: dict) -> list[Path]:

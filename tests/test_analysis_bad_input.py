@@ -1,8 +1,11 @@
 """analysis.py input handling beyond the shared bad-input table (tests/test_bad_input.py): a read-only output folder
-and a file named twice."""
+and a file named twice; refusals that need no data come before pandas, SciPy and matplotlib are imported."""
 
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -257,3 +260,49 @@ def test_controls_and_unpooled_rows_agree_with_their_runs_metadata(tmp_path):
     (tmp_path / "r.r0.json").write_text(json.dumps({"num_classes": 10, "config": SWEPT | {"seed": 0}}))
     df = analysis.load(tmp_path / "r.csv")
     assert df.attrs["notices"] == [] and len(df) == len(frame)
+
+
+# Refusals that need no data run before pandas, SciPy or matplotlib are imported: every row of BAD_OPTIONS that names
+# the missing no.csv, inputs that match nothing, an output folder that is a file, and ledgers that cannot be read.
+LIGHT = [(["analysis", *argv, "--out", "{tmp}/figures"], message, status)
+         for argv, message, status in BAD_OPTIONS if argv[0] == "{tmp}/no.csv"] + [
+    (["analysis", "{tmp}/no.csv", "--out", "{tmp}/figures"], "No file matches '{tmp}/no.csv'", 2),
+    (["analysis", "{tmp}/empty", "--out", "{tmp}/figures"], "No result CSVs in folder {tmp}/empty", 2),
+    (["analysis", "{tmp}/no.csv", "--out", "{tmp}/file.txt"], "Cannot write output folder {tmp}/file.txt: Not a "
+                                                              "directory", 2),
+    (["analysis", "{tmp}/no.csv", "--epoch", "first"], "epoch must be 'last' or a list of epoch numbers", 2),
+    (["analysis", "{tmp}/no.csv", "--format", "jpg"], "invalid choice: 'jpg'", 2),
+    (["claims", "{tmp}/none.toml"], "cannot read the claims ledger {tmp}/none.toml", 2),
+    (["claims", "{tmp}/file.txt"], "no [[claim]] table in {tmp}/file.txt", 2),
+]  # fmt: skip
+HEAVY = ("pandas", "scipy", "matplotlib", "numpy", "tensorflow")
+RUN_LIGHT = """
+import contextlib, io, json, sys
+import analysis
+from reports import claims
+rows = []
+for entry, *argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            status = (analysis.main if entry == "analysis" else claims.main)(argv)
+        except SystemExit as stop:
+            status = stop.code
+    rows.append([status, err.getvalue()])
+print(json.dumps({"rows": rows, "modules": sorted({m.split(".")[0] for m in sys.modules})}))
+"""
+
+
+def test_refusals_needing_no_data_import_no_pandas_scipy_or_matplotlib(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "file.txt").write_text("x = 1\n")
+    argvs = [[a.replace("{tmp}", str(tmp_path)) for a in argv] for argv, _, _ in LIGHT]
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", RUN_LIGHT, json.dumps(argvs)], cwd=tmp_path, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(root)}, timeout=60, check=True)  # fmt: skip
+    found = json.loads(done.stdout)
+    assert set(HEAVY).isdisjoint(found["modules"]), set(HEAVY) & set(found["modules"])
+    for (argv, message, status), (code, err) in zip(LIGHT, found["rows"], strict=True):
+        lines = [line for line in err.strip().splitlines() if not line.startswith(("usage:", " "))]
+        assert code == status and len(lines) == 1 and message.replace("{tmp}", str(tmp_path)) in lines[0], (argv, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "file.txt"]  # nothing written
