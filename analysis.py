@@ -24,9 +24,10 @@ matplotlib are imported.
 
 from __future__ import annotations
 
-import importlib
 import sys
 import tempfile  # noqa: F401  (tests replace tempfile.TemporaryFile through this name)
+
+from harness.common.lazy import lazy_attributes
 
 _MODULES = {
     "reports.analyze": ["analyze"],
@@ -54,19 +55,7 @@ _WHERE = {name: module for module, names in _MODULES.items() for name in names}
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str):
-    """Imports a public name from its ``reports`` module on first use (PEP 562), and keeps it here."""
-    if name not in _WHERE:
-        raise AttributeError(f"module 'analysis' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    """The module's names and every public name, imported or not."""
-    return sorted({*globals(), *__all__})
-
+__getattr__, __dir__ = lazy_attributes("analysis", _WHERE, globals())
 
 if __name__ == "__main__":
     from reports.cli import main

@@ -17,9 +17,8 @@ The public API is importable from here and loaded on first use, so that ``import
 ``Evaluator``, ``sweep``, ``Trainer``.
 """
 
-import importlib
-
 from harness.common import quiet  # noqa: F401  (the environment TensorFlow reads, set before anything imports it)
+from harness.common.lazy import lazy_attributes
 
 API = {
     "RunConfig": "harness.pipeline.config",
@@ -31,12 +30,4 @@ API = {
     "Trainer": "harness.pipeline.train",
 }
 __all__ = sorted(API)
-
-
-def __getattr__(name: str):
-    """Import a public name from its stage's module on first use (PEP 562)."""
-    if name not in API:
-        raise AttributeError(f"module 'harness' has no attribute {name!r}")
-    value = getattr(importlib.import_module(API[name]), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_attributes("harness", API, globals())
