@@ -2,7 +2,7 @@
 
 Every case of the bad-input tables (``tests/test_bad_input.py``'s ``CASES`` and
 ``tests/test_analysis_bad_input.py``'s ``BAD_OPTIONS``) runs as the command a
-user types (``python -m harness``, ``python -m harness.localize``, ``python
+user types (``python -m harness``, ``python -m harness.experiments.localize``, ``python
 analysis.py``, ``python -m reports.claims``; a study is ``python -m harness``
 with a study option), in its own folder prepared as the test prepares it. Per
 case: the wall time of the process, whether it imported TensorFlow or Ray, and
@@ -40,7 +40,7 @@ PROBE = ("import atexit, os, runpy, sys\n"
          "target = sys.argv[1]; sys.argv = sys.argv[1:]\n"
          "runpy.run_path(target, run_name='__main__') if target.endswith('.py') else "
          "runpy.run_module(target, run_name='__main__', alter_sys=True)\n")  # fmt: skip
-COMMANDS = {"harness": ["harness"], "study": ["harness"], "localize": ["harness.localize"],
+COMMANDS = {"harness": ["harness"], "study": ["harness"], "localize": ["harness.experiments.localize"],
             "analysis": [str(ROOT / "analysis.py")], "claims": ["reports.claims"]}  # fmt: skip
 
 

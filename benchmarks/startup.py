@@ -7,7 +7,7 @@ finished run (digits, 1 epoch, magnitude, 2 thresholds) and the finished
 study (the same on seeds 0-1, 2 workers) are computed once first, untimed.
 ``--project`` times another checkout of the project (e.g. an older commit)
 with the same commands; ``--exclude`` leaves out commands by a part of their
-label (before ``harness.study.driver --list`` listed, it ran a whole default study).
+label (before ``harness.study --list`` listed, it ran a whole default study).
 
 Usage: ``python benchmarks/startup.py [--repeats 5] [--project PATH] [--no-study] [--exclude "study --list"]``.
 """
@@ -44,12 +44,12 @@ def commands(study: bool) -> dict[str, list[str]]:
     found = {"python -c pass": ["-c", "pass"],
              "harness --help": [*probe, "harness", "--help"],
              "harness --list": [*probe, "harness", "--list"],
-             "harness.study.driver --help": [*probe, "harness.study", "--help"],
-             "harness.study.driver --list": [*probe, "harness.study", "--list"],
+             "harness.study --help": [*probe, "harness.study", "--help"],
+             "harness.study --list": [*probe, "harness.study", "--list"],
              "harness.experiments.localize --help": [*probe, "harness.experiments.localize", "--help"],
              "harness (finished run)": [*probe, "harness", *RUN, "--output", "out/r.csv"]}
     if study:
-        found["harness.study.driver (finished study)"] = [*probe, "harness", *RUN, "--seeds", "0-1", "--workers", "2",
+        found["harness.study (finished study)"] = [*probe, "harness", *RUN, "--seeds", "0-1", "--workers", "2",
                                                    "--storage", "studies"]
     return found
 
