@@ -4,9 +4,10 @@ The plugins' declarations (``options``, ``training_time``, ``signed``,
 ``signed_when``, ``pools``, ``by_default``) are read from their files by
 :mod:`harness.cli.catalog`, or taken from the live class of a plugin registered
 at run time. Options are checked by :func:`harness.common.options.check_options`,
-the check the classes themselves make; the rules and messages that combine
-plugins with other settings are those of :class:`harness.pipeline.config.RunConfig`,
-which checks them again with the imported plugins.
+the check the classes themselves make. The rules that combine plugins with
+other settings are checked here once before TensorFlow is imported, and again
+by :class:`harness.pipeline.config.RunConfig`, which calls :func:`check_plugins`
+with its resolved settings.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from harness.cli import catalog
 from harness.common.options import canonical_spec, check_options, signed
 from harness.common.registry import parse_spec
-from harness.pipeline.config import _check_list
+from harness.common.validation import check_list, unknown_classes
 
 REGISTRIES = {"measure": ("measures", "MEASURES"), "aggregation": ("aggregations", "AGGREGATIONS")}
 FACTS = ("training_time", "signed", "signed_when", "pools", "by_default")
@@ -100,7 +101,7 @@ def check_plugins(settings: dict, num_classes: int | None, task: str) -> None:
     measures = [declared("measure", spec) for spec in measure_specs]
     aggregations = [declared("aggregation", spec) for spec in settings.get("aggregations") or
                     _defaults("aggregation", settings)]
-    _check_list("aggregations", [a.canonical for a in aggregations])  # unit and unit:direction=in are one
+    check_list("aggregations", [a.canonical for a in aggregations])  # unit and unit:direction=in are one
     _check_forgetting(settings, measures, measure_specs)
     _check_lamp_and_output(settings, measures, aggregations, measure_specs)
     _check_groups(measures, num_classes, task)
@@ -146,7 +147,7 @@ def _check_lamp_and_output(settings: dict, measures: list[Declared], aggregation
 def _check_groups(measures: list[Declared], num_classes: int | None, task: str) -> None:
     for measure in measures:
         groups = measure.values.get("groups") or []
-        unknown = sorted({c for group in groups for c in group if num_classes is None or c >= num_classes})
+        unknown = sorted(set(unknown_classes([c for group in groups for c in group], num_classes)))
         if unknown:
             raise ValueError(f"Measure {measure.spec!r} names classes {unknown} that task {task!r} does not have; "
                              f"valid classes: 0..{(num_classes or 1) - 1}. Received: groups={groups}")

@@ -231,8 +231,9 @@ def _validate(config: RunConfig, task) -> None:
     import measures
 
     config.measures = _check_list("measures", config.measures)
-    built = {spec: measures.make_measure(spec) for spec in config.measures}
-    _check_class_options(config, built, task)
+    for spec in config.measures:
+        measures.make_measure(spec)  # the measure's own checks (options, class groups) as it is built
+    _check_class_options(config, task)
     config.aggregations = _check_list("aggregations", config.aggregations)
     config.aggregations = _check_list("aggregations", [aggregations.get_aggregation(a, config.structured_bn).spec
                                                      for a in config.aggregations])
@@ -245,8 +246,6 @@ def _validate(config: RunConfig, task) -> None:
     if "global" not in config.scopes and config.normalizations != ["none"]:
         raise ValueError("normalizations apply to global scope only; add 'global' to scopes or use ['none']. "
                          f"Received: normalizations={config.normalizations}, scopes={config.scopes}")
-    _check_lamp_and_output(config, built)
-    _check_group_classes(built, task)
     check_choice("prunable", config.prunable, PRUNABLE_CHOICES)
     check_choice("threshold_rule", config.threshold_rule, THRESHOLD_RULES)
     if config.threshold_rule == "legacy_cutoff" and "most" in config.orders:
@@ -256,7 +255,7 @@ def _validate(config: RunConfig, task) -> None:
     for name, limit in LIMITS.items():
         if not (name == "epochs" and config.model_file is not None and _is_zero(config.epochs)):
             _check_positive_int(name, getattr(config, name), limit)
-    _check_scoring_only(config.epochs, built)
+    _check_plugin_rules(config, task)
     _check_number("learning_rate", config.learning_rate, "a finite number > 0", lambda x: math.isfinite(x) and x > 0)
     _check_number("divergence_factor", config.divergence_factor, "a number > 1 (inf: never stop on this rule)",
                   lambda x: x > 1)
@@ -293,16 +292,6 @@ def _validate_paths(config: RunConfig, task) -> None:
                          f"Received: data_dir={config.data_dir!r}")
 
 
-def _check_group_classes(built: dict, task) -> None:
-    """Class groups of grouped measures (``update_tally:groups=...``) must name classes the task has."""
-    for spec, measure in built.items():
-        unknown = sorted(set(unknown_classes([c for group in getattr(measure, "groups", None) or [] for c in group],
-                                             task.num_classes)))
-        if unknown:
-            raise ValueError(f"Measure {spec!r} names classes {unknown} that task {task.name!r} does not have; valid "
-                             f"classes: 0..{(task.num_classes or 1) - 1}. Received: groups={measure.groups}")
-
-
 def check_classes(name: str, values, task) -> list[int]:
     """A non-empty list of distinct class ids of ``task``, sorted.
 
@@ -321,7 +310,7 @@ def check_classes(name: str, values, task) -> list[int]:
     return sorted(values)
 
 
-def _check_class_options(config: RunConfig, built: dict, task) -> None:
+def _check_class_options(config: RunConfig, task) -> None:
     """Validate and resolve ``importance_classes``, ``per_class``, ``forget_classes``, ``contrast`` and ``orders``."""
     if config.importance_classes is not None:
         config.importance_classes = check_classes("importance_classes", config.importance_classes, task)
@@ -332,14 +321,17 @@ def _check_class_options(config: RunConfig, built: dict, task) -> None:
         config.orders = ["least"] if config.orders is None else config.orders
         config.per_class = False if config.per_class is None else config.per_class
     else:
-        _check_forgetting(config, built, task)
+        _check_forgetting(config, task)
     if config.per_class is True and task.num_classes is None:
         raise ValueError(f"per_class needs a classification task; task {task.name!r} has no classes. "
                          "Received: per_class=True")
 
 
-def _check_forgetting(config: RunConfig, built: dict, task) -> None:
-    """A forgetting run: a forget set that leaves other classes, per-class rows, a contrast fit for its measures."""
+def _check_forgetting(config: RunConfig, task) -> None:
+    """A forgetting run: a forget set that leaves other classes, per-class rows, a contrast.
+
+    Whether the contrast suits the measures is checked by :func:`_check_plugin_rules`.
+    """
     forget = config.forget_classes = check_classes("forget_classes", config.forget_classes, task)
     if len(forget) == task.num_classes:
         raise ValueError(f"forget_classes must leave at least one other class of task {task.name!r}. "
@@ -353,31 +345,21 @@ def _check_forgetting(config: RunConfig, built: dict, task) -> None:
     config.per_class, config.contrast = True, config.contrast or "ratio"
     config.orders = ["most"] if config.orders is None else config.orders
     check_choice("contrast", config.contrast, CONTRASTS)
-    signed = [spec for spec, measure in built.items() if measure.signed]
-    if config.contrast == "ratio" and signed:
-        raise ValueError(f"contrast 'ratio' divides importances and needs non-negative ones; measures {signed} give "
-                         f"signed scores (use contrast 'difference'). Received: measures={config.measures}")
-    for spec, measure in built.items():
-        groups = getattr(measure, "groups", None)
-        if groups and sorted(groups[measure.target]) != forget:
-            raise ValueError(f"Measure {spec!r} scores the share of group {groups[measure.target]}; in a forgetting "
-                             f"run its target group must be the forget set. Received: forget_classes={forget}")
 
 
-def _check_lamp_and_output(config: RunConfig, built: dict) -> None:
-    """``lamp`` needs measures with non-negative scores; ``output`` scope needs a per-weight aggregation."""
-    if "lamp" in config.normalizations and config.contrast == "difference":
-        raise ValueError("normalization 'lamp' squares item scores and needs non-negative ones; contrast 'difference' "
-                         f"gives signed scores. Received: normalizations={config.normalizations}, contrast='difference'")
-    signed = [spec for spec, measure in built.items() if measure.signed]
-    if "lamp" in config.normalizations and signed:
-        raise ValueError(f"normalization 'lamp' squares item scores and needs non-negative ones; measures {signed} "
-                         f"give signed scores. Received: measures={config.measures}, normalizations={config.normalizations}")
-    import aggregations
+def _check_plugin_rules(config: RunConfig, task) -> None:
+    """The rules that combine what the measures and aggregations declare with the other settings.
 
-    if "output" in config.scopes and all(aggregations.get_aggregation(a).pools for a in config.aggregations):
-        raise ValueError("scope 'output' ranks single weights within each output unit and applies to per-weight "
-                         f"aggregations only (e.g. 'weight'). Received: aggregations={config.aggregations}")
+    One set of rules and messages, :func:`harness.cli.plugin_checks.check_plugins`, serves this check and the one
+    made before TensorFlow is imported: signed scores with ``lamp`` or the ``ratio`` contrast, a grouped measure's
+    classes and forgetting target, scope ``output`` with pooling aggregations, training-time measures with
+    ``epochs`` 0.
+    """
+    from harness.cli.plugin_checks import check_plugins
+
+    settings = {name: getattr(config, name) for name in ("measures", "aggregations", "forget_classes", "contrast",
+                                                         "normalizations", "scopes")}
+    check_plugins({**settings, "epochs": 0 if _is_zero(config.epochs) else config.epochs}, task.num_classes, task.name)
 
 
 def _model_file_name(model, model_file) -> str:
@@ -400,15 +382,6 @@ def _default_measures(epochs) -> list[str]:
 
 def _is_zero(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value == 0
-
-
-def _check_scoring_only(epochs, built: dict) -> None:
-    """With ``epochs`` 0 nothing trains, so the measures that accumulate over training steps are refused by name."""
-    trained = [spec for spec, measure in built.items() if measure.training_time]
-    if _is_zero(epochs) and trained:
-        raise ValueError(f"epochs 0 scores the file's weights without training; the training-time measures {trained} "
-                         "observe training steps and are refused (remove them, or fine-tune with epochs >= 1). "
-                         "Received: epochs=0")
 
 
 def _check_model_file(model_file, task) -> str | None:
