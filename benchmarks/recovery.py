@@ -34,8 +34,9 @@ import numpy as np  # noqa: E402
 import harness.thresholding.sweep  # noqa: E402
 from aggregations import get_aggregation  # noqa: E402
 from harness.pipeline.train import Trainer  # noqa: E402
+from harness.thresholding.evaluator import Evaluator
 from harness.thresholding.recovery import BatchNormRecalibration, FineTuning  # noqa: E402
-from harness.thresholding.sweep import Evaluator, replacement_values, sweep  # noqa: E402
+from harness.thresholding.sweep import replacement_values, sweep  # noqa: E402
 from harness.thresholding.threshold import Thresholder  # noqa: E402
 from measures import prunable_params  # noqa: E402
 from tasks import get_task  # noqa: E402

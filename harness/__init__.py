@@ -25,7 +25,7 @@ API = {
     "run": "harness.pipeline.experiment",
     "Study": "harness.study.driver",
     "Thresholder": "harness.thresholding.threshold",
-    "Evaluator": "harness.thresholding.sweep",
+    "Evaluator": "harness.thresholding.evaluator",
     "sweep": "harness.thresholding.sweep",
     "Trainer": "harness.pipeline.train",
 }

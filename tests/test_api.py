@@ -10,7 +10,7 @@ import harness
 
 EXPECTED = {"RunConfig": "harness.pipeline.config", "run": "harness.pipeline.experiment",
             "Study": "harness.study.driver", "Thresholder": "harness.thresholding.threshold",
-            "Evaluator": "harness.thresholding.sweep", "sweep": "harness.thresholding.sweep",
+            "Evaluator": "harness.thresholding.evaluator", "sweep": "harness.thresholding.sweep",
             "Trainer": "harness.pipeline.train"}
 
 

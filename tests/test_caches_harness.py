@@ -12,7 +12,8 @@ import pytest
 
 import harness.thresholding.threshold
 from aggregations import get_aggregation
-from harness.thresholding.sweep import Evaluator, replacement_values, sweep
+from harness.thresholding.evaluator import Evaluator
+from harness.thresholding.sweep import replacement_values, sweep
 from harness.thresholding.threshold import Thresholder, rank_order, recent_rank_order
 from measures import prunable_params
 from tests.helpers import CE_LOGITS, random_data

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from aggregations import get_aggregation
-from harness.thresholding.sweep import Evaluator, replacement_values, sweep
+from harness.thresholding.evaluator import Evaluator
+from harness.thresholding.sweep import replacement_values, sweep
 from harness.thresholding.threshold import Thresholder
 from measures import prunable_params
 from tests.helpers import CE_LOGITS, random_data, tiny_conv_model, tiny_dense_model

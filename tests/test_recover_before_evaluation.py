@@ -7,9 +7,10 @@ import tensorflow as tf
 
 from aggregations import get_aggregation
 from harness.pipeline.train import Trainer
+from harness.thresholding.evaluator import Evaluator
 from harness.thresholding.masks import Schedule
 from harness.thresholding.recovery import BatchNormRecalibration, FineTuning, batch_norm_layers, parse_recovery
-from harness.thresholding.sweep import Evaluator, replacement_values, sweep
+from harness.thresholding.sweep import replacement_values, sweep
 from harness.thresholding.threshold import Thresholder
 from measures import prunable_params
 from tests.helpers import CE_LOGITS, random_data

@@ -17,8 +17,9 @@ import aggregations
 from harness.pipeline.config import RunConfig
 from harness.pipeline.experiment import Experiment
 from harness.pipeline.train import Trainer
+from harness.thresholding.evaluator import Evaluator
 from harness.thresholding.structure import Structure
-from harness.thresholding.sweep import Evaluator, sweep
+from harness.thresholding.sweep import sweep
 from harness.thresholding.threshold import Thresholder
 from measures import MeasureContext, make_measure, prunable_params
 from tasks import get_task

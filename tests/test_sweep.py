@@ -7,7 +7,8 @@ import pytest
 from aggregations import get_aggregation
 from harness.pipeline.train import Trainer
 from harness.thresholding.evaluation import FunctionEvaluator
-from harness.thresholding.sweep import Evaluator, replacement_values, sweep
+from harness.thresholding.evaluator import Evaluator
+from harness.thresholding.sweep import replacement_values, sweep
 from harness.thresholding.threshold import Thresholder
 from measures import make_measure, prunable_params
 from measures._base import MeasureContext

@@ -7,10 +7,11 @@ import pytest
 import harness.thresholding.sweep
 from aggregations import Items, get_aggregation
 from harness.thresholding.evaluation import FunctionEvaluator
+from harness.thresholding.evaluator import Evaluator
 from harness.thresholding.forward import FirstLayer
 from harness.thresholding.masks import Schedule
 from harness.thresholding.structure import Structure
-from harness.thresholding.sweep import Evaluator, choose_method, replacement_values, sweep
+from harness.thresholding.sweep import choose_method, replacement_values, sweep
 from harness.thresholding.threshold import Thresholder, rank_order
 from measures import prunable_params
 from tests.helpers import CE_LOGITS, random_data, tiny_conv_model, tiny_dense_model

@@ -6,8 +6,9 @@ import pytest
 
 from aggregations import get_aggregation
 from harness.thresholding.controls import make_control
+from harness.thresholding.evaluator import Evaluator
 from harness.thresholding.masks import Schedule
-from harness.thresholding.sweep import Evaluator, replacement_values, sweep
+from harness.thresholding.sweep import replacement_values, sweep
 from harness.thresholding.threshold import Thresholder
 from measures import prunable_params
 from tests.helpers import CE_LOGITS, random_data, tiny_conv_model, tiny_dense_model

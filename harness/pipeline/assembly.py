@@ -23,7 +23,7 @@ from harness.pipeline.scoring import Scorer, draw_samples
 from harness.pipeline.seed import seed_everything
 from harness.pipeline.sweeping import EpochSweeps, Sweeper
 from harness.pipeline.train import Trainer
-from harness.thresholding.sweep import Evaluator
+from harness.thresholding.evaluator import Evaluator
 from measures import Measure, prunable_params
 from tasks._model_file import check_model_shapes, file_sha256, load_model_file
 from tasks._outputs import logits_model

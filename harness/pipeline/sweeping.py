@@ -30,7 +30,7 @@ class Sweeper:
     Args:
         config: The run's parameters (thresholds, threshold rule, sweep method, seed).
         params: The prunable parameters.
-        evaluate: The run's :class:`harness.thresholding.sweep.Evaluator`.
+        evaluate: The run's :class:`harness.thresholding.evaluator.Evaluator`.
         recoveries: The run's :class:`harness.pipeline.recoveries.Recoveries`.
         kinds: The run's aggregations by spec (:func:`harness.pipeline.plan.aggregations_of`).
     """

@@ -4,7 +4,7 @@ A sweep assigns each threshold's mask to the live model and asks its
 evaluator for the validation metrics. Two classes implement
 :class:`SweepEvaluator`:
 
-- :class:`harness.thresholding.sweep.Evaluator`: compiled evaluation of a Keras model on
+- :class:`harness.thresholding.evaluator.Evaluator`: compiled evaluation of a Keras model on
   its validation set; every sweep method (``masked``, ``shrunk``,
   ``batched``), per-class metrics, parameter and FLOP counts, and the copy of
   an earlier identical sweep's results (``Evaluator.recent``).
@@ -29,7 +29,7 @@ class SweepEvaluator(Protocol):
     """What a sweep needs of its evaluation.
 
     Attributes:
-        compiles: True when the object also offers :class:`harness.thresholding.sweep.Evaluator`'s
+        compiles: True when the object also offers :class:`harness.thresholding.evaluator.Evaluator`'s
             compile API (``model``, ``structure``, ``compile``, ``compile_sets``,
             ``compiled``, ``summarize``, ``class_metrics``, ``recent``,
             ``evaluations``), with which the sweep assigns and evaluates a
