@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.common.validation import check_choice
+
 RECOVERIES = ("none", "bn", "finetune")
 OPTIONS = {"none": {}, "bn": {"batches": 20}, "finetune": {"steps": None}}  # None: required
 
@@ -38,8 +40,7 @@ def parse_recovery(spec) -> Recovery:
     if not isinstance(spec, str):
         raise ValueError(f"recoveries must be a list of strings. Received: recovery={spec!r}")
     kind, _, rest = spec.strip().partition(":")
-    if kind not in RECOVERIES:
-        raise ValueError(f"Unknown recovery {kind!r}; available: {list(RECOVERIES)}")
+    check_choice("recovery", kind, RECOVERIES)
     options = {}
     for item in filter(None, rest.split(",")):
         key, sep, value = (s.strip() for s in item.partition("="))
